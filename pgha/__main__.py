@@ -1,0 +1,3 @@
+from pgha.cli.main import main
+
+main()

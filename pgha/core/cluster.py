@@ -1,0 +1,159 @@
+"""Immutable records of the cluster as read from etcd in one linearizable range read."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pgha.config.model import DynamicConfig
+
+
+@dataclass(frozen=True)
+class Member:
+    """What one agent published about itself under ``members/<name>`` (bound to its lease)."""
+
+    name: str
+    role: str = "uninitialized"  # primary | replica | uninitialized
+    state: str = "stopped"  # running | streaming | starting | stopped | crashed | cloning | rewinding
+    conn_url: str = ""
+    api_url: str = ""
+    host: str = ""
+    port: int = 0
+    timeline: int = 0
+    lsn: int = 0  # primary: current WAL insert position; replica: max(received, replayed)
+    replayed_lsn: int = 0
+    tags: Mapping[str, Any] = field(default_factory=dict)
+    version: str = ""
+
+    @property
+    def nofailover(self) -> bool:
+        return bool(self.tags.get("nofailover")) or int(self.tags.get("failover_priority", 1)) <= 0
+
+    @property
+    def priority(self) -> int:
+        return int(self.tags.get("failover_priority", 1))
+
+    def to_json(self) -> str:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "name"}
+        d["tags"] = dict(self.tags)
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, name: str, raw: str) -> Member:
+        try:
+            d = json.loads(raw)
+        except json.JSONDecodeError:
+            return cls(name=name, state="unknown")
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "name"}
+        return cls(name=name, **known)
+
+
+@dataclass(frozen=True)
+class LeaderStatus:
+    """The ``status`` key: the last primary's name, timeline and WAL position, written each loop."""
+
+    leader: str = ""
+    timeline: int = 0
+    lsn: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps({"leader": self.leader, "timeline": self.timeline, "lsn": self.lsn})
+
+    @classmethod
+    def from_json(cls, raw: str) -> LeaderStatus:
+        try:
+            d = json.loads(raw)
+            return cls(leader=str(d.get("leader", "")), timeline=int(d.get("timeline", 0)), lsn=int(d.get("lsn", 0)))
+        except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
+            return cls()
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    timeline: int
+    lsn: int
+    reason: str
+    time: str
+    leader: str
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """The whole cluster at one etcd revision.
+
+    ``initialize`` is None when nobody has claimed the cluster, "" while the winner bootstraps,
+    and the system identifier afterwards.
+    """
+
+    initialize: str | None = None
+    config: DynamicConfig | None = None
+    config_revision: int = 0
+    leader: str | None = None
+    leader_lease: int = 0
+    members: Mapping[str, Member] = field(default_factory=dict)
+    status: LeaderStatus = field(default_factory=LeaderStatus)
+    history: tuple[HistoryEntry, ...] = ()
+    revision: int = 0
+
+    @property
+    def max_timeline(self) -> int:
+        tls = [m.timeline for m in self.members.values()] + [self.status.timeline]
+        tls += [h.timeline for h in self.history]
+        return max(tls, default=0)
+
+
+KEYS = ("initialize", "config", "leader", "status", "history", "sync", "failover")
+
+
+def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
+                  parse_config: Any = None) -> ClusterView:
+    """Build a ClusterView from the key/values under ``prefix`` (``/pgha/<scope>/``).
+
+    ``parse_config`` turns the raw config JSON into a DynamicConfig; an invalid stored config
+    yields ``config=None`` so that the node keeps its last good settings.
+    """
+    initialize: str | None = None
+    config: DynamicConfig | None = None
+    config_revision = 0
+    leader: str | None = None
+    leader_lease = 0
+    members: dict[str, Member] = {}
+    status = LeaderStatus()
+    history: tuple[HistoryEntry, ...] = ()
+    for kv in kvs:
+        rel = kv.key[len(prefix):]
+        if rel == "initialize":
+            initialize = kv.value
+        elif rel == "config":
+            config_revision = kv.mod_revision
+            if parse_config is not None:
+                try:
+                    config = parse_config(json.loads(kv.value))
+                except Exception:  # noqa: BLE001 - a bad stored config must not stop the HA loop
+                    config = None
+        elif rel == "leader":
+            leader, leader_lease = kv.value, kv.lease
+        elif rel == "status":
+            status = LeaderStatus.from_json(kv.value)
+        elif rel == "history":
+            history = parse_history(kv.value)
+        elif rel.startswith("members/"):
+            name = rel[len("members/"):]
+            members[name] = Member.from_json(name, kv.value)
+    return ClusterView(initialize=initialize, config=config, config_revision=config_revision,
+                       leader=leader, leader_lease=leader_lease, members=members, status=status,
+                       history=history, revision=revision)
+
+
+def parse_history(raw: str) -> tuple[HistoryEntry, ...]:
+    try:
+        rows = json.loads(raw)
+        return tuple(HistoryEntry(int(r[0]), int(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows)
+    except (json.JSONDecodeError, TypeError, ValueError, IndexError):
+        return ()
+
+
+def history_json(entries: Iterable[HistoryEntry]) -> str:
+    return json.dumps([[h.timeline, h.lsn, h.reason, h.time, h.leader] for h in entries])

@@ -1,0 +1,204 @@
+"""The HA decision: what this node must do now, as a pure function of one Snapshot.
+
+Rules, in the order they are checked:
+1. shutting down: stop Postgres cleanly, then give up the lease (the leader key goes with it).
+2. a long job (clone, rewind) runs: wait; the shell keeps renewing the lease meanwhile.
+3. etcd unreachable: a writable primary demotes once its lease is within ``retry_timeout`` of
+   expiring; nobody else acts.
+4. bootstrap: race for ``initialize``; a node whose data belongs to another cluster refuses.
+5. paused: no automatic action; the leader keeps its key.
+6. Postgres down: the leader restarts it in place (until ``primary_start_timeout``); others start
+   as replicas, after a rewind if their data may have diverged.
+7. the leader promotes its standby (or resumes as primary on the same timeline when it was the
+   last primary and nobody followed since), then publishes its position.
+8. a follower demotes if writable, rewinds if diverged, and points replication at the leader.
+9. no leader key: only a healthy, eligible replica races; a less advanced one waits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgha.core.actions import (
+    AcquireLeader,
+    Action,
+    CloneFrom,
+    Demote,
+    Exit,
+    FollowLeader,
+    InitializeCluster,
+    Promote,
+    PublishLeaderStatus,
+    ReleaseLeader,
+    ResumeAsPrimary,
+    Rewind,
+    StartPostgres,
+    StopPostgres,
+)
+from pgha.core.cluster import Member
+from pgha.core.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple[Action, ...]
+    note: str
+
+    @classmethod
+    def wait(cls, note: str) -> Decision:
+        return cls((), note)
+
+
+def decide(s: Snapshot) -> Decision:
+    if s.shutting_down:
+        return _shutdown(s)
+    if s.busy:
+        return Decision.wait(f"{s.busy} in progress")
+    if not s.dcs_ok:
+        return _without_dcs(s)
+    c = s.cluster
+    if c.initialize is None:
+        return Decision((InitializeCluster(),), "cluster is not initialized: racing to bootstrap it")
+    if c.initialize == "":
+        return Decision.wait("another node is bootstrapping the cluster")
+    if s.pg.sysid is not None and s.pg.sysid != c.initialize:
+        return Decision.wait(
+            f"data directory belongs to another cluster (system identifier {s.pg.sysid}, "
+            f"cluster has {c.initialize}): refusing to join"
+        )
+    if s.pg.data_dir_empty:
+        if c.leader and c.leader != s.name and c.leader in c.members:
+            return Decision((CloneFrom(c.leader),), f"cloning from leader {c.leader}")
+        return Decision.wait("no leader to clone from yet")
+    if s.config.pause:
+        return _paused(s)
+    if not s.pg.running:
+        return _postgres_down(s)
+    if c.leader == s.name:
+        return _as_leader(s)
+    if c.leader:
+        return _as_follower(s, c.leader)
+    return _without_leader(s)
+
+
+def _shutdown(s: Snapshot) -> Decision:
+    actions: list[Action] = []
+    if s.pg.running:
+        actions.append(StopPostgres("fast"))
+    actions.append(Exit())
+    return Decision(tuple(actions), "shutting down")
+
+
+def _writable(s: Snapshot) -> bool:
+    return s.pg.running and not s.pg.in_recovery
+
+
+def _without_dcs(s: Snapshot) -> Decision:
+    if _writable(s) and not s.holds_lease() and not s.config.pause:
+        return Decision(
+            (Demote("immediate", reason="cannot reach etcd and the leader lease is about to expire"),),
+            "etcd unreachable: demoting before the leader lease can expire",
+        )
+    return Decision.wait("etcd unreachable")
+
+
+def _paused(s: Snapshot) -> Decision:
+    if s.cluster.leader == s.name and _writable(s):
+        return Decision((PublishLeaderStatus(_slots(s)),), "paused: leader, no automatic actions")
+    return Decision.wait("paused: no automatic actions")
+
+
+def _postgres_down(s: Snapshot) -> Decision:
+    c, pg = s.cluster, s.pg
+    if c.leader == s.name:
+        if not s.holds_lease():
+            return Decision.wait("postgres down and the leader lease is about to expire")
+        if pg.down_since is not None and s.now - pg.down_since > s.config.primary_start_timeout:
+            return Decision(
+                (ReleaseLeader("postgres did not start within primary_start_timeout"),),
+                "postgres did not start within primary_start_timeout: releasing the leader key",
+            )
+        return Decision((StartPostgres(primary=pg.primary_on_timeline is not None),),
+                        "postgres is down on the leader: restarting it in place")
+    if c.leader:
+        if pg.primary_on_timeline is not None:
+            return Decision((Rewind(c.leader),), f"data may have diverged from leader {c.leader}: rewinding")
+        return Decision((StartPostgres(primary=False, follow=c.leader),), f"starting as a replica of {c.leader}")
+    return Decision((StartPostgres(primary=False),), "no leader: starting read-only")
+
+
+def _slots(s: Snapshot) -> frozenset[str]:
+    if not s.config.postgresql.use_slots:
+        return frozenset()
+    return frozenset(n for n in s.cluster.members if n != s.name)
+
+
+def _as_leader(s: Snapshot) -> Decision:
+    pg = s.pg
+    if not s.holds_lease():
+        if _writable(s):
+            return Decision((Demote("immediate", reason="the leader lease is about to expire"),),
+                            "leader lease about to expire: demoting")
+        return Decision.wait("leader lease about to expire")
+    if pg.in_recovery:
+        if (pg.primary_on_timeline == pg.timeline and pg.following is None
+                and s.cluster.status.leader == s.name and pg.timeline >= s.cluster.max_timeline):
+            return Decision((ResumeAsPrimary(),), "holding the leader key again: resuming as primary")
+        return Decision((Promote(),), "holding the leader key: promoting")
+    return Decision((PublishLeaderStatus(_slots(s)),), "leader")
+
+
+def _as_follower(s: Snapshot, leader: str) -> Decision:
+    pg = s.pg
+    if not pg.in_recovery:
+        return Decision((Demote("immediate", reason=f"{leader} holds the leader key"),),
+                        f"{leader} holds the leader key: demoting")
+    if pg.primary_on_timeline is not None:
+        return Decision((Rewind(leader),), f"data may have diverged from leader {leader}: rewinding")
+    if pg.following != leader:
+        return Decision((FollowLeader(leader),), f"following new leader {leader}")
+    return Decision.wait(f"replica of {leader}")
+
+
+def _rank(lsn: int, priority: int, name: str) -> tuple[int, int, tuple[int, ...]]:
+    # Higher WAL position wins, then higher failover_priority, then the smaller name.
+    return (lsn, priority, tuple(-ord(ch) for ch in name))
+
+
+def ineligibility(s: Snapshot) -> str | None:
+    """Why this node may not take the leader key now, or None if it may."""
+    pg, c = s.pg, s.cluster
+    if not s.tags.can_promote:
+        return "tagged nofailover"
+    lag = c.status.lsn - pg.replayed_lsn
+    if lag > s.config.maximum_lag_on_failover:
+        return f"{lag} bytes behind the last primary position (maximum_lag_on_failover {s.config.maximum_lag_on_failover})"
+    recently_streaming = pg.streaming or (
+        pg.last_streaming_at is not None and s.now - pg.last_streaming_at <= s.config.ttl)
+    if not recently_streaming and pg.lsn < c.status.lsn:
+        return "not streaming and not holding the last primary position"
+    if s.config.check_timeline and pg.timeline < c.status.timeline:
+        return f"timeline {pg.timeline} is older than the last primary's {c.status.timeline}"
+    return None
+
+
+def _peer_eligible(m: Member, s: Snapshot) -> bool:
+    return (m.role == "replica" and m.state in ("running", "streaming") and not m.nofailover
+            and s.cluster.status.lsn - m.replayed_lsn <= s.config.maximum_lag_on_failover)
+
+
+def _without_leader(s: Snapshot) -> Decision:
+    if _writable(s):
+        return Decision((Demote("immediate", reason="no leader key: our lease was lost"),),
+                        "running as primary without the leader key: demoting")
+    why = ineligibility(s)
+    if why is not None:
+        return Decision.wait(f"no leader, not eligible for promotion: {why}")
+    mine = _rank(s.pg.lsn, s.tags.failover_priority, s.name)
+    better = sorted(m.name for m in s.cluster.members.values()
+                    if m.name != s.name and _peer_eligible(m, s) and _rank(m.lsn, m.priority, m.name) > mine)
+    waited = 0.0 if s.leader_lost_at is None else s.now - s.leader_lost_at
+    if better and waited < s.config.retry_timeout:
+        return Decision.wait(f"no leader: {', '.join(better)} is more advanced, letting it take over")
+    return Decision((AcquireLeader("no leader key and this node is the most advanced eligible replica"),),
+                    "no leader: racing for the leader key")

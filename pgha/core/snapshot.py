@@ -1,0 +1,67 @@
+"""The immutable input of one HA decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pgha.config.model import DynamicConfig, Tags
+from pgha.core.cluster import ClusterView
+
+
+@dataclass(frozen=True)
+class PgState:
+    """The local Postgres as observed at the start of the loop.
+
+    ``primary_on_timeline`` is set while the data directory may hold WAL the cluster never saw:
+    it last ran as a writable primary on that timeline. It is cleared once the directory was
+    rewound or re-cloned from a leader. ``following`` names the member whose WAL we stream.
+    """
+
+    data_dir_empty: bool = True
+    sysid: str | None = None
+    running: bool = False
+    in_recovery: bool = False
+    timeline: int = 0
+    lsn: int = 0  # primary: current position; replica: max(received, replayed)
+    replayed_lsn: int = 0
+    streaming: bool = False
+    following: str | None = None
+    primary_on_timeline: int | None = None
+    down_since: float | None = None
+    last_streaming_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything ``decide`` may look at. ``now`` is the node's monotonic clock in seconds.
+
+    ``cluster`` is the last view read from etcd and ``dcs_ok`` says whether it was read in this
+    loop. ``lease_valid_until`` is when our lease can first expire on the etcd side, measured on our
+    clock from the moment the last successful keepalive was sent (None: no live lease).
+    """
+
+    now: float
+    name: str
+    tags: Tags
+    config: DynamicConfig
+    cluster: ClusterView
+    dcs_ok: bool
+    pg: PgState
+    lease_valid_until: float | None = None
+    leader_lost_at: float | None = None
+    shutting_down: bool = False
+    busy: str | None = None
+    mismatch: bool = field(default=False)
+
+    @property
+    def demote_margin(self) -> float:
+        """Time reserved to finish a demotion before the lease can expire."""
+        return self.config.retry_timeout
+
+    def holds_lease(self) -> bool:
+        """True while our lease is alive with enough margin left to demote before it can expire."""
+        return self.lease_valid_until is not None and self.now < self.lease_valid_until - self.demote_margin
+
+    def is_leader(self) -> bool:
+        """The leader key names us and our lease, by our own clock, is still good."""
+        return self.cluster.leader == self.name and self.holds_lease()

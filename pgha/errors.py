@@ -1,0 +1,46 @@
+"""The one error tree of pgha.
+
+    PghaError
+    ├── ConfigError          a config file, environment variable or dynamic config is invalid
+    ├── DcsError             etcd could not answer in time (every endpoint tried)
+    │   └── DcsAuthError     etcd refused our credentials
+    ├── PostgresError        a Postgres command or query failed
+    │   └── ClusterMismatch  the data directory belongs to another cluster
+    └── OperationRefused     an operator request cannot be carried out (the message says why)
+
+Callers import it as ``from pgha import errors as e``.
+"""
+
+from __future__ import annotations
+
+
+class PghaError(Exception):
+    """Base of every error pgha raises on purpose."""
+
+
+class ConfigError(PghaError):
+    """Raised when a configuration is invalid; the message names the file, the key and the value."""
+
+
+class DcsError(PghaError):
+    """Raised when etcd did not answer within the call's deadline on any endpoint."""
+
+
+class DcsAuthError(DcsError):
+    """Raised when etcd rejects the configured username/password or client certificate."""
+
+
+class PostgresError(PghaError):
+    """Raised when a Postgres binary exits non-zero or a query on the local instance fails."""
+
+
+class ClusterMismatch(PostgresError):
+    """Raised when the local data directory's system identifier differs from the cluster's."""
+
+
+class OperationRefused(PghaError):
+    """Raised when an operator's request is refused; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 412) -> None:
+        super().__init__(message)
+        self.status = status

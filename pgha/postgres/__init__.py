@@ -1,0 +1,1 @@
+"""Controlling the local Postgres instance: processes, configuration files, queries."""

@@ -1,0 +1,316 @@
+"""Start, stop, promote, clone and rewind the local Postgres, and observe its state.
+
+The controller does what it is told; it never decides. Each method either finishes its job or
+raises PostgresError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgha import errors as e
+from pgha.config.model import Credentials, LocalConfig
+from pgha.core.snapshot import PgState
+from pgha.postgres import conf
+from pgha.postgres.runas import RunAs
+
+log = logging.getLogger(__name__)
+
+_STATE_QUERY = """
+SELECT pg_is_in_recovery(),
+       CASE WHEN pg_is_in_recovery() THEN 0 ELSE pg_current_wal_lsn() - '0/0' END,
+       COALESCE(pg_last_wal_receive_lsn() - '0/0', 0),
+       COALESCE(pg_last_wal_replay_lsn() - '0/0', 0),
+       CASE WHEN pg_is_in_recovery()
+            THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'),
+                          (SELECT timeline_id FROM pg_control_checkpoint()))
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+       COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),
+       (SELECT system_identifier::text FROM pg_control_system())
+"""
+
+
+@dataclass(frozen=True)
+class DiskState:
+    """What the agent remembers about the data directory across its own restarts, stored beside
+    (not inside: pg_rewind would delete it) the data directory."""
+
+    primary_on_timeline: int | None = None
+    following: str | None = None
+
+
+class PostgresController:
+    def __init__(self, cfg: LocalConfig) -> None:
+        self.cfg = cfg
+        self.pg = cfg.postgresql
+        self.runas = RunAs(self.pg.os_user)
+        self.data_dir = Path(self.pg.data_dir)
+        self.state_path = self.data_dir.with_name(self.data_dir.name + ".pgha.json")
+        self.log_path = str(self.data_dir.with_name(self.data_dir.name + ".postgres.log"))
+        self.disk = self._load_disk_state()
+        self._proc: asyncio.subprocess.Process | None = None
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self.exited = asyncio.Event()  # set when the postmaster we started exits
+        self._sysid: str | None = None
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def _load_disk_state(self) -> DiskState:
+        try:
+            d = json.loads(self.state_path.read_text())
+            return DiskState(primary_on_timeline=d.get("primary_on_timeline"), following=d.get("following"))
+        except (OSError, ValueError):
+            return DiskState()
+
+    def remember(self, **changes: Any) -> None:
+        new = replace(self.disk, **changes)
+        if new != self.disk:
+            self.disk = new
+            self.state_path.write_text(json.dumps({"primary_on_timeline": new.primary_on_timeline,
+                                                   "following": new.following}))
+
+    def _bin(self, name: str) -> str:
+        return str(Path(self.pg.bin_dir) / name)
+
+    @property
+    def local_host(self) -> str:
+        h = self.pg.listen_host
+        return "127.0.0.1" if h in ("", "*", "0.0.0.0") else h.split(",")[0]
+
+    def _superuser_dsn(self, host: str | None = None, port: int | None = None) -> str:
+        return conf.conninfo(host or self.local_host, port or self.pg.listen_port,
+                             self.pg.authentication.superuser, dbname="postgres", connect_timeout=3)
+
+    def data_dir_empty(self) -> bool:
+        return not (self.data_dir / "PG_VERSION").exists()
+
+    # -- observation -------------------------------------------------------------------
+
+    def postmaster_pid(self) -> int | None:
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = await psycopg.AsyncConnection.connect(self._superuser_dsn(), autocommit=True)
+        return self._conn
+
+    async def query(self, text: str | sql.Composed, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            conn = await self._connection()
+            async with conn.cursor() as cur:
+                await cur.execute(text, params)  # type: ignore[arg-type]
+                return await cur.fetchall() if cur.description else []
+        except psycopg.Error as exc:
+            await self.disconnect()
+            raise e.PostgresError(f"query failed: {exc}") from exc
+
+    async def disconnect(self) -> None:
+        if self._conn is not None:
+            try:
+                await self._conn.close()
+            except Exception:  # noqa: BLE001 - a broken socket must not mask the real error
+                pass
+            self._conn = None
+
+    async def system_identifier(self) -> str | None:
+        if self._sysid is None and not self.data_dir_empty():
+            try:
+                out = await self.runas.run([self._bin("pg_controldata"), "-D", str(self.data_dir)], timeout=10)
+            except e.PostgresError:
+                return None
+            for line in out.splitlines():
+                if line.startswith("Database system identifier:"):
+                    self._sysid = line.split(":", 1)[1].strip()
+        return self._sysid
+
+    async def observe(self, previous: PgState, now: float) -> PgState:
+        """The local Postgres now; ``previous`` carries the times of last streaming and going down."""
+        empty = self.data_dir_empty()
+        base = PgState(data_dir_empty=empty, sysid=None if empty else await self.system_identifier(),
+                       following=self.disk.following, primary_on_timeline=self.disk.primary_on_timeline,
+                       last_streaming_at=previous.last_streaming_at)
+        if empty or self.postmaster_pid() is None:
+            return replace(base, down_since=previous.down_since if previous.down_since is not None else now)
+        try:
+            rows = await asyncio.wait_for(self.query(_STATE_QUERY), 5)
+        except (e.PostgresError, asyncio.TimeoutError):
+            # Starting up, shutting down or in crash recovery: the postmaster lives but refuses us.
+            return replace(base, down_since=previous.down_since if previous.down_since is not None else now)
+        in_rec, cur, received, replayed, tli, streaming, sysid = rows[0]
+        self._sysid = sysid
+        if not in_rec and self.disk.primary_on_timeline != tli:
+            self.remember(primary_on_timeline=tli, following=None)
+        return replace(
+            base, sysid=sysid, running=True, in_recovery=in_rec, timeline=tli or 0,
+            lsn=cur if not in_rec else max(received, replayed), replayed_lsn=replayed if in_rec else cur,
+            streaming=streaming, last_streaming_at=now if streaming else previous.last_streaming_at,
+            primary_on_timeline=self.disk.primary_on_timeline, following=self.disk.following)
+
+    # -- configuration -------------------------------------------------------------------
+
+    def write_config(self, parameters: dict[str, Any], hba: list[str] | None,
+                     primary: tuple[str, int] | None, leader_name: str | None, use_slots: bool) -> None:
+        ci = None
+        if primary is not None:
+            ci = conf.conninfo(primary[0], primary[1], self.pg.authentication.replication,
+                               application_name=self.cfg.name)
+        text = conf.render_postgresql_conf(self.pg, parameters, self.cfg.name, ci,
+                                           conf.slot_name(self.cfg.name) if use_slots else None)
+        self.runas.write_file(self.data_dir / "postgresql.conf", text)
+        self.runas.write_file(self.data_dir / "pg_hba.conf", conf.render_hba(hba))
+        self.remember(following=leader_name)
+
+    def make_standby(self) -> None:
+        self.runas.write_file(self.data_dir / "standby.signal", "")
+
+    def make_primary(self) -> None:
+        (self.data_dir / "standby.signal").unlink(missing_ok=True)
+
+    # -- processes ---------------------------------------------------------------------
+
+    async def start(self, timeout: float) -> None:
+        """Start the postmaster as our child and wait until it accepts connections."""
+        if self.postmaster_pid() is not None:
+            return
+        (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+        self.exited.clear()
+        for attempt in range(20):
+            self._proc = await self.runas.spawn([self._bin("postgres"), "-D", str(self.data_dir)], self.log_path)
+            asyncio.get_running_loop().create_task(self._watch_exit(self._proc))
+            try:
+                await self._wait_ready(self._proc, timeout)
+                return
+            except e.PostgresError:
+                # A SIGKILLed postmaster's backends may hold shared memory for a moment longer.
+                if attempt == 19 or self._proc.returncode is None:
+                    raise
+                await asyncio.sleep(0.1)
+
+    async def _watch_exit(self, proc: asyncio.subprocess.Process) -> None:
+        await proc.wait()
+        if proc is self._proc:
+            self.exited.set()
+
+    async def _wait_ready(self, proc: asyncio.subprocess.Process, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if proc.returncode is not None:
+                raise e.PostgresError(f"postgres exited with {proc.returncode} while starting; see {self.log_path}")
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._superuser_dsn(), autocommit=True)
+                await conn.close()
+                return
+            except psycopg.OperationalError:
+                await asyncio.sleep(0.05)
+        raise e.PostgresError(f"postgres did not accept connections within {timeout:.0f}s; see {self.log_path}")
+
+    async def stop(self, mode: str = "fast", timeout: float = 60) -> None:
+        await self.disconnect()
+        pid = self.postmaster_pid()
+        if pid is None:
+            return
+        sig = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}[mode]
+        os.kill(pid, sig)
+        end = time.monotonic() + timeout
+        while self.postmaster_pid() is not None:
+            if time.monotonic() > end:
+                if mode != "immediate":
+                    log.warning("postgres did not stop in %ss (%s): stopping immediately", timeout, mode)
+                    return await self.stop("immediate", timeout=10)
+                raise e.PostgresError("postgres did not stop")
+            await asyncio.sleep(0.02)
+
+    async def promote(self) -> None:
+        rows = await self.query("SELECT pg_promote(true, 60)")
+        if not rows or not rows[0][0]:
+            raise e.PostgresError("pg_promote did not complete within 60s")
+
+    async def checkpoint(self) -> None:
+        await self.query("CHECKPOINT")
+
+    # -- data directory ------------------------------------------------------------------
+
+    async def initdb(self, options: list[str]) -> None:
+        self.runas.make_private_dir(self.data_dir)
+        su = self.pg.authentication.superuser
+        pwfile = self.data_dir.with_name(self.data_dir.name + ".pwfile")
+        self.runas.write_file(pwfile, (su.password or "") + "\n")
+        argv = [self._bin("initdb"), "-D", str(self.data_dir), "-U", su.username, "--auth-local=peer",
+                "--auth-host=scram-sha-256", *options]
+        if su.password:
+            argv.append(f"--pwfile={pwfile}")
+        try:
+            await self.runas.run(argv, timeout=300)
+        finally:
+            pwfile.unlink(missing_ok=True)
+        self._sysid = None
+
+    async def create_roles(self) -> None:
+        auth = self.pg.authentication
+        await self._ensure_role(auth.replication, "REPLICATION")
+        if auth.rewind is not None:
+            await self._ensure_role(auth.rewind, "")
+            for fn in ("pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)",
+                       "pg_read_binary_file(text)", "pg_read_binary_file(text, bigint, bigint, boolean)"):
+                await self.query(sql.SQL("GRANT EXECUTE ON FUNCTION pg_catalog.{} TO {}").format(
+                    sql.SQL(fn), sql.Identifier(auth.rewind.username)))
+
+    async def _ensure_role(self, creds: Credentials, options: str) -> None:
+        exists = await self.query("SELECT 1 FROM pg_roles WHERE rolname = %s", (creds.username,))
+        verb = "ALTER" if exists else "CREATE"
+        stmt = sql.SQL("{} ROLE {} WITH LOGIN {} PASSWORD {}").format(
+            sql.SQL(verb), sql.Identifier(creds.username), sql.SQL(options), sql.Literal(creds.password))
+        await self.query(stmt)
+
+    async def basebackup(self, host: str, port: int) -> None:
+        """Clone the leader into an empty data directory."""
+        self.wipe()
+        self.runas.make_private_dir(self.data_dir)
+        rep = self.pg.authentication.replication
+        env = {"PGPASSWORD": rep.password or ""}
+        await self.runas.run([self._bin("pg_basebackup"), "-D", str(self.data_dir), "-h", host, "-p", str(port),
+                              "-U", rep.username, "-X", "stream", "--no-password", *self.pg.basebackup],
+                             env=env, timeout=3600)
+        self._sysid = None
+        self.remember(primary_on_timeline=None, following=None)
+
+    async def rewind(self, host: str, port: int) -> None:
+        """Rewind the (stopped) data directory onto the leader's timeline."""
+        creds = self.pg.authentication.rewind or self.pg.authentication.superuser
+        source = conf.conninfo(host, port, creds, dbname="postgres", connect_timeout=5)
+        await self.runas.run([self._bin("pg_rewind"), "-D", str(self.data_dir), "--source-server", source,
+                              "--no-sync"], timeout=3600)
+        self.remember(primary_on_timeline=None)
+
+    def wipe(self) -> None:
+        self.runas.remove_tree(self.data_dir)
+        self._sysid = None
+
+    # -- leader housekeeping ---------------------------------------------------------------
+
+    async def sync_slots(self, members: frozenset[str]) -> None:
+        """Keep one physical slot per other member; drop slots of members that left."""
+        wanted = {conf.slot_name(m) for m in members}
+        rows = await self.query("SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'")
+        have = {name for name, _ in rows}
+        for name in wanted - have:
+            await self.query("SELECT pg_create_physical_replication_slot(%s, true)", (name,))
+        for name, active in rows:
+            if name not in wanted and not active:
+                await self.query("SELECT pg_drop_replication_slot(%s)", (name,))

@@ -1,0 +1,96 @@
+"""Run Postgres binaries as the Postgres OS user.
+
+Postgres refuses to run as root; when the agent itself is root, every Postgres command and file
+it creates is handed to ``os_user``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgha import errors as e
+
+
+@dataclass(frozen=True)
+class RunAs:
+    user: str
+
+    @property
+    def active(self) -> bool:
+        return os.geteuid() == 0
+
+    def _ids(self) -> tuple[int, int]:
+        try:
+            pw = pwd.getpwnam(self.user)
+        except KeyError as exc:
+            raise e.PostgresError(f"OS user {self.user!r} does not exist (postgresql.os_user)") from exc
+        return pw.pw_uid, pw.pw_gid
+
+    def chown(self, path: str | Path) -> None:
+        if self.active:
+            uid, gid = self._ids()
+            os.chown(path, uid, gid)
+
+    def make_private_dir(self, path: str | Path) -> None:
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        p.chmod(0o700)
+        self.chown(p)
+
+    def write_file(self, path: str | Path, text: str, mode: int = 0o600) -> None:
+        p = Path(path)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(text)
+        tmp.chmod(mode)
+        self.chown(tmp)
+        tmp.replace(p)
+
+    def remove_tree(self, path: str | Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+    def _kwargs(self) -> dict[str, object]:
+        if not self.active:
+            return {}
+        uid, gid = self._ids()
+        return {"user": uid, "group": gid, "extra_groups": []}
+
+    def _env(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        if self.active:
+            base["HOME"] = pwd.getpwnam(self.user).pw_dir
+        base.update(env or {})
+        return base
+
+    async def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+                  timeout: float | None = None, cwd: str = "/") -> str:
+        """Run to completion; returns combined output, raises PostgresError on non-zero exit."""
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env=self._env(env), cwd=cwd, start_new_session=True, **self._kwargs())  # type: ignore[arg-type]
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            proc.kill()
+            await proc.wait()
+            raise
+        text = out.decode(errors="replace")
+        if proc.returncode != 0:
+            tail = " | ".join(text.strip().splitlines()[-4:])
+            raise e.PostgresError(f"{Path(argv[0]).name} exited with {proc.returncode}: {tail}")
+        return text
+
+    async def spawn(self, argv: Sequence[str], log_path: str) -> asyncio.subprocess.Process:
+        """Start a long-running process in its own session (it survives the agent's death)."""
+        log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            return await asyncio.create_subprocess_exec(
+                *argv, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL, env=self._env(None),
+                cwd="/", start_new_session=True, **self._kwargs())  # type: ignore[arg-type]
+        finally:
+            log.close()
