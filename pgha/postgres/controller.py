@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 
 _STATE_QUERY = """
 SELECT pg_is_in_recovery(),
-       CASE WHEN pg_is_in_recovery() THEN 0 ELSE pg_current_wal_lsn() - '0/0' END,
-       COALESCE(pg_last_wal_receive_lsn() - '0/0', 0),
-       COALESCE(pg_last_wal_replay_lsn() - '0/0', 0),
+       CASE WHEN pg_is_in_recovery() THEN 0 ELSE (pg_current_wal_lsn() - '0/0')::bigint END,
+       COALESCE((pg_last_wal_receive_lsn() - '0/0')::bigint, 0),
+       COALESCE((pg_last_wal_replay_lsn() - '0/0')::bigint, 0),
        CASE WHEN pg_is_in_recovery()
             THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'),
                           (SELECT timeline_id FROM pg_control_checkpoint()))

@@ -1,0 +1,1 @@
+"""The REST API: aiohttp handlers that only parse requests and format answers."""

@@ -1,0 +1,1 @@
+"""The ``pgha`` command: click commands that only parse, call and print."""

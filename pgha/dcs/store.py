@@ -1,0 +1,74 @@
+"""pgha's cluster keys in etcd, under ``<namespace>/<scope>/``.
+
+Atomicity contract of each write:
+- ``claim_initialize``: create-only; exactly one caller ever gets True.
+- ``acquire_leader``: create-only, bound to our lease; True for at most one live holder.
+- ``release_leader``: deletes the key only if it still names us.
+- ``set_config``: compare-and-set on the config key's mod revision (0: create-only).
+- member keys are bound to the member's lease and vanish when it expires.
+Every call raises DcsError when etcd does not answer within its deadline.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pgha.config.load import parse_dynamic_config
+from pgha.core.cluster import ClusterView, HistoryEntry, LeaderStatus, Member, history_json, parse_cluster
+from pgha.dcs.etcd import Compare, EtcdClient, delete_op, put_op
+
+
+class ClusterStore:
+    def __init__(self, client: EtcdClient, prefix: str, name: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.name = name
+
+    def key(self, rel: str) -> str:
+        return self.prefix + rel
+
+    async def load(self, deadline: float) -> ClusterView:
+        kvs, revision = await self.client.get_prefix(self.prefix, deadline)
+        return parse_cluster(kvs, self.prefix, revision, parse_config=parse_dynamic_config)
+
+    async def claim_initialize(self, deadline: float) -> bool:
+        return await self.client.txn([Compare(self.key("initialize"), "CREATE", 0)],
+                                     [put_op(self.key("initialize"), "")], deadline=deadline)
+
+    async def finish_initialize(self, sysid: str, config: dict[str, Any], deadline: float) -> None:
+        await self.client.txn([Compare(self.key("initialize"), "VALUE", "")],
+                              [put_op(self.key("initialize"), sysid)], deadline=deadline)
+        await self.set_config(config, 0, deadline)
+
+    async def cancel_initialize(self, deadline: float) -> None:
+        await self.client.txn([Compare(self.key("initialize"), "VALUE", "")],
+                              [delete_op(self.key("initialize"))], deadline=deadline)
+
+    async def acquire_leader(self, lease: int, deadline: float) -> bool:
+        return await self.client.txn([Compare(self.key("leader"), "CREATE", 0)],
+                                     [put_op(self.key("leader"), self.name, lease)], deadline=deadline)
+
+    async def release_leader(self, deadline: float) -> bool:
+        return await self.client.txn([Compare(self.key("leader"), "VALUE", self.name)],
+                                     [delete_op(self.key("leader"))], deadline=deadline)
+
+    async def publish_member(self, member: Member, lease: int, deadline: float) -> None:
+        await self.client.put(self.key(f"members/{self.name}"), member.to_json(), deadline, lease=lease)
+
+    async def publish_status(self, status: LeaderStatus, deadline: float) -> None:
+        # Only while we still hold the leader key, so a deposed leader cannot overwrite its successor.
+        await self.client.txn([Compare(self.key("leader"), "VALUE", self.name)],
+                              [put_op(self.key("status"), status.to_json())], deadline=deadline)
+
+    async def append_history(self, view: ClusterView, entry: HistoryEntry, deadline: float) -> None:
+        await self.client.put(self.key("history"), history_json([*view.history, entry]), deadline)
+
+    async def set_config(self, config: dict[str, Any], mod_revision: int, deadline: float) -> bool:
+        guard = (Compare(self.key("config"), "CREATE", 0) if mod_revision == 0
+                 else Compare(self.key("config"), "MOD", mod_revision))
+        return await self.client.txn([guard], [put_op(self.key("config"), json.dumps(config))],
+                                     deadline=deadline)
+
+    async def remove_cluster(self, deadline: float) -> int:
+        return await self.client.delete(self.prefix, deadline, prefix=True)

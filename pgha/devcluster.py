@@ -1,0 +1,310 @@
+"""Real processes on loopback for tests and for the live local cluster: etcd members, pgha agents
+(each with its Postgres) and HAProxy, on free 127.0.0.1 ports under one base directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+INSTALL_HINT = "apt-get install -y postgresql-15 etcd-server haproxy"
+
+
+def require_binary(name: str, path: str | None = None) -> str:
+    found = path if path and Path(path).exists() else shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} is not installed; install it with: {INSTALL_HINT}")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, fn: Callable[[], T | None], timeout: float, interval: float = 0.1) -> T:
+    end = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < end:
+        try:
+            value = fn()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last_exc = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+
+
+@dataclass
+class EtcdMember:
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def client_url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+
+class EtcdCluster:
+    def __init__(self, base: Path, size: int = 1) -> None:
+        self.base = base
+        self.binary = require_binary("etcd")
+        self.members = [EtcdMember(f"e{i}", free_port(), free_port(), base / f"etcd{i}") for i in range(size)]
+
+    @property
+    def hosts(self) -> list[str]:
+        return [f"127.0.0.1:{m.client_port}" for m in self.members]
+
+    def _initial(self) -> str:
+        return ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
+
+    def start_member(self, m: EtcdMember) -> None:
+        m.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.base / f"{m.name}.log", "ab")  # noqa: SIM115
+        m.proc = subprocess.Popen(
+            [self.binary, "--name", m.name, "--data-dir", str(m.data_dir),
+             "--listen-client-urls", m.client_url, "--advertise-client-urls", m.client_url,
+             "--listen-peer-urls", f"http://127.0.0.1:{m.peer_port}",
+             "--initial-advertise-peer-urls", f"http://127.0.0.1:{m.peer_port}",
+             "--initial-cluster", self._initial(), "--initial-cluster-state", "new",
+             "--heartbeat-interval", "50", "--election-timeout", "500"],
+            stdout=log, stderr=log, start_new_session=True)
+        log.close()
+
+    def start(self) -> None:
+        for m in self.members:
+            self.start_member(m)
+        for m in self.members:
+            wait_for(f"etcd {m.name}", lambda m=m: _http_ok(m.client_url + "/health"), 30)
+
+    def kill(self, i: int, sig: int = signal.SIGKILL) -> None:
+        p = self.members[i].proc
+        if p and p.poll() is None:
+            p.send_signal(sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                p.wait()
+
+    def stop(self) -> None:
+        for i in range(len(self.members)):
+            self.kill(i)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, dict[str, Any] | None]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body or b"null")
+        except ValueError:
+            return exc.code, None
+
+
+@dataclass
+class Node:
+    name: str
+    dir: Path
+    pg_port: int
+    api_port: int
+    config: dict[str, Any]
+    proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / f"{self.name}.yml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        su = self.config["postgresql"]["authentication"]["superuser"]
+        return (f"host=127.0.0.1 port={self.pg_port} user={su['username']} password={su['password']} "
+                f"dbname={dbname} connect_timeout=2")
+
+    def start(self) -> None:
+        self.config_path.write_text(yaml.safe_dump(self.config))
+        log = open(self.dir / "agent.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "pgha", "agent", "-c", str(self.config_path)],
+                                     stdout=log, stderr=log, start_new_session=True, env={**os.environ, **self.env})
+        log.close()
+
+    @property
+    def agent_alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal_agent(self, sig: int) -> None:
+        if self.agent_alive:
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+
+    def wait_agent_exit(self, timeout: float = 30) -> None:
+        if self.proc is not None:
+            self.proc.wait(timeout)
+
+    def postmaster_pid(self) -> int | None:
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def kill_postgres(self, sig: int = signal.SIGKILL) -> None:
+        pid = self.postmaster_pid()
+        if pid:
+            os.kill(pid, sig)
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            return http_get(self.api + "/status", 1.0)[1]
+        except OSError:
+            return None
+
+    def health(self, path: str) -> int:
+        try:
+            return http_get(self.api + path, 1.0)[0]
+        except OSError:
+            return 0
+
+    def log_text(self) -> str:
+        try:
+            return (self.dir / "agent.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with_cont(self.proc.pid)
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        pid = self.postmaster_pid()
+        if pid:
+            os.kill(pid, signal.SIGQUIT)
+            wait_for("postmaster exit", lambda: self.postmaster_pid() is None, 20)
+
+
+def with_cont(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except OSError:
+        pass
+
+
+def node_config(scope: str, name: str, d: Path, pg_port: int, api_port: int, etcd_hosts: list[str],
+                dcs: dict[str, Any], tags: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "scope": scope, "name": name,
+        "etcd": {"hosts": etcd_hosts},
+        "restapi": {"listen": f"127.0.0.1:{api_port}"},
+        "postgresql": {
+            "data_dir": str(d / "data"), "listen": f"127.0.0.1:{pg_port}",
+            "bin_dir": "/usr/lib/postgresql/15/bin",
+            "authentication": {"superuser": {"username": "postgres", "password": "supersecret"},
+                               "replication": {"username": "replicator", "password": "replsecret"}},
+            "parameters": {"shared_buffers": "32MB", "fsync": "off", "max_connections": 40,
+                           "log_min_messages": "warning", "wal_keep_size": "64MB"},
+        },
+        "tags": tags or {},
+        "bootstrap": {"dcs": dcs, "initdb": ["--encoding=UTF8", "--no-sync"]},
+    }
+
+
+FAST = {"ttl": 6, "loop_wait": 1, "retry_timeout": 2}
+
+
+class LocalCluster:
+    """etcd plus N pgha nodes under ``base``; every process is killed by ``stop``."""
+
+    def __init__(self, base: Path, nodes: int = 3, etcd_members: int = 1, dcs: dict[str, Any] | None = None,
+                 scope: str = "demo", tags: dict[str, dict[str, Any]] | None = None) -> None:
+        require_binary("postgres", "/usr/lib/postgresql/15/bin/postgres")
+        self.base = base
+        base.mkdir(parents=True, exist_ok=True)
+        os.chmod(base, 0o755)
+        self.scope = scope
+        self.etcd = EtcdCluster(base, etcd_members)
+        self.dcs = dict(FAST if dcs is None else dcs)
+        self.nodes: list[Node] = []
+        for i in range(1, nodes + 1):
+            name = f"n{i}"
+            d = base / name
+            d.mkdir(exist_ok=True)
+            os.chmod(d, 0o755)
+            pg_port, api_port = free_port(), free_port()
+            cfg = node_config(scope, name, d, pg_port, api_port, self.etcd.hosts, self.dcs, (tags or {}).get(name))
+            self.nodes.append(Node(name, d, pg_port, api_port, cfg))
+
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
+
+    def start(self, wait: bool = True) -> None:
+        self.etcd.start()
+        for n in self.nodes:
+            n.start()
+        if wait:
+            self.wait_healthy(90)
+
+    def primaries(self) -> list[Node]:
+        return [n for n in self.nodes if n.health("/primary") == 200]
+
+    def leader(self, timeout: float = 30) -> Node:
+        return wait_for("exactly one primary", lambda: (p := self.primaries()) and len(p) == 1 and p[0], timeout)
+
+    def streaming_replicas(self) -> list[Node]:
+        return [n for n in self.nodes if n.health("/replica") == 200]
+
+    def wait_healthy(self, timeout: float = 60, replicas: int | None = None) -> Node:
+        want = len(self.nodes) - 1 if replicas is None else replicas
+        wait_for(f"one primary and {want} streaming replicas",
+                 lambda: len(self.primaries()) == 1 and len(self.streaming_replicas()) >= want, timeout, 0.25)
+        return self.leader()
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            try:
+                n.stop()
+            except Exception:  # noqa: BLE001 - keep cleaning up the rest
+                pass
+        self.etcd.stop()
+
+    def dump_logs(self) -> str:
+        return "\n".join(f"===== {n.name}\n{n.log_text()[-6000:]}" for n in self.nodes)
