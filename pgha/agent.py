@@ -335,7 +335,11 @@ class Agent:
             if self.config.postgresql.use_pg_rewind:
                 try:
                     log.info("rewinding from %s with pg_rewind", act.leader)
-                    await self.pg.rewind(host, port)
+                    leader_tl = self.view.members[act.leader].timeline
+                    if not await self.pg.rewind(host, port, leader_tl):
+                        log.info("%s has not checkpointed its new timeline yet: retrying the rewind", act.leader)
+                        await asyncio.sleep(0.5)
+                        return
                 except e.PostgresError as exc:
                     log.warning("pg_rewind failed (%s): re-cloning from %s", exc, act.leader)
                     await self.pg.basebackup(host, port)
@@ -363,12 +367,21 @@ class Agent:
         self.counters["promotions"] += 1
         self.pg_state = await self.pg.observe(self.pg_state, time.monotonic())
         log.info("promoted %s on timeline %d in %.2f s", self.name, self.pg_state.timeline, time.monotonic() - t0)
+        # pg_rewind on the old primary reads our timeline from the control file, which only a
+        # checkpoint updates; do not make clients wait for it.
+        asyncio.get_running_loop().create_task(self._checkpoint_quietly())
         entry = HistoryEntry(old_tl, lsn, "no leader: promoted", _now_iso(), self.name)
         with contextlib.suppress(e.DcsError):
             await self.store.publish_status(LeaderStatus(self.name, self.pg_state.timeline, self.pg_state.lsn),
                                             self.config.retry_timeout)
             await self.store.append_history(self.view, entry, self.config.retry_timeout)
         self.wake()
+
+    async def _checkpoint_quietly(self) -> None:
+        try:
+            await self.pg.checkpoint()
+        except e.PostgresError as exc:
+            log.warning("checkpoint after promotion failed: %s", exc)
 
     async def _do_ResumeAsPrimary(self, _: a.ResumeAsPrimary) -> None:
         async def resume() -> None:

@@ -307,4 +307,9 @@ class LocalCluster:
         self.etcd.stop()
 
     def dump_logs(self) -> str:
-        return "\n".join(f"===== {n.name}\n{n.log_text()[-6000:]}" for n in self.nodes)
+        out = []
+        for n in self.nodes:
+            pglog = n.dir / "data.postgres.log"
+            pg = pglog.read_text(errors="replace")[-8000:] if pglog.exists() else ""
+            out.append(f"===== {n.name} agent\n{n.log_text()[-6000:]}\n===== {n.name} postgres\n{pg}")
+        return "\n".join(out)

@@ -18,6 +18,7 @@ BASE_PARAMETERS: dict[str, Any] = {
     "hot_standby_feedback": "on",
     "max_connections": 100,
     "unix_socket_directories": "/tmp",
+    "wal_retrieve_retry_interval": "1s",
 }
 
 DEFAULT_HBA = [

@@ -242,7 +242,12 @@ class PostgresController:
             raise e.PostgresError("pg_promote did not complete within 60s")
 
     async def checkpoint(self) -> None:
-        await self.query("CHECKPOINT")
+        """CHECKPOINT on a connection of its own, so the HA loop's queries never queue behind it."""
+        try:
+            async with await psycopg.AsyncConnection.connect(self._superuser_dsn(), autocommit=True) as conn:
+                await conn.execute("CHECKPOINT")
+        except psycopg.Error as exc:
+            raise e.PostgresError(f"checkpoint failed: {exc}") from exc
 
     # -- data directory ------------------------------------------------------------------
 
@@ -290,13 +295,22 @@ class PostgresController:
         self._sysid = None
         self.remember(primary_on_timeline=None, following=None)
 
-    async def rewind(self, host: str, port: int) -> None:
-        """Rewind the (stopped) data directory onto the leader's timeline."""
+    async def rewind(self, host: str, port: int, leader_timeline: int) -> bool:
+        """Rewind the (stopped) data directory onto the leader's timeline.
+
+        Returns False when the leader's control file does not show its new timeline yet (it has
+        not finished the checkpoint after its promotion): pg_rewind would wrongly find nothing
+        to do, so the caller retries later.
+        """
         creds = self.pg.authentication.rewind or self.pg.authentication.superuser
         source = conf.conninfo(host, port, creds, dbname="postgres", connect_timeout=5)
-        await self.runas.run([self._bin("pg_rewind"), "-D", str(self.data_dir), "--source-server", source,
-                              "--no-sync"], timeout=3600)
+        out = await self.runas.run([self._bin("pg_rewind"), "-D", str(self.data_dir), "--source-server", source,
+                                    "--no-sync", "--progress"], timeout=3600)
+        if "same timeline" in out and leader_timeline > (self.disk.primary_on_timeline or 0):
+            return False
+        log.info("pg_rewind: %s", out.strip().splitlines()[-1])
         self.remember(primary_on_timeline=None)
+        return True
 
     def wipe(self) -> None:
         self.runas.remove_tree(self.data_dir)
