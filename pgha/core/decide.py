@@ -173,8 +173,10 @@ def ineligibility(s: Snapshot) -> str | None:
     lag = c.status.lsn - pg.replayed_lsn
     if lag > s.config.maximum_lag_on_failover:
         return f"{lag} bytes behind the last primary position (maximum_lag_on_failover {s.config.maximum_lag_on_failover})"
+    # The primary's death stops streaming a full ttl before its key expires, so "recently" must
+    # reach back further than ttl; it still excludes replicas that were cut off long before.
     recently_streaming = pg.streaming or (
-        pg.last_streaming_at is not None and s.now - pg.last_streaming_at <= s.config.ttl)
+        pg.last_streaming_at is not None and s.now - pg.last_streaming_at <= 2 * s.config.ttl)
     if not recently_streaming and pg.lsn < c.status.lsn:
         return "not streaming and not holding the last primary position"
     if s.config.check_timeline and pg.timeline < c.status.timeline:

@@ -1,0 +1,79 @@
+"""Config files: errors name the file, the key and the value; env overrides reach every key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pgha import errors as e
+from pgha.config import load_local_config
+
+GOOD = """
+scope: demo
+name: n1
+etcd: {hosts: "127.0.0.1:2379,127.0.0.1:22379"}
+postgresql:
+  data_dir: /var/lib/postgresql/15/main
+  parameters: {max_connections: 50}
+bootstrap:
+  dcs: {ttl: 6, loop_wait: 1, retry_timeout: 2}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "node.yml"
+    p.write_text(text)
+    return p
+
+
+def test_valid_file_loads(tmp_path: Path) -> None:
+    cfg = load_local_config(write(tmp_path, GOOD), environ={})
+    assert cfg.etcd.urls() == ["http://127.0.0.1:2379", "http://127.0.0.1:22379"]
+    assert cfg.bootstrap.dcs.ttl == 6 and cfg.prefix == "/pgha/demo/"
+
+
+def test_environment_overrides_nested_keys_and_free_form_maps(tmp_path: Path) -> None:
+    env = {"PGHA_POSTGRESQL_DATA_DIR": "/data", "PGHA_TAGS_NOFAILOVER": "true",
+           "PGHA_POSTGRESQL_PARAMETERS_WORK_MEM": "4MB", "PGHA_BOOTSTRAP_DCS_MAXIMUM_LAG_ON_FAILOVER": "2048"}
+    cfg = load_local_config(write(tmp_path, GOOD), environ=env)
+    assert cfg.postgresql.data_dir == "/data"
+    assert cfg.tags.nofailover is True
+    assert cfg.postgresql.parameters["work_mem"] == "4MB"
+    assert cfg.bootstrap.dcs.maximum_lag_on_failover == 2048
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    (GOOD.replace("data_dir:", "data_dirr:"), "postgresql.data_dirr: unknown key"),
+    (GOOD.replace("ttl: 6", "ttl: six"), "bootstrap.dcs.ttl: Input should be a valid integer"),
+    (GOOD.replace("ttl: 6", "ttl: 4"), "loop_wait + 2*retry_timeout must be <= ttl"),
+    (GOOD.replace("127.0.0.1:2379,", "nohostport,"), "etcd.hosts"),
+    (GOOD.replace("name: n1", "name: 'n 1'"), "name"),
+    ("[1, 2]", "top level must be a mapping"),
+])
+def test_invalid_files_name_the_key_and_the_file(tmp_path: Path, text: str, needle: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(e.ConfigError) as info:
+        load_local_config(path, environ={})
+    assert needle in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_unknown_environment_variable_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(e.ConfigError, match="PGHA_POSTGRESQL_DATADIR"):
+        load_local_config(write(tmp_path, GOOD), environ={"PGHA_POSTGRESQL_DATADIR": "/x"})
+
+
+def test_validate_config_command_exits_non_zero_and_names_the_key(tmp_path: Path) -> None:
+    bad = write(tmp_path, GOOD.replace("ttl: 6", "ttl: 4"))
+    out = subprocess.run([sys.executable, "-m", "pgha", "agent", "--validate-config", "-c", str(bad)],
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "bootstrap.dcs" in out.stderr and "ttl" in out.stderr
+    good = write(tmp_path, GOOD)
+    out = subprocess.run([sys.executable, "-m", "pgha", "agent", "--validate-config", "-c", str(good)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "valid" in out.stdout

@@ -1,0 +1,155 @@
+"""Each rule of the decision core, one scenario at a time."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pgha.config.model import DynamicConfig, Tags
+from pgha.core import actions as a
+from pgha.core.cluster import ClusterView, LeaderStatus, Member
+from pgha.core.decide import decide
+from pgha.core.snapshot import PgState, Snapshot
+
+CFG = DynamicConfig(ttl=6, loop_wait=1, retry_timeout=2, maximum_lag_on_failover=1000, primary_start_timeout=30)
+PRIMARY = PgState(data_dir_empty=False, sysid="42", running=True, in_recovery=False, timeline=3, lsn=5000,
+                  replayed_lsn=5000, primary_on_timeline=3)
+REPLICA = PgState(data_dir_empty=False, sysid="42", running=True, in_recovery=True, timeline=3, lsn=5000,
+                  replayed_lsn=5000, streaming=True, following="n1", last_streaming_at=99.0)
+
+
+def view(leader: str | None = "n1", status_lsn: int = 5000, **members: Member) -> ClusterView:
+    return ClusterView(initialize="42", config=CFG, leader=leader, members=members,
+                       status=LeaderStatus("n1", 3, status_lsn))
+
+
+def snap(pg: PgState, cluster: ClusterView, name: str = "n2", **kw: object) -> Snapshot:
+    base = dict(now=100.0, name=name, tags=Tags(), config=CFG, cluster=cluster, dcs_ok=True, pg=pg,
+                lease_valid_until=106.0)
+    base.update(kw)
+    return Snapshot(**base)  # type: ignore[arg-type]
+
+
+def kinds(s: Snapshot) -> list[type]:
+    return [type(x) for x in decide(s).actions]
+
+
+def test_uninitialized_cluster_races_for_initialize() -> None:
+    s = snap(PgState(), ClusterView())
+    assert kinds(s) == [a.InitializeCluster]
+
+
+def test_empty_data_dir_clones_from_the_leader() -> None:
+    s = snap(PgState(), view(n1=Member("n1", role="primary")))
+    assert decide(s).actions == (a.CloneFrom("n1"),)
+
+
+def test_data_of_another_cluster_is_refused() -> None:
+    d = decide(snap(replace(REPLICA, sysid="7"), view()))
+    assert d.actions == () and "another cluster" in d.note
+
+
+def test_leader_publishes_status_and_slots_for_the_others() -> None:
+    s = snap(PRIMARY, view(n1=Member("n1"), n2=Member("n2"), n3=Member("n3")), name="n1")
+    assert decide(s).actions == (a.PublishLeaderStatus(frozenset({"n2", "n3"})),)
+
+
+def test_leader_demotes_when_lease_is_within_retry_timeout_of_expiry() -> None:
+    s = snap(PRIMARY, view(), name="n1", lease_valid_until=101.9)
+    assert kinds(s) == [a.Demote]
+
+
+def test_primary_cut_off_from_etcd_keeps_running_while_lease_is_safe() -> None:
+    s = snap(PRIMARY, view(), name="n1", dcs_ok=False, lease_valid_until=104.5)
+    assert kinds(s) == []
+
+
+def test_primary_cut_off_from_etcd_demotes_before_lease_expiry() -> None:
+    s = snap(PRIMARY, view(), name="n1", dcs_ok=False, lease_valid_until=101.5)
+    assert decide(s).actions[0] == a.Demote("immediate", reason="cannot reach etcd and the leader lease is about to expire")
+
+
+def test_writable_node_demotes_when_another_holds_the_key() -> None:
+    assert kinds(snap(PRIMARY, view(leader="n3"))) == [a.Demote]
+
+
+def test_writable_node_without_any_leader_key_demotes() -> None:
+    assert kinds(snap(PRIMARY, view(leader=None))) == [a.Demote]
+
+
+def test_leader_postgres_down_is_restarted_in_place() -> None:
+    pg = replace(PRIMARY, running=False, down_since=95.0)
+    assert decide(snap(pg, view(), name="n1")).actions == (a.StartPostgres(primary=True),)
+
+
+def test_leader_postgres_down_beyond_primary_start_timeout_releases_the_key() -> None:
+    pg = replace(PRIMARY, running=False, down_since=60.0)
+    assert kinds(snap(pg, view(), name="n1")) == [a.ReleaseLeader]
+
+
+def test_old_primary_returning_under_a_new_leader_is_rewound() -> None:
+    pg = replace(PRIMARY, running=False, timeline=2, primary_on_timeline=2)
+    assert decide(snap(pg, view(leader="n3"))).actions == (a.Rewind("n3"),)
+
+
+def test_replica_follows_a_new_leader() -> None:
+    assert decide(snap(REPLICA, view(leader="n3"))).actions == (a.FollowLeader("n3"),)
+
+
+def test_new_leader_promotes_its_standby() -> None:
+    assert kinds(snap(REPLICA, view(leader="n2"))) == [a.Promote]
+
+
+def test_last_primary_holding_the_key_again_resumes_without_a_new_timeline() -> None:
+    pg = replace(REPLICA, following=None, streaming=False, primary_on_timeline=3)
+    assert kinds(snap(pg, view(leader="n1"), name="n1")) == [a.ResumeAsPrimary]
+
+
+def test_healthy_replica_races_when_there_is_no_leader() -> None:
+    assert kinds(snap(REPLICA, view(leader=None))) == [a.AcquireLeader]
+
+
+def test_replica_beyond_maximum_lag_does_not_race() -> None:
+    d = decide(snap(REPLICA, view(leader=None, status_lsn=7000)))
+    assert d.actions == () and "maximum_lag_on_failover" in d.note
+
+
+def test_nofailover_replica_does_not_race() -> None:
+    d = decide(snap(REPLICA, view(leader=None), tags=Tags(nofailover=True)))
+    assert d.actions == () and "nofailover" in d.note
+
+
+def test_replica_that_stopped_streaming_long_ago_does_not_race_without_the_latest_wal() -> None:
+    pg = replace(REPLICA, streaming=False, last_streaming_at=50.0, lsn=4900, replayed_lsn=4900)
+    assert kinds(snap(pg, view(leader=None))) == []
+
+
+def test_less_advanced_replica_lets_the_more_advanced_one_race_first() -> None:
+    ahead = Member("n3", role="replica", state="streaming", lsn=5100, replayed_lsn=5100)
+    s = snap(replace(REPLICA, lsn=5000), view(leader=None, n3=ahead), leader_lost_at=99.5)
+    assert kinds(s) == []
+    # ... but not forever: after retry_timeout it races itself
+    assert kinds(replace(s, now=102.0)) == [a.AcquireLeader]
+
+
+def test_equal_replicas_break_ties_by_priority_then_name() -> None:
+    peer = Member("n3", role="replica", state="streaming", lsn=5000, replayed_lsn=5000)
+    assert kinds(snap(REPLICA, view(leader=None, n3=peer), leader_lost_at=100.0)) == [a.AcquireLeader]
+    s = snap(REPLICA, view(leader=None, n3=peer), name="n4", leader_lost_at=100.0)
+    assert kinds(s) == []
+    high = replace(peer, tags={"failover_priority": 5})
+    assert kinds(snap(REPLICA, view(leader=None, n3=high), leader_lost_at=100.0)) == []
+
+
+def test_paused_cluster_takes_no_automatic_action() -> None:
+    paused = DynamicConfig(**{**CFG.model_dump(), "pause": True})
+    assert kinds(snap(REPLICA, view(leader=None), config=paused)) == []
+    assert kinds(snap(replace(PRIMARY, running=False), view(), name="n1", config=paused)) == []
+
+
+def test_shutdown_stops_postgres_then_exits() -> None:
+    assert kinds(snap(PRIMARY, view(), name="n1", shutting_down=True)) == [a.StopPostgres, a.Exit]
+
+
+def test_decide_is_deterministic() -> None:
+    s = snap(REPLICA, view(leader=None))
+    assert decide(s) == decide(s)
