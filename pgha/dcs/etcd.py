@@ -152,9 +152,16 @@ class EtcdClient:
 
     async def _authenticate(self, url: str, timeout: float) -> None:
         body = {"name": self._username, "password": self._password}
-        async with self._http().post(f"{url}/v3/auth/authenticate", json=body,
-                                     timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            data = await resp.json(content_type=None)
+        try:
+            async with self._http().post(f"{url}/v3/auth/authenticate", json=body,
+                                         timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                text = await resp.text()
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise _Retry(f"{url}: authenticate: {type(exc).__name__}: {exc}") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = {"message": text[:200]}
         if resp.status != 200 or "token" not in data:
             raise e.DcsAuthError(f"etcd at {url} refused user {self._username!r}: {data.get('message', resp.status)}")
         self._token = data["token"]

@@ -1,0 +1,189 @@
+"""The etcd JSON-gateway client against real etcd: 3 members, TLS with client certs, auth."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pgha import errors as e
+from pgha.dcs.etcd import Compare, EtcdClient, WatchEvent, put_op
+from pgha.devcluster import EtcdCluster, free_port, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def etcd3() -> Iterator[EtcdCluster]:
+    d = Path(tempfile.mkdtemp(prefix="pgha-etcd-"))
+    c = EtcdCluster(d, 3)
+    c.start()
+    yield c
+    c.stop()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def client_for(c: EtcdCluster) -> EtcdClient:
+    return EtcdClient([m.client_url for m in c.members])
+
+
+def test_kv_txn_and_leases_on_three_members(etcd3: EtcdCluster) -> None:
+    async def scenario() -> None:
+        cl = client_for(etcd3)
+        try:
+            lease = await cl.lease_grant(5, 2)
+            assert await cl.txn([Compare("/t/leader", "CREATE", 0)], [put_op("/t/leader", "a", lease)], deadline=2)
+            assert not await cl.txn([Compare("/t/leader", "CREATE", 0)], [put_op("/t/leader", "b", lease)], deadline=2)
+            kv = await cl.get("/t/leader", 2)
+            assert kv is not None and kv.value == "a" and kv.lease == lease
+            assert await cl.lease_keepalive(lease, 2) == 5
+            await cl.lease_revoke(lease, 2)
+            assert await cl.get("/t/leader", 2) is None  # bound keys go with the lease
+            assert await cl.lease_keepalive(lease, 2) == 0
+        finally:
+            await cl.close()
+
+    asyncio.run(scenario())
+
+
+def test_killed_member_fails_over_to_the_next_endpoint(etcd3: EtcdCluster) -> None:
+    async def scenario() -> None:
+        cl = client_for(etcd3)
+        try:
+            await cl.put("/t/k", "1", 2)
+            etcd3.kill(0)
+            t0 = time.monotonic()
+            kvs, _ = await cl.get_prefix("/t/", 3)
+            assert [kv.value for kv in kvs] == ["1"]
+            assert time.monotonic() - t0 < 2
+            assert cl.endpoint != etcd3.members[0].client_url
+        finally:
+            await cl.close()
+
+    asyncio.run(scenario())
+
+
+def test_hung_member_does_not_eat_the_whole_deadline(etcd3: EtcdCluster) -> None:
+    async def scenario() -> None:
+        cl = client_for(etcd3)
+        try:
+            await cl.put("/t/k", "1", 2)
+            etcd3.kill(0, signal.SIGSTOP)
+            t0 = time.monotonic()
+            assert (await cl.get("/t/k", 3)) is not None
+            assert time.monotonic() - t0 < 3
+        finally:
+            etcd3.kill(0, signal.SIGCONT)
+            await cl.close()
+
+    asyncio.run(scenario())
+
+
+def test_every_member_down_raises_dcs_error_within_the_deadline(etcd3: EtcdCluster) -> None:
+    async def scenario() -> None:
+        cl = client_for(etcd3)
+        try:
+            etcd3.stop()
+            t0 = time.monotonic()
+            with pytest.raises(e.DcsError, match="no endpoint answered"):
+                await cl.get("/t/k", 1.0)
+            assert time.monotonic() - t0 < 1.5
+        finally:
+            await cl.close()
+
+    asyncio.run(scenario())
+
+
+def test_watch_reports_puts_and_lease_expiry_deletes(etcd3: EtcdCluster) -> None:
+    async def scenario() -> None:
+        cl = client_for(etcd3)
+        seen: list[WatchEvent] = []
+
+        async def watch() -> None:
+            async for events in cl.watch_prefix("/w/"):
+                seen.extend(events)
+
+        try:
+            task = asyncio.create_task(watch())
+            await asyncio.sleep(0.3)
+            lease = await cl.lease_grant(2, 2)
+            await cl.put("/w/leader", "n1", 2, lease=lease)
+            await cl.put("/x/other", "ignored", 2)
+            for _ in range(60):
+                if any(ev.kind == "DELETE" for ev in seen):
+                    break
+                await asyncio.sleep(0.1)
+            task.cancel()
+            assert [(ev.kind, ev.key) for ev in seen] == [("PUT", "/w/leader"), ("DELETE", "/w/leader")]
+        finally:
+            await cl.close()
+
+    asyncio.run(scenario())
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_tls_with_client_certificates_and_password_auth() -> None:
+    # etcd's gateway rejects client certificates that carry a CommonName (it would be taken for a
+    # user name), so the client certificate here has none, as in a real gateway deployment.
+    d = Path(tempfile.mkdtemp(prefix="pgha-etcd-tls-"))
+    proc = None
+    try:
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+                 "-days", "1", "-subj", "/CN=test-ca", cwd=d)
+        for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+            _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                     "-subj", f"/CN={name}" if name == "server" else "/O=pgha", cwd=d)
+            subprocess.run(["openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                                "-CAcreateserial", "-out", f"{name}.crt", "-days", "1", "-extfile", "/dev/stdin"],
+                           cwd=d, check=True, capture_output=True, input=ext.encode())
+        port, peer = free_port(), free_port()
+        url = f"https://127.0.0.1:{port}"
+        proc = subprocess.Popen(
+            ["etcd", "--name", "tls", "--data-dir", str(d / "data"), "--listen-client-urls", url,
+             "--advertise-client-urls", url, "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+             "--initial-cluster", f"tls=http://127.0.0.1:{peer}", "--cert-file", str(d / "server.crt"),
+             "--key-file", str(d / "server.key"), "--client-cert-auth", "--trusted-ca-file", str(d / "ca.crt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ctl = ["etcdctl", "--endpoints", url, "--cacert", str(d / "ca.crt"), "--cert", str(d / "client.crt"),
+               "--key", str(d / "client.key")]
+        wait_for("etcd with TLS", lambda: subprocess.run([*ctl, "endpoint", "health"], capture_output=True).returncode == 0, 20)
+        for cmd in (["user", "add", "root:rootpw"], ["user", "add", "pgha:pghapw"], ["role", "add", "pgha"],
+                    ["role", "grant-permission", "pgha", "--prefix=true", "readwrite", "/pgha/"],
+                    ["user", "grant-role", "pgha", "pgha"], ["auth", "enable"]):
+            subprocess.run([*ctl, *cmd], check=True, capture_output=True, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+
+        certs = dict(cacert=str(d / "ca.crt"), cert=str(d / "client.crt"), key=str(d / "client.key"))
+
+        async def scenario() -> None:
+            good = EtcdClient([url], username="pgha", password="pghapw", **certs)
+            bad = EtcdClient([url], username="pgha", password="wrong", **certs)
+            no_cert = EtcdClient([url], username="pgha", password="pghapw", cacert=str(d / "ca.crt"))
+            try:
+                await good.put("/pgha/k", "v", 3)
+                kv = await good.get("/pgha/k", 3)
+                assert kv is not None and kv.value == "v"
+                with pytest.raises(e.DcsAuthError, match="refused user 'pgha'"):
+                    await bad.get("/pgha/k", 3)
+                with pytest.raises(e.DcsError):
+                    await no_cert.get("/pgha/k", 1)
+            finally:
+                for c in (good, bad, no_cert):
+                    await c.close()
+
+        asyncio.run(scenario())
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(d, ignore_errors=True)
