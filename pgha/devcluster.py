@@ -313,3 +313,107 @@ class LocalCluster:
             pg = pglog.read_text(errors="replace")[-8000:] if pglog.exists() else ""
             out.append(f"===== {n.name} agent\n{n.log_text()[-6000:]}\n===== {n.name} postgres\n{pg}")
         return "\n".join(out)
+
+
+HAPROXY_TEMPLATE = """global
+    maxconn 200
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 30m
+    timeout server 30m
+    timeout check 1s
+listen primary
+    bind 127.0.0.1:{write_port}
+    option httpchk OPTIONS /primary
+    http-check expect status 200
+    default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
+{primary_servers}
+listen replicas
+    bind 127.0.0.1:{read_port}
+    balance roundrobin
+    option httpchk OPTIONS /replica
+    http-check expect status 200
+    default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
+{replica_servers}
+"""
+
+
+class HAProxy:
+    """HAProxy routing a write port to the node answering /primary and a read port to /replica."""
+
+    def __init__(self, base: Path, nodes: list[Node]) -> None:
+        self.binary = require_binary("haproxy")
+        self.base = base
+        self.write_port, self.read_port = free_port(), free_port()
+        servers = "\n".join(f"    server {n.name} 127.0.0.1:{n.pg_port} check port {n.api_port}" for n in nodes)
+        self.config_path = base / "haproxy.cfg"
+        self.config_path.write_text(HAPROXY_TEMPLATE.format(write_port=self.write_port, read_port=self.read_port,
+                                                            primary_servers=servers, replica_servers=servers))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.base / "haproxy.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen([self.binary, "-db", "-f", str(self.config_path)], stdout=log, stderr=log,
+                                     start_new_session=True)
+        log.close()
+        wait_for("haproxy listening", lambda: _port_open(self.write_port), 10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def main() -> None:
+    """The live local cluster: etcd, three nodes and HAProxy on loopback until Ctrl-C."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--dir", default=".local-cluster", help="where data and logs go (wiped first)")
+    parser.add_argument("--nodes", type=int, default=3)
+    args = parser.parse_args()
+    base = Path(args.dir).resolve()
+    shutil.rmtree(base, ignore_errors=True)
+    cluster = LocalCluster(base, nodes=args.nodes)
+    proxy = HAProxy(base, cluster.nodes)
+    stop = False
+
+    def on_signal(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        cluster.start()
+        proxy.start()
+        leader = cluster.leader()
+        node_cfg = cluster.nodes[0].config_path
+        su = cluster.nodes[0].config["postgresql"]["authentication"]["superuser"]
+        print(f"""
+pgha local cluster is up (scope {cluster.scope}, ttl {cluster.dcs['ttl']}s, data and logs in {base})
+  etcd:           {','.join(cluster.etcd.hosts)}
+  leader:         {leader.name}
+  nodes:          {', '.join(f'{n.name} pg 127.0.0.1:{n.pg_port} api {n.api}' for n in cluster.nodes)}
+  writes (HAProxy): psql 'host=127.0.0.1 port={proxy.write_port} user={su['username']} password={su['password']} dbname=postgres'
+  reads  (HAProxy): psql 'host=127.0.0.1 port={proxy.read_port} user={su['username']} password={su['password']} dbname=postgres'
+  members:        .venv/bin/pgha list -c {node_cfg}
+  health:         curl -i {leader.api}/primary
+Ctrl-C stops everything.""", flush=True)
+        while not stop:
+            time.sleep(0.5)
+    finally:
+        print("stopping the local cluster", flush=True)
+        proxy.stop()
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
