@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -57,6 +60,19 @@ def test_three_nodes_bootstrap_into_one_primary_and_two_streaming_replicas(make_
         wait_for(f"row on {r.name}", lambda r=r: has_marker(r, "hello"), 10)
     slots = {row[0] for row in sql(primary.dsn(), "SELECT slot_name FROM pg_replication_slots WHERE active")}
     assert slots == {r.name for r in replicas}
+    status = primary.status()
+    assert status is not None and status["role"] == "primary" and status["timeline"] == 1
+    assert status["xlog"]["location"] > 0 and status["leader"] == primary.name
+    rstatus = replicas[0].status()
+    assert rstatus is not None and rstatus["replication_state"] == "streaming"
+    out = subprocess.run([sys.executable, "-m", "pgha", "list", "-c", str(primary.config_path), "-f", "json"],
+                         capture_output=True, text=True, check=True)
+    rows = {r["Member"]: r for r in json.loads(out.stdout)}
+    assert rows[primary.name]["Role"] == "Leader"
+    assert sorted(r["State"] for n, r in rows.items() if n != primary.name) == ["streaming", "streaming"]
+    table = subprocess.run([sys.executable, "-m", "pgha", "list", "-c", str(primary.config_path)],
+                           capture_output=True, text=True, check=True).stdout
+    assert "| Member | Host" in table and "Lag in MB" in table and primary.name in table
 
 
 def test_primary_node_killed_replica_takes_over_within_ttl_and_old_node_rejoins(make_cluster: Callable[..., LocalCluster]) -> None:
