@@ -19,7 +19,7 @@ from typing import Any
 from pgha import errors as e
 from pgha.config.model import DynamicConfig, LocalConfig
 from pgha.core import actions as a
-from pgha.core.cluster import ClusterView, HistoryEntry, LeaderStatus, Member
+from pgha.core.cluster import ClusterView, FailoverRequest, HistoryEntry, LeaderStatus, Member
 from pgha.core.decide import decide
 from pgha.core.health import NodeHealth
 from pgha.core.snapshot import PgState, Snapshot
@@ -56,7 +56,13 @@ class Agent:
         self._exit = False
         self._note = ""
         self.last_loop_at = time.monotonic()
-        self.counters: dict[str, int] = {"renewals": 0, "renewal_failures": 0, "promotions": 0, "demotions": 0}
+        self.counters: dict[str, int] = {"renewals": 0, "renewal_failures": 0, "promotions": 0, "demotions": 0,
+                                         "restarts": 0}
+        self.promotion_seconds: list[float] = []
+        self.restart_at: float | None = None  # epoch seconds; set by POST /restart
+        self.reinit_requested = False
+        self.pending_restart = False
+        self._applied_parameters: dict[str, Any] | None = None
 
     # -- timing ---------------------------------------------------------------------
 
@@ -121,7 +127,8 @@ class Agent:
             self.pg_state = self.pg_state.__class__(**{**self.pg_state.__dict__, "down_since": None})
         snap = Snapshot(now=now, name=self.name, tags=self.cfg.tags, config=self.config, cluster=self.view,
                         dcs_ok=self.dcs_ok, pg=self.pg_state, lease_valid_until=self.lease_valid_until,
-                        leader_lost_at=self.leader_lost_at, shutting_down=self.shutting_down, busy=self.busy)
+                        leader_lost_at=self.leader_lost_at, shutting_down=self.shutting_down, busy=self.busy,
+                        wall_now=time.time(), restart_at=self.restart_at, reinit_requested=self.reinit_requested)
         decision = decide(snap)
         if decision.note != self._note:
             log.info("%s", decision.note)
@@ -132,9 +139,36 @@ class Agent:
             except (e.PghaError, OSError) as exc:
                 log.error("%s failed: %s", type(action).__name__, exc)
                 break
+        if not self._exit and self.busy is None and self.pg_state.running:
+            await self._apply_parameters()
         if self.dcs_ok and not self._exit:
             await self._publish_member()
         self.last_loop_at = time.monotonic()
+
+    async def _apply_parameters(self) -> None:
+        """Bring a running Postgres in line with the dynamic config's parameters: rewrite the
+        config file and reload; parameters that need a restart show up as pending_restart."""
+        wanted = self._parameters()
+        if self._applied_parameters is None:
+            self._applied_parameters = wanted  # written at start
+        elif wanted != self._applied_parameters:
+            await self.reload()
+            log.info("applied changed postgresql.parameters (reloaded)")
+        try:
+            rows = await self.pg.query("SELECT count(*) FROM pg_settings WHERE pending_restart")
+            self.pending_restart = bool(rows and rows[0][0])
+        except e.PostgresError:
+            pass
+
+    async def reload(self) -> None:
+        """Rewrite postgresql.conf for the current role and send SIGHUP (POST /reload)."""
+        pg = self.pg_state
+        follow = pg.following if pg.in_recovery else None
+        addr = self._member_addr(follow) if follow and follow in self.view.members else None
+        self.pg.write_config(self._parameters(), self._hba(), addr, follow if addr else None,
+                             self.config.postgresql.use_slots)
+        await self.pg.query("SELECT pg_reload_conf()")
+        self._applied_parameters = self._parameters()
 
     async def _renew_and_read(self, now: float) -> bool:
         cfg = self.config
@@ -270,6 +304,7 @@ class Agent:
             self.pg.write_config(self._parameters(), self._hba(), addr, follow, self.config.postgresql.use_slots)
         timeout = self.config.primary_start_timeout if primary else 3600
         await self.pg.start(max(timeout, 10))
+        self._applied_parameters = self._parameters()
 
     async def _do_InitializeCluster(self, _: a.InitializeCluster) -> None:
         if not await self.store.claim_initialize(self.config.retry_timeout):
@@ -365,12 +400,16 @@ class Agent:
         old_tl, lsn = self.pg_state.timeline, self.pg_state.lsn
         await self.pg.promote()
         self.counters["promotions"] += 1
+        self.promotion_seconds.append(time.monotonic() - t0)
         self.pg_state = await self.pg.observe(self.pg_state, time.monotonic())
         log.info("promoted %s on timeline %d in %.2f s", self.name, self.pg_state.timeline, time.monotonic() - t0)
         # pg_rewind on the old primary reads our timeline from the control file, which only a
         # checkpoint updates; do not make clients wait for it.
         asyncio.get_running_loop().create_task(self._checkpoint_quietly())
-        entry = HistoryEntry(old_tl, lsn, "no leader: promoted", _now_iso(), self.name)
+        f = self.view.failover
+        reason = (f"switchover from {f.leader}" if f and f.leader else "manual failover" if f
+                  else "failover: no leader")
+        entry = HistoryEntry(old_tl, lsn, reason, _now_iso(), self.name)
         with contextlib.suppress(e.DcsError):
             await self.store.publish_status(LeaderStatus(self.name, self.pg_state.timeline, self.pg_state.lsn),
                                             self.config.retry_timeout)
@@ -412,6 +451,59 @@ class Agent:
         if self.config.postgresql.use_slots:
             await self.pg.sync_slots(act.slots)
 
+    async def _do_HandOver(self, act: a.HandOver) -> None:
+        t0 = time.monotonic()
+        f = self.view.failover
+        log.info("switchover to %s: checkpoint, then clean stop", act.candidate)
+        if f is not None and f.candidate != act.candidate:
+            # Name the chosen candidate so it alone waits for our final WAL position.
+            await self.store.set_failover(FailoverRequest(self.name, act.candidate), self.view.failover_revision,
+                                          self.config.retry_timeout)
+        await self.pg.checkpoint()  # makes the shutdown checkpoint, and so the stop, short
+        self._mark_not_writable()  # /primary answers 503 before Postgres stops taking writes
+        await self.pg.stop("fast")
+        final_lsn = await self.pg.shutdown_checkpoint_lsn()
+        tl = self.pg_state.timeline or (self.pg.disk.primary_on_timeline or 0)
+        await self.store.publish_status(LeaderStatus(self.name, tl, final_lsn), self.config.retry_timeout)
+        await self.store.release_leader(self.config.retry_timeout)
+        self.counters["demotions"] += 1
+        log.info("switchover: stopped at %X and released the leader key to %s in %.2f s",
+                 final_lsn, act.candidate, time.monotonic() - t0)
+        self.wake()
+
+    async def _do_ClearFailover(self, act: a.ClearFailover) -> None:
+        await self.store.clear_failover(self.view.failover_revision, self.config.retry_timeout)
+        log.info("cleared the switchover request: %s", act.reason)
+
+    async def _do_RestartPostgres(self, _: a.RestartPostgres) -> None:
+        self.restart_at = None
+        primary = self.pg_state.running and not self.pg_state.in_recovery
+        follow = None if primary else self.pg_state.following
+
+        async def restart() -> None:
+            t0 = time.monotonic()
+            if primary:
+                self._mark_not_writable()
+            await self.pg.stop("fast")
+            await self._start(primary, follow)
+            self.counters["restarts"] += 1
+            log.info("restarted postgres as %s in %.1f s", "primary" if primary else "replica", time.monotonic() - t0)
+
+        self._background("restarting", restart)
+
+    async def _do_Reinitialize(self, act: a.Reinitialize) -> None:
+        self.reinit_requested = False
+        host, port = self._member_addr(act.leader)
+
+        async def reinit() -> None:
+            log.info("reinitializing: wiping the data directory and cloning from %s", act.leader)
+            await self.pg.stop("immediate")
+            await self.pg.basebackup(host, port)
+            await self._start(primary=False, follow=act.leader)
+            log.info("reinitialized from %s", act.leader)
+
+        self._background(f"reinitializing from {act.leader}", reinit)
+
     async def _do_Exit(self, _: a.Exit) -> None:
         if self._job is not None:
             self._job.cancel()
@@ -449,10 +541,15 @@ class Agent:
             "pause": self.config.pause, "tags": self.cfg.tags.model_dump(), "version": _version(),
             "database_system_identifier": pg.sysid, "note": self._note,
         }
+        out["pending_restart"] = self.pending_restart
+        if self.restart_at:
+            out["scheduled_restart"] = {"schedule": datetime.fromtimestamp(self.restart_at, timezone.utc).isoformat()}
         if role == "primary":
             out["xlog"] = {"location": pg.lsn}
+            out["replication"] = self.pg.replication
         elif pg.running:
-            out["xlog"] = {"received_location": pg.lsn, "replayed_location": pg.replayed_lsn}
+            out["xlog"] = {"received_location": pg.lsn, "replayed_location": pg.replayed_lsn,
+                           "replayed_timestamp": self.pg.replayed_timestamp}
             out["replication_state"] = "streaming" if pg.streaming else "stopped"
             out["lag"] = h.lag
         return out

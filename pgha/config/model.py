@@ -88,13 +88,38 @@ class EtcdConfig(_Strict):
         return [h if "://" in h else f"{self.protocol}://{h}" for h in self.hosts]
 
 
+class RestApiAuth(_Strict):
+    username: str
+    password: str = Field(repr=False)
+
+
 class RestApiConfig(_Strict):
     listen: str = "127.0.0.1:8008"
     connect_address: str | None = None
+    authentication: RestApiAuth | None = None
+    allowlist: list[str] = Field(default_factory=list)
+    allowlist_include_members: bool = False
+    certfile: str | None = None
+    keyfile: str | None = None
+    cafile: str | None = None
+    verify_client: Literal["none", "optional", "required"] = "none"
+
+    @field_validator("allowlist")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an address or CIDR network") from exc
+        return v
 
     @property
     def url(self) -> str:
-        return f"http://{self.connect_address or self.listen}"
+        scheme = "https" if self.certfile else "http"
+        return f"{scheme}://{self.connect_address or self.listen}"
 
 
 class Credentials(_Strict):

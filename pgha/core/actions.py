@@ -99,5 +99,33 @@ class PublishLeaderStatus(Action):
 
 
 @dataclass(frozen=True)
+class HandOver(Action):
+    """Planned switchover to ``candidate``: checkpoint, stop Postgres cleanly (the walsenders ship
+    the shutdown checkpoint to the streaming replicas first), publish the final WAL position in
+    ``status``, then release the leader key. The candidate promotes once it has that position."""
+
+    candidate: str
+
+
+@dataclass(frozen=True)
+class ClearFailover(Action):
+    """Delete the ``failover`` key (done, or impossible: ``reason``)."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RestartPostgres(Action):
+    """Restart the local Postgres in its current role (an operator asked); the leader keeps its key."""
+
+
+@dataclass(frozen=True)
+class Reinitialize(Action):
+    """Wipe the data directory and clone it again from ``leader`` (an operator asked)."""
+
+    leader: str
+
+
+@dataclass(frozen=True)
 class Exit(Action):
     """Revoke our lease (dropping the member key and any leader key) and end the agent."""

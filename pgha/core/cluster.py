@@ -71,6 +71,29 @@ class LeaderStatus:
 
 
 @dataclass(frozen=True)
+class FailoverRequest:
+    """The ``failover`` key: an operator's switchover (``leader`` set) or failover (``leader``
+    empty) towards ``candidate`` (empty: the best replica), not before ``scheduled_at`` (epoch s)."""
+
+    leader: str = ""
+    candidate: str = ""
+    scheduled_at: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"leader": self.leader, "candidate": self.candidate, "scheduled_at": self.scheduled_at})
+
+    @classmethod
+    def from_json(cls, raw: str) -> FailoverRequest | None:
+        try:
+            d = json.loads(raw)
+            at = d.get("scheduled_at")
+            return cls(leader=str(d.get("leader") or ""), candidate=str(d.get("candidate") or ""),
+                       scheduled_at=float(at) if at is not None else None)
+        except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
+            return None
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     timeline: int
     lsn: int
@@ -95,6 +118,9 @@ class ClusterView:
     members: Mapping[str, Member] = field(default_factory=dict)
     status: LeaderStatus = field(default_factory=LeaderStatus)
     history: tuple[HistoryEntry, ...] = ()
+    failover: FailoverRequest | None = None
+    failover_revision: int = 0
+    config_raw: str = ""
     revision: int = 0
 
     @property
@@ -122,12 +148,18 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
     members: dict[str, Member] = {}
     status = LeaderStatus()
     history: tuple[HistoryEntry, ...] = ()
+    failover: FailoverRequest | None = None
+    failover_revision = 0
+    config_raw = ""
     for kv in kvs:
         rel = kv.key[len(prefix):]
         if rel == "initialize":
             initialize = kv.value
+        elif rel == "failover":
+            failover, failover_revision = FailoverRequest.from_json(kv.value), kv.mod_revision
         elif rel == "config":
             config_revision = kv.mod_revision
+            config_raw = kv.value
             if parse_config is not None:
                 try:
                     config = parse_config(json.loads(kv.value))
@@ -144,7 +176,8 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
             members[name] = Member.from_json(name, kv.value)
     return ClusterView(initialize=initialize, config=config, config_revision=config_revision,
                        leader=leader, leader_lease=leader_lease, members=members, status=status,
-                       history=history, revision=revision)
+                       history=history, failover=failover, failover_revision=failover_revision,
+                       config_raw=config_raw, revision=revision)
 
 
 def parse_history(raw: str) -> tuple[HistoryEntry, ...]:

@@ -6,7 +6,8 @@ Rules, in the order they are checked:
 3. etcd unreachable: a writable primary demotes once its lease is within ``retry_timeout`` of
    expiring; nobody else acts.
 4. bootstrap: race for ``initialize``; a node whose data belongs to another cluster refuses.
-5. paused: no automatic action; the leader keeps its key.
+5. operator requests (restart, reinitialize, switchover/failover) run even while paused; then,
+   paused: no automatic action; the leader keeps its key.
 6. Postgres down: the leader restarts it in place (until ``primary_start_timeout``); others start
    as replicas, after a rewind if their data may have diverged.
 7. the leader promotes its standby (or resumes as primary on the same timeline when it was the
@@ -22,14 +23,18 @@ from dataclasses import dataclass
 from pgha.core.actions import (
     AcquireLeader,
     Action,
+    ClearFailover,
     CloneFrom,
     Demote,
     Exit,
     FollowLeader,
+    HandOver,
     InitializeCluster,
     Promote,
     PublishLeaderStatus,
+    Reinitialize,
     ReleaseLeader,
+    RestartPostgres,
     ResumeAsPrimary,
     Rewind,
     StartPostgres,
@@ -70,6 +75,9 @@ def decide(s: Snapshot) -> Decision:
         if c.leader and c.leader != s.name and c.leader in c.members:
             return Decision((CloneFrom(c.leader),), f"cloning from leader {c.leader}")
         return Decision.wait("no leader to clone from yet")
+    requested = _operator_request(s)
+    if requested is not None:
+        return requested
     if s.config.pause:
         return _paused(s)
     if not s.pg.running:
@@ -204,3 +212,54 @@ def _without_leader(s: Snapshot) -> Decision:
         return Decision.wait(f"no leader: {', '.join(better)} is more advanced, letting it take over")
     return Decision((AcquireLeader("no leader key and this node is the most advanced eligible replica"),),
                     "no leader: racing for the leader key")
+
+
+def healthy_replica(m: Member, s: Snapshot, leader_lsn: int) -> bool:
+    """A member fit to take over in a planned switchover: streaming, promotable, not lagging."""
+    return (m.role == "replica" and m.state == "streaming" and not m.nofailover
+            and leader_lsn - m.lsn <= s.config.maximum_lag_on_failover)
+
+
+def best_candidate(s: Snapshot, leader_lsn: int) -> str | None:
+    fit = [m for m in s.cluster.members.values() if m.name != s.name and healthy_replica(m, s, leader_lsn)]
+    if not fit:
+        return None
+    return max(fit, key=lambda m: _rank(m.lsn, m.priority, m.name)).name
+
+
+def _operator_request(s: Snapshot) -> Decision | None:
+    c, pg = s.cluster, s.pg
+    if s.reinit_requested and c.leader != s.name and c.leader in c.members:
+        return Decision((Reinitialize(str(c.leader)),), f"reinitializing from {c.leader} as requested")
+    if s.restart_at is not None and s.wall_now >= s.restart_at and pg.running:
+        return Decision((RestartPostgres(),), "restarting postgres as requested")
+    f = c.failover
+    if f is None or f.scheduled_at is not None and s.wall_now < f.scheduled_at:
+        return None
+    if c.leader == s.name:
+        if f.candidate == s.name:
+            return Decision((ClearFailover("switchover complete"),), "switchover complete")
+        if not (s.is_leader() and _writable(s)):
+            return None
+        if f.leader and f.leader != s.name:
+            return Decision((ClearFailover(f"it names {f.leader} as leader but {s.name} leads"),),
+                            "dropping a switchover request for another leader")
+        candidate = f.candidate or best_candidate(s, pg.lsn)
+        m = c.members.get(candidate or "")
+        if m is None or not healthy_replica(m, s, pg.lsn):
+            return Decision((ClearFailover(f"no healthy candidate ({candidate or 'none'})"),),
+                            "switchover impossible: no healthy candidate")
+        return Decision((HandOver(m.name),), f"switchover to {m.name}: handing over")
+    if c.leader is None and pg.running and pg.in_recovery:
+        waited = 0.0 if s.leader_lost_at is None else s.now - s.leader_lost_at
+        if f.candidate == s.name:
+            why = ineligibility(s)
+            if why is not None:
+                return Decision.wait(f"asked to take over but not eligible: {why}")
+            if pg.lsn < c.status.lsn and waited < s.config.retry_timeout:
+                return Decision.wait(f"switchover: waiting to receive the old primary's final WAL position {c.status.lsn}")
+            return Decision((AcquireLeader(f"chosen by the operator (requested leader {f.leader or 'none'})"),),
+                            "switchover candidate: taking the leader key")
+        if f.candidate and f.candidate in c.members and waited < s.config.retry_timeout:
+            return Decision.wait(f"switchover to {f.candidate} in progress")
+    return None

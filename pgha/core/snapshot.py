@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pgha.config.model import DynamicConfig, Tags
 from pgha.core.cluster import ClusterView
@@ -51,7 +51,9 @@ class Snapshot:
     leader_lost_at: float | None = None
     shutting_down: bool = False
     busy: str | None = None
-    mismatch: bool = field(default=False)
+    wall_now: float = 0.0  # epoch seconds, only for operator schedules
+    restart_at: float | None = None  # epoch seconds: a restart was requested for then (0: now)
+    reinit_requested: bool = False
 
     @property
     def demote_margin(self) -> float:

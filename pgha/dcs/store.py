@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from pgha.config.load import parse_dynamic_config
-from pgha.core.cluster import ClusterView, HistoryEntry, LeaderStatus, Member, history_json, parse_cluster
+from pgha.core.cluster import ClusterView, FailoverRequest, HistoryEntry, LeaderStatus, Member, history_json, parse_cluster
 from pgha.dcs.etcd import Compare, EtcdClient, delete_op, put_op
 
 
@@ -63,6 +63,18 @@ class ClusterStore:
 
     async def append_history(self, view: ClusterView, entry: HistoryEntry, deadline: float) -> None:
         await self.client.put(self.key("history"), history_json([*view.history, entry]), deadline)
+
+    async def set_failover(self, request: FailoverRequest, mod_revision: int, deadline: float) -> bool:
+        """Write the switchover request; create-only when ``mod_revision`` is 0, else CAS."""
+        guard = (Compare(self.key("failover"), "CREATE", 0) if mod_revision == 0
+                 else Compare(self.key("failover"), "MOD", mod_revision))
+        return await self.client.txn([guard], [put_op(self.key("failover"), request.to_json())], deadline=deadline)
+
+    async def clear_failover(self, mod_revision: int, deadline: float) -> bool:
+        if mod_revision == 0:
+            return await self.client.delete(self.key("failover"), deadline) > 0
+        return await self.client.txn([Compare(self.key("failover"), "MOD", mod_revision)],
+                                     [delete_op(self.key("failover"))], deadline=deadline)
 
     async def set_config(self, config: dict[str, Any], mod_revision: int, deadline: float) -> bool:
         guard = (Compare(self.key("config"), "CREATE", 0) if mod_revision == 0

@@ -37,7 +37,11 @@ SELECT pg_is_in_recovery(),
                           (SELECT timeline_id FROM pg_control_checkpoint()))
             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
        COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),
-       (SELECT system_identifier::text FROM pg_control_system())
+       (SELECT system_identifier::text FROM pg_control_system()),
+       (SELECT json_agg(json_build_object('application_name', application_name, 'client_addr', client_addr,
+                                          'state', state, 'sync_state', sync_state))
+          FROM pg_stat_replication),
+       pg_last_xact_replay_timestamp()::text
 """
 
 
@@ -63,6 +67,8 @@ class PostgresController:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self.exited = asyncio.Event()  # set when the postmaster we started exits
         self._sysid: str | None = None
+        self.replication: list[dict[str, Any]] = []  # pg_stat_replication rows, as last observed
+        self.replayed_timestamp: str | None = None
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -128,6 +134,15 @@ class PostgresController:
                 pass
             self._conn = None
 
+    async def shutdown_checkpoint_lsn(self) -> int:
+        """The stopped cluster's last checkpoint location, read from pg_control."""
+        out = await self.runas.run([self._bin("pg_controldata"), "-D", str(self.data_dir)], timeout=10)
+        for line in out.splitlines():
+            if line.startswith("Latest checkpoint location:"):
+                hi, lo = line.split(":", 1)[1].strip().split("/")
+                return (int(hi, 16) << 32) + int(lo, 16)
+        raise e.PostgresError("pg_controldata shows no checkpoint location")
+
     async def system_identifier(self) -> str | None:
         if self._sysid is None and not self.data_dir_empty():
             try:
@@ -152,8 +167,10 @@ class PostgresController:
         except (e.PostgresError, asyncio.TimeoutError):
             # Starting up, shutting down or in crash recovery: the postmaster lives but refuses us.
             return replace(base, down_since=previous.down_since if previous.down_since is not None else now)
-        in_rec, cur, received, replayed, tli, streaming, sysid = rows[0]
+        in_rec, cur, received, replayed, tli, streaming, sysid, replication, replay_ts = rows[0]
         self._sysid = sysid
+        self.replication = replication or []
+        self.replayed_timestamp = replay_ts
         if not in_rec and self.disk.primary_on_timeline != tli:
             self.remember(primary_on_timeline=tli, following=None)
         return replace(

@@ -1,0 +1,80 @@
+"""Operator requests judged against the cluster view: pure functions returning a refusal (HTTP
+status and reason) or None when the request may go ahead."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pgha.config.model import DynamicConfig
+from pgha.core.cluster import ClusterView, Member
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    reason: str
+
+
+def _leader_lsn(view: ClusterView) -> int:
+    leader = view.members.get(view.leader or "")
+    return max(view.status.lsn, leader.lsn if leader else 0)
+
+
+def candidate_problem(m: Member | None, name: str, view: ClusterView, config: DynamicConfig) -> str | None:
+    if m is None:
+        return f"candidate {name} is not a member of the cluster"
+    if name == view.leader:
+        return f"candidate {name} is already the leader"
+    if m.nofailover:
+        return f"candidate {name} is tagged nofailover"
+    if m.role != "replica" or m.state != "streaming":
+        return f"candidate {name} is not a streaming replica (role {m.role}, state {m.state})"
+    lag = _leader_lsn(view) - m.lsn
+    if lag > config.maximum_lag_on_failover:
+        return f"candidate {name} lags {lag} bytes (maximum_lag_on_failover {config.maximum_lag_on_failover})"
+    return None
+
+
+def check_switchover(view: ClusterView, config: DynamicConfig, leader: str | None,
+                     candidate: str | None) -> Refusal | None:
+    if view.leader is None:
+        return Refusal(412, "the cluster has no leader: use failover")
+    if leader is not None and leader != view.leader:
+        return Refusal(412, f"leader name does not match: the leader is {view.leader}, not {leader}")
+    if view.failover is not None:
+        return Refusal(409, "a switchover is already scheduled or in progress")
+    if candidate:
+        problem = candidate_problem(view.members.get(candidate), candidate, view, config)
+        return Refusal(412, problem) if problem else None
+    if not any(candidate_problem(m, n, view, config) is None for n, m in view.members.items()):
+        return Refusal(412, "no healthy candidate: no streaming, promotable replica within maximum_lag_on_failover")
+    return None
+
+
+def check_failover(view: ClusterView, config: DynamicConfig, candidate: str) -> Refusal | None:
+    if view.failover is not None:
+        return Refusal(409, "a switchover is already scheduled or in progress")
+    m = view.members.get(candidate)
+    if m is None:
+        return Refusal(412, f"candidate {candidate} is not a member of the cluster")
+    if candidate == view.leader:
+        return Refusal(412, f"candidate {candidate} is already the leader")
+    if m.nofailover:
+        return Refusal(412, f"candidate {candidate} is tagged nofailover")
+    if m.role != "replica" or m.state not in ("running", "streaming"):
+        return Refusal(412, f"candidate {candidate} is not a running replica (role {m.role}, state {m.state})")
+    return None
+
+
+def merge_patch(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7396 merge: nested objects merge, ``null`` deletes a key."""
+    out = dict(base)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_patch(out[key], value)
+        else:
+            out[key] = value
+    return out
