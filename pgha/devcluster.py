@@ -129,6 +129,22 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, dict[str, Any] | None
             return exc.code, None
 
 
+def http_request(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
+                 timeout: float = 90.0, raw: bytes | None = None) -> tuple[int, Any, dict[str, str]]:
+    """One HTTP request; returns (status, decoded JSON or text, headers), never raises on 4xx/5xx."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url, method=method, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            status, payload, hdrs = r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as exc:
+        status, payload, hdrs = exc.code, exc.read(), dict(exc.headers)
+    try:
+        return status, json.loads(payload or b"null"), hdrs
+    except ValueError:
+        return status, payload.decode(errors="replace"), hdrs
+
+
 @dataclass
 class Node:
     name: str
@@ -255,7 +271,8 @@ class LocalCluster:
     """etcd plus N pgha nodes under ``base``; every process is killed by ``stop``."""
 
     def __init__(self, base: Path, nodes: int = 3, etcd_members: int = 1, dcs: dict[str, Any] | None = None,
-                 scope: str = "demo", tags: dict[str, dict[str, Any]] | None = None) -> None:
+                 scope: str = "demo", tags: dict[str, dict[str, Any]] | None = None,
+                 restapi: dict[str, dict[str, Any]] | None = None) -> None:
         require_binary("postgres", "/usr/lib/postgresql/15/bin/postgres")
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
@@ -271,6 +288,7 @@ class LocalCluster:
             os.chmod(d, 0o755)
             pg_port, api_port = free_port(), free_port()
             cfg = node_config(scope, name, d, pg_port, api_port, self.etcd.hosts, self.dcs, (tags or {}).get(name))
+            cfg["restapi"].update((restapi or {}).get(name, {}))
             self.nodes.append(Node(name, d, pg_port, api_port, cfg))
 
     def node(self, name: str) -> Node:

@@ -237,10 +237,10 @@ def _operator_request(s: Snapshot) -> Decision | None:
     if f is None or f.scheduled_at is not None and s.wall_now < f.scheduled_at:
         return None
     if c.leader == s.name:
+        if not (s.is_leader() and _writable(s)):
+            return None  # promote first (rule 7); the request is cleared once we are primary
         if f.candidate == s.name:
             return Decision((ClearFailover("switchover complete"),), "switchover complete")
-        if not (s.is_leader() and _writable(s)):
-            return None
         if f.leader and f.leader != s.name:
             return Decision((ClearFailover(f"it names {f.leader} as leader but {s.name} leads"),),
                             "dropping a switchover request for another leader")

@@ -43,9 +43,14 @@ def quote(value: Any) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def conninfo(host: str, port: int, creds: Credentials, dbname: str | None = None, **extra: Any) -> str:
+def conninfo(host: str, port: int, creds: Credentials, dbname: str | None = None,
+             passfile: str | None = None, **extra: Any) -> str:
+    """A libpq connection string; with ``passfile`` the password stays out of it (and so out of
+    postgresql.conf and the server log, which prints primary_conninfo on every change)."""
     parts: dict[str, Any] = {"host": host, "port": port, "user": creds.username}
-    if creds.password:
+    if passfile:
+        parts["passfile"] = passfile
+    elif creds.password:
         parts["password"] = creds.password
     if dbname:
         parts["dbname"] = dbname
@@ -80,3 +85,10 @@ def render_postgresql_conf(local: PostgresqlConfig, dynamic_parameters: Mapping[
 
 def render_hba(entries: list[str] | None) -> str:
     return "# Written by pgha.\n" + "\n".join(entries or DEFAULT_HBA) + "\n"
+
+
+def render_pgpass(entries: list[Credentials]) -> str:
+    def esc(v: str) -> str:
+        return v.replace("\\", "\\\\").replace(":", "\\:")
+
+    return "".join(f"*:*:*:{esc(c.username)}:{esc(c.password or '')}\n" for c in entries if c.password)

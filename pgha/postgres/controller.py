@@ -62,6 +62,7 @@ class PostgresController:
         self.data_dir = Path(self.pg.data_dir)
         self.state_path = self.data_dir.with_name(self.data_dir.name + ".pgha.json")
         self.log_path = str(self.data_dir.with_name(self.data_dir.name + ".postgres.log"))
+        self.passfile = str(self.data_dir.with_name(self.data_dir.name + ".pgpass"))
         self.disk = self._load_disk_state()
         self._proc: asyncio.subprocess.Process | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -185,13 +186,19 @@ class PostgresController:
                      primary: tuple[str, int] | None, leader_name: str | None, use_slots: bool) -> None:
         ci = None
         if primary is not None:
+            self._write_passfile()
             ci = conf.conninfo(primary[0], primary[1], self.pg.authentication.replication,
-                               application_name=self.cfg.name)
+                               passfile=self.passfile, application_name=self.cfg.name)
         text = conf.render_postgresql_conf(self.pg, parameters, self.cfg.name, ci,
                                            conf.slot_name(self.cfg.name) if use_slots else None)
         self.runas.write_file(self.data_dir / "postgresql.conf", text)
         self.runas.write_file(self.data_dir / "pg_hba.conf", conf.render_hba(hba))
         self.remember(following=leader_name)
+
+    def _write_passfile(self) -> None:
+        auth = self.pg.authentication
+        entries = [auth.replication, auth.superuser] + ([auth.rewind] if auth.rewind else [])
+        self.runas.write_file(self.passfile, conf.render_pgpass(entries), mode=0o600)
 
     def make_standby(self) -> None:
         self.runas.write_file(self.data_dir / "standby.signal", "")
@@ -305,7 +312,8 @@ class PostgresController:
         self.wipe()
         self.runas.make_private_dir(self.data_dir)
         rep = self.pg.authentication.replication
-        env = {"PGPASSWORD": rep.password or ""}
+        self._write_passfile()
+        env = {"PGPASSFILE": self.passfile}
         await self.runas.run([self._bin("pg_basebackup"), "-D", str(self.data_dir), "-h", host, "-p", str(port),
                               "-U", rep.username, "-X", "stream", "--no-password", *self.pg.basebackup],
                              env=env, timeout=3600)
@@ -320,7 +328,8 @@ class PostgresController:
         to do, so the caller retries later.
         """
         creds = self.pg.authentication.rewind or self.pg.authentication.superuser
-        source = conf.conninfo(host, port, creds, dbname="postgres", connect_timeout=5)
+        self._write_passfile()
+        source = conf.conninfo(host, port, creds, dbname="postgres", passfile=self.passfile, connect_timeout=5)
         out = await self.runas.run([self._bin("pg_rewind"), "-D", str(self.data_dir), "--source-server", source,
                                     "--no-sync", "--progress"], timeout=3600)
         if "same timeline" in out and leader_timeline > (self.disk.primary_on_timeline or 0):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from pgha.config.model import DynamicConfig, Tags
 from pgha.core import actions as a
-from pgha.core.cluster import ClusterView, LeaderStatus, Member
+from pgha.core.cluster import ClusterView, FailoverRequest, LeaderStatus, Member
 from pgha.core.decide import decide
 from pgha.core.health import NodeHealth, is_primary
 from pgha.core.snapshot import PgState, Snapshot
@@ -23,6 +23,7 @@ class SimEtcd:
     leader_lease: int = 0
     members: dict[str, tuple[Member, int]] = field(default_factory=dict)
     status: LeaderStatus = field(default_factory=LeaderStatus)
+    failover: FailoverRequest | None = None
     next_lease: int = 1
 
     def expire(self, now: float) -> None:
@@ -35,7 +36,8 @@ class SimEtcd:
 
     def view(self, config: DynamicConfig) -> ClusterView:
         return ClusterView(initialize="1", config=config, leader=self.leader, leader_lease=self.leader_lease,
-                           members={n: m for n, (m, _) in self.members.items()}, status=self.status)
+                           members={n: m for n, (m, _) in self.members.items()}, status=self.status,
+                           failover=self.failover)
 
 
 @dataclass
@@ -111,6 +113,10 @@ class SimCluster:
             node.pg.lsn = max(node.pg.lsn, up.pg.lsn)
             node.pg.timeline = up.pg.timeline
             node.pg.last_streaming_at = self.now + node.offset
+
+    def request_switchover(self, candidate: str) -> None:
+        if self.etcd.failover is None and self.etcd.leader is not None:
+            self.etcd.failover = FailoverRequest(self.etcd.leader, candidate)
 
     def crash_pg(self, name: str) -> None:
         pg = self.nodes[name].pg
@@ -219,7 +225,17 @@ class SimCluster:
         elif isinstance(act, a.PublishLeaderStatus):
             if dcs_ok and etcd.leader == node.name:
                 etcd.status = LeaderStatus(node.name, pg.timeline, pg.lsn)
-        elif isinstance(act, a.InitializeCluster | a.Exit):
+        elif isinstance(act, a.HandOver):
+            pg.running, pg.in_recovery = False, True
+            if dcs_ok and etcd.leader == node.name:
+                etcd.status = LeaderStatus(node.name, pg.timeline, pg.lsn)
+                etcd.leader, etcd.leader_lease = None, 0
+        elif isinstance(act, a.ClearFailover):
+            if dcs_ok:
+                etcd.failover = None
+        elif isinstance(act, a.RestartPostgres):
+            pass
+        elif isinstance(act, a.InitializeCluster | a.Exit | a.Reinitialize):
             raise Violation(f"unexpected {act} in an initialized cluster")
 
     # -- invariants --------------------------------------------------------------------

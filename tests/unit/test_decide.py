@@ -153,3 +153,52 @@ def test_shutdown_stops_postgres_then_exits() -> None:
 def test_decide_is_deterministic() -> None:
     s = snap(REPLICA, view(leader=None))
     assert decide(s) == decide(s)
+
+
+# -- operator requests -------------------------------------------------------------------
+
+from pgha.core.cluster import FailoverRequest  # noqa: E402
+
+STREAMING_N2 = Member("n2", role="replica", state="streaming", lsn=5000, replayed_lsn=5000)
+
+
+def test_leader_hands_over_to_a_healthy_switchover_candidate() -> None:
+    v = replace(view(n2=STREAMING_N2), failover=FailoverRequest("n1", "n2"))
+    assert decide(snap(PRIMARY, v, name="n1")).actions == (a.HandOver("n2"),)
+
+
+def test_leader_drops_a_switchover_to_an_unhealthy_candidate() -> None:
+    lagging = replace(STREAMING_N2, lsn=1000)
+    v = replace(view(n2=lagging), failover=FailoverRequest("n1", "n2"))
+    assert kinds(snap(PRIMARY, v, name="n1")) == [a.ClearFailover]
+
+
+def test_scheduled_switchover_waits_for_its_time() -> None:
+    v = replace(view(n2=STREAMING_N2), failover=FailoverRequest("n1", "n2", scheduled_at=2000.0))
+    assert kinds(snap(PRIMARY, v, name="n1", wall_now=1999.0)) == [a.PublishLeaderStatus]
+    assert kinds(snap(PRIMARY, v, name="n1", wall_now=2000.0)) == [a.HandOver]
+
+
+def test_candidate_waits_for_the_old_primarys_final_position_before_taking_over() -> None:
+    v = replace(view(leader=None, status_lsn=5200), failover=FailoverRequest("n1", "n2"))
+    behind = replace(REPLICA, streaming=False, lsn=5100, replayed_lsn=5100)
+    assert kinds(snap(behind, v, leader_lost_at=100.0)) == []
+    caught_up = replace(behind, lsn=5200, replayed_lsn=5200)
+    assert kinds(snap(caught_up, v, leader_lost_at=100.0)) == [a.AcquireLeader]
+
+
+def test_other_replicas_leave_the_key_to_the_switchover_candidate() -> None:
+    v = replace(view(leader=None, n2=STREAMING_N2), failover=FailoverRequest("n1", "n2"))
+    assert kinds(snap(REPLICA, v, name="n3", leader_lost_at=100.0)) == []
+
+
+def test_new_leader_promotes_before_clearing_the_switchover_request() -> None:
+    v = replace(view(leader="n2"), failover=FailoverRequest("n1", "n2"))
+    assert kinds(snap(REPLICA, v)) == [a.Promote]
+    assert kinds(snap(replace(PRIMARY, primary_on_timeline=4), v)) == [a.ClearFailover]
+
+
+def test_requested_restart_and_reinit_are_honoured_even_when_paused() -> None:
+    paused = DynamicConfig(**{**CFG.model_dump(), "pause": True})
+    assert kinds(snap(REPLICA, view(), config=paused, restart_at=0.0, wall_now=5.0)) == [a.RestartPostgres]
+    assert decide(snap(REPLICA, view(n1=Member("n1")), reinit_requested=True)).actions == (a.Reinitialize("n1"),)

@@ -23,6 +23,7 @@ def events(n: int) -> st.SearchStrategy[list[tuple[object, ...]]]:
         st.tuples(st.just("kill"), names),
         st.tuples(st.just("fault_primary"), st.sampled_from(["kill", "stop", "partition", "crash_pg"])),
         st.tuples(st.just("revive"), names),
+        st.tuples(st.just("switchover"), names),
         st.tuples(st.just("round"), st.sampled_from([0.5, 1.0, 2.0]), st.booleans(), st.booleans()),
         st.tuples(st.just("round"), st.sampled_from([0.5, 1.0, 2.0]), st.booleans(), st.booleans()),
         st.tuples(st.just("round"), st.sampled_from([0.5, 1.0, 2.0]), st.booleans(), st.booleans()),
@@ -66,6 +67,8 @@ def run(cluster: SimCluster, script: list[tuple[object, ...]]) -> None:
                     cluster.crash_pg(name)
                 if ev[1] == "partition":
                     cluster.set_partitioned(name, True)
+        elif kind == "switchover":
+            cluster.request_switchover(str(ev[1]))
         elif kind == "revive":
             cluster.set_alive(str(ev[1]), True)
             cluster.set_partitioned(str(ev[1]), False)
