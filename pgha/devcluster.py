@@ -376,6 +376,9 @@ class HAProxy:
                                      start_new_session=True)
         log.close()
         wait_for("haproxy listening", lambda: _port_open(self.write_port), 10)
+        # HAProxy starts every server as up; give its checks (inter 500ms, fall 2) time to mark
+        # the wrong ones down before anyone is told the ports are ready.
+        time.sleep(1.5)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -1,0 +1,109 @@
+"""Clients through real HAProxy while the primary node is killed."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+
+from pgha.devcluster import HAProxy, LocalCluster, http_request, wait_for
+from tests.conftest import sql
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def proxied(make_cluster: Callable[..., LocalCluster]) -> Iterator[tuple[LocalCluster, HAProxy]]:
+    c = make_cluster()
+    c.start()
+    # Every acknowledged commit must survive the failover: ack only once a standby has the WAL.
+    # (Set once the replicas exist, or the bootstrap's own commits would wait for them.)
+    params = {"synchronous_standby_names": "ANY 1 (*)", "synchronous_commit": "remote_write"}
+    status, _, _ = http_request("PATCH", c.leader().api + "/config", {"postgresql": {"parameters": params}})
+    assert status == 200
+    for n in c.nodes:
+        wait_for(f"sync settings on {n.name}",
+                 lambda n=n: sql(n.dsn(), "SHOW synchronous_standby_names")[0][0] == "ANY 1 (*)", 15)
+    proxy = HAProxy(c.base, c.nodes)
+    proxy.start()
+    yield c, proxy
+    proxy.stop()
+
+
+def dsn(port: int) -> str:
+    return f"host=127.0.0.1 port={port} user=postgres password=supersecret dbname=postgres connect_timeout=2"
+
+
+class Writer(threading.Thread):
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.acked: list[tuple[int, float, int]] = []  # (id, time, server port)
+        self.stop = threading.Event()
+        self.next_id = 0
+
+    def run(self) -> None:
+        conn = None
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = psycopg.connect(dsn(self.port), autocommit=True)
+                    conn.execute("SET statement_timeout = '3s'")
+                self.next_id += 1
+                row = conn.execute("INSERT INTO acked VALUES (%s) RETURNING inet_server_port()", (self.next_id,)).fetchone()
+                assert row is not None
+                self.acked.append((self.next_id, time.monotonic(), int(row[0])))
+            except psycopg.Error:
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.05)
+            time.sleep(0.002)
+
+
+def test_writes_through_haproxy_survive_the_primary_being_killed(proxied: tuple[LocalCluster, HAProxy]) -> None:
+    c, proxy = proxied
+    old = c.leader()
+    sql(old.dsn(), "CREATE TABLE acked (id int PRIMARY KEY)")
+    wait_for("haproxy routing writes", lambda: sql(dsn(proxy.write_port), "SELECT NOT pg_is_in_recovery()")[0][0], 10)
+
+    samples: list[int] = []
+    stop_sampling = threading.Event()
+
+    def sample() -> None:
+        while not stop_sampling.is_set():
+            samples.append(sum(1 for n in c.nodes if n.health("/primary") == 200))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    writer = Writer(proxy.write_port)
+    writer.start()
+    # reads while every replica is healthy never land on the primary
+    for _ in range(40):
+        assert sql(dsn(proxy.read_port), "SELECT pg_is_in_recovery()")[0][0] is True
+        time.sleep(0.02)
+    wait_for("steady writes", lambda: len(writer.acked) > 50, 10)
+    t0 = time.monotonic()
+    old.signal_agent(signal.SIGKILL)
+    old.kill_postgres(signal.SIGKILL)
+    wait_for("writes acknowledged by the new primary",
+             lambda: any(t > t0 and port != old.pg_port for _, t, port in writer.acked), 30, 0.05)
+    time.sleep(1.0)
+    writer.stop.set()
+    writer.join(10)
+    stop_sampling.set()
+    sampler.join(5)
+
+    new = c.leader()
+    assert new.name != old.name
+    present = {r[0] for r in sql(new.dsn(), "SELECT id FROM acked")}
+    missing = [i for i, _, _ in writer.acked if i not in present]
+    assert missing == [], f"{len(missing)} acknowledged writes lost: {missing[:10]}"
+    assert max(samples) == 1, "two nodes answered 200 on /primary in one sample"
+    after = [i for i, t, port in writer.acked if t > t0]
+    assert after and all(port == new.pg_port for _, t, port in writer.acked if t > t0 and port != old.pg_port)
