@@ -16,6 +16,7 @@ import pytest
 from pgha import errors as e
 from pgha.dcs.etcd import Compare, EtcdClient, WatchEvent, put_op
 from pgha.devcluster import EtcdCluster, free_port, wait_for
+from tests.certs import make_certs
 
 pytestmark = pytest.mark.slow
 
@@ -128,24 +129,11 @@ def test_watch_reports_puts_and_lease_expiry_deletes(etcd3: EtcdCluster) -> None
     asyncio.run(scenario())
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 def test_tls_with_client_certificates_and_password_auth() -> None:
-    # etcd's gateway rejects client certificates that carry a CommonName (it would be taken for a
-    # user name), so the client certificate here has none, as in a real gateway deployment.
     d = Path(tempfile.mkdtemp(prefix="pgha-etcd-tls-"))
     proc = None
     try:
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-                 "-days", "1", "-subj", "/CN=test-ca", cwd=d)
-        for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
-            _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                     "-subj", f"/CN={name}" if name == "server" else "/O=pgha", cwd=d)
-            subprocess.run(["openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                                "-CAcreateserial", "-out", f"{name}.crt", "-days", "1", "-extfile", "/dev/stdin"],
-                           cwd=d, check=True, capture_output=True, input=ext.encode())
+        make_certs(d)
         port, peer = free_port(), free_port()
         url = f"https://127.0.0.1:{port}"
         proc = subprocess.Popen(

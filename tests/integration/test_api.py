@@ -35,6 +35,9 @@ def test_views_config_and_metrics(make_cluster: Callable[..., LocalCluster]) -> 
     roles = {m["name"]: m["role"] for m in cluster["members"]}
     assert status == 200 and roles[leader.name] == "leader" and sorted(roles.values()) == ["leader", "replica", "replica"]
     assert all("lag" in m for m in cluster["members"] if m["role"] == "replica")
+    assert http_request("HEAD", leader.api + "/primary")[:2] == (200, None)
+    assert http_request("OPTIONS", leader.api + "/primary")[0] == 200
+    assert http_request("OPTIONS", leader.api + "/replica")[0] == 503
     st = call(leader, "GET", "/patroni")[1]
     assert st["role"] == "primary" and len(st["replication"]) == 2
     replica_status = call(c.streaming_replicas()[0], "GET", "/status")[1]
@@ -118,8 +121,10 @@ def test_switchover_scheduling_and_refusals(make_cluster: Callable[..., LocalClu
     assert history[-1][2] == f"switchover from {leader.name}" and history[-1][4] == target.name
     assert call(target, "POST", "/failover", {})[0] == 400
     assert call(target, "POST", "/failover", {"candidate": target.name})[0] == 412
-    code, body = call(target, "POST", "/failover", {"candidate": leader.name})
-    assert code == 200 and body["leader"] == leader.name
+    back = next(n for n in c.nodes if n.name not in (target.name, "n3"))
+    wait_for(f"{back.name} streaming", lambda: back.health("/replica") == 200, 30)
+    code, body = call(target, "POST", "/failover", {"candidate": back.name})
+    assert code == 200 and body["leader"] == back.name, body
 
 
 def test_restart_reload_and_reinitialize(make_cluster: Callable[..., LocalCluster]) -> None:
@@ -173,3 +178,33 @@ def test_write_endpoints_require_credentials_and_an_allowed_address(make_cluster
     assert code == 403 and "allowlist" in body["error"]
     assert "s3cret-api" not in n1.log_text() and "s3cret-api" not in str(call(n1, "GET", "/status")[1])
     time.sleep(0.1)
+
+
+def test_api_over_tls_requires_a_client_certificate(make_cluster: Callable[..., LocalCluster]) -> None:
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from tests.certs import make_certs
+
+    c = make_cluster(nodes=1)
+    certs = make_certs(c.base)
+    c.nodes[0].config["restapi"].update(certfile=str(certs["server.crt"]), keyfile=str(certs["server.key"]),
+                                        cafile=str(certs["ca.crt"]), verify_client="required")
+    c.start(wait=False)
+    url = f"https://127.0.0.1:{c.nodes[0].api_port}/primary"
+    with_cert = ssl.create_default_context(cafile=str(certs["ca.crt"]))
+    with_cert.load_cert_chain(str(certs["client.crt"]), str(certs["client.key"]))
+    without_cert = ssl.create_default_context(cafile=str(certs["ca.crt"]))
+
+    def status(ctx: ssl.SSLContext) -> int:
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=ctx) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert wait_for("primary over TLS", lambda: status(with_cert) == 200, 60)
+    with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+        status(without_cert)
+    assert c.nodes[0].health("/primary") == 0  # plain HTTP is not served
