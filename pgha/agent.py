@@ -59,6 +59,8 @@ class Agent:
         self.counters: dict[str, int] = {"renewals": 0, "renewal_failures": 0, "promotions": 0, "demotions": 0,
                                          "restarts": 0}
         self.promotion_seconds: list[float] = []
+        self._last_renewal: float | None = None
+        self.max_renewal_gap = 0.0  # longest time between two successful lease renewals
         self.restart_at: float | None = None  # epoch seconds; set by POST /restart
         self.reinit_requested = False
         self.pending_restart = False
@@ -186,6 +188,9 @@ class Agent:
                 sent = time.monotonic()
                 self.lease = await self.client.lease_grant(cfg.ttl, max(0.2, end - sent))
                 ttl = cfg.ttl
+            if self._last_renewal is not None:
+                self.max_renewal_gap = max(self.max_renewal_gap, sent - self._last_renewal)
+            self._last_renewal = sent
             self.lease_valid_until = sent + ttl
             self.counters["renewals"] += 1
             self.view = await self.store.load(max(0.2, end - time.monotonic()))

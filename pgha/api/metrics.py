@@ -53,6 +53,8 @@ class AgentCollector(Collector):
                     time.time() - (time.monotonic() - a.last_dcs_ok) if a.last_dcs_ok else 0.0)
         yield counter("pgha_lease_renewals", "successful lease renewals", a.counters["renewals"])
         yield counter("pgha_lease_renewal_failures", "failed lease renewals", a.counters["renewal_failures"])
+        yield gauge("pgha_lease_renewal_max_gap_seconds", "longest interval between two successful lease renewals",
+                    a.max_renewal_gap)
         yield counter("pgha_promotions", "promotions performed by this node", a.counters["promotions"])
         yield counter("pgha_demotions", "demotions performed by this node", a.counters["demotions"])
         yield counter("pgha_promotion_seconds", "total time spent promoting", sum(a.promotion_seconds))
