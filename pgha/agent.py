@@ -201,17 +201,20 @@ class Agent:
             log.warning("etcd: %s", exc)
             return False
 
-    async def _publish_member(self) -> None:
+    async def _publish_member(self, state: str | None = None) -> None:
         pg = self.pg_state
         role = "uninitialized" if pg.data_dir_empty else ("replica" if pg.in_recovery else "primary") if pg.running else "stopped"
-        state = (self.busy.split(" ")[0] if self.busy else
-                 "streaming" if pg.streaming else "running" if pg.running else "stopped")
+        state = state or (self.busy.split(" ")[0] if self.busy else
+                          "streaming" if pg.streaming else "running" if pg.running else "stopped")
         member = Member(
             name=self.name, role=role, state=state,
             conn_url=f"postgres://{self.cfg.postgresql.host}:{self.cfg.postgresql.port}",
             api_url=self.cfg.restapi.url, host=self.cfg.postgresql.host, port=self.cfg.postgresql.port,
             timeline=pg.timeline, lsn=pg.lsn, replayed_lsn=pg.replayed_lsn,
-            tags=self.cfg.tags.model_dump(), version=_version())
+            tags=self.cfg.tags.model_dump(), version=_version(), pending_restart=self.pending_restart,
+            scheduled_restart=(datetime.fromtimestamp(self.restart_at, timezone.utc).isoformat(timespec="seconds")
+                               if self.restart_at else ""),
+            pause=self.config.pause)
         try:
             assert self.lease is not None
             await self.store.publish_member(member, self.lease, self.config.retry_timeout)
@@ -464,12 +467,15 @@ class Agent:
             # Name the chosen candidate so it alone waits for our final WAL position.
             await self.store.set_failover(FailoverRequest(self.name, act.candidate), self.view.failover_revision,
                                           self.config.retry_timeout)
+        await self._publish_member("switchover: checkpoint")
         await self.pg.checkpoint()  # makes the shutdown checkpoint, and so the stop, short
         self._mark_not_writable()  # /primary answers 503 before Postgres stops taking writes
+        await self._publish_member("switchover: stopping postgres")
         await self.pg.stop("fast")
         final_lsn = await self.pg.shutdown_checkpoint_lsn()
         tl = self.pg_state.timeline or (self.pg.disk.primary_on_timeline or 0)
         await self.store.publish_status(LeaderStatus(self.name, tl, final_lsn), self.config.retry_timeout)
+        await self._publish_member(f"switchover: stopped at {final_lsn >> 32:X}/{final_lsn & 0xFFFFFFFF:X}")
         await self.store.release_leader(self.config.retry_timeout)
         self.counters["demotions"] += 1
         log.info("switchover: stopped at %X and released the leader key to %s in %.2f s",

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
-from typing import Any
 
 import click
 
 from pgha import __version__
 from pgha import errors as e
+from pgha.cli import cluster, operations
 from pgha.config import load_local_config
 from pgha.config.model import LocalConfig
 
@@ -47,63 +46,19 @@ def agent(config_path: str, validate_config: bool) -> None:
     asyncio.run(Agent(cfg).run())
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1048576:.1f}" if n else "0"
+@main.command()
+def version() -> None:
+    """Print pgha's version.
 
-
-async def _members(cfg: LocalConfig) -> list[dict[str, Any]]:
-    from pgha.agent import make_client
-    from pgha.dcs.store import ClusterStore
-
-    client = make_client(cfg)
-    try:
-        view = await ClusterStore(client, cfg.prefix, cfg.name).load(5.0)
-    finally:
-        await client.close()
-    if view.initialize is None and not view.members:
-        raise e.OperationRefused(f"cluster {cfg.scope} not found in etcd under {cfg.prefix}")
-    rows = []
-    top = max([view.status.lsn] + [m.lsn for m in view.members.values() if m.role == "primary"])
-    for name in sorted(view.members):
-        m = view.members[name]
-        is_leader = name == view.leader
-        lag = "" if is_leader or m.role != "replica" else _mb(max(0, top - m.replayed_lsn))
-        rows.append({"Member": name, "Host": f"{m.host}:{m.port}",
-                     "Role": "Leader" if is_leader else m.role.capitalize(), "State": m.state,
-                     "TL": m.timeline, "Lag in MB": lag})
-    return rows
-
-
-@main.command("list")
-@click.option("-c", "--config", "config_path", required=True, type=click.Path())
-@click.option("-f", "--format", "fmt", type=click.Choice(["pretty", "json", "tsv"]), default="pretty")
-def list_(config_path: str, fmt: str) -> None:
-    """Show the cluster's members.
-
-    Example: pgha list -c node.yml -f json
+    Example: pgha version
     """
-    cfg = _load(config_path)
-    try:
-        rows = asyncio.run(_members(cfg))
-    except e.PghaError as exc:
-        raise click.ClickException(str(exc)) from exc
-    cols = ["Member", "Host", "Role", "State", "TL", "Lag in MB"]
-    if fmt == "json":
-        click.echo(json.dumps(rows))
-        return
-    if fmt == "tsv":
-        click.echo("\t".join(cols))
-        for r in rows:
-            click.echo("\t".join(str(r[c]) for c in cols))
-        return
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) if rows else len(c) for c in cols}
-    line = "+" + "+".join("-" * (widths[c] + 2) for c in cols) + "+"
-    click.echo(f"+ Cluster: {cfg.scope} ".ljust(len(line) - 1, "-") + "+")
-    click.echo("| " + " | ".join(c.ljust(widths[c]) for c in cols) + " |")
-    click.echo(line)
-    for r in rows:
-        click.echo("| " + " | ".join(str(r[c]).ljust(widths[c]) for c in cols) + " |")
-    click.echo(line)
+    click.echo(f"pgha {__version__}")
+
+
+for _cmd in (cluster.list_cmd, cluster.topology, cluster.history, cluster.show_config, cluster.edit_config,
+             cluster.pause, cluster.resume, cluster.remove, operations.switchover, operations.failover,
+             operations.restart, operations.reload, operations.reinit):
+    main.add_command(_cmd)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ class Member:
     replayed_lsn: int = 0
     tags: Mapping[str, Any] = field(default_factory=dict)
     version: str = ""
+    pending_restart: bool = False
+    scheduled_restart: str = ""
+    pause: bool = False
 
     @property
     def nofailover(self) -> bool:

@@ -217,7 +217,8 @@ class EtcdClient:
                 log.info("etcd: switched to endpoint %s", self.urls[idx])
                 self._current = idx
             return result
-        raise e.DcsError(f"etcd {path}: no endpoint answered within {deadline:.1f}s ({'; '.join(errors[-3:])})")
+        last = errors[-1] if errors else "no attempt"
+        raise e.DcsError(f"etcd {path}: no endpoint answered within {deadline:.1f}s (last error: {last})")
 
     # -- key/value -------------------------------------------------------------------------
 

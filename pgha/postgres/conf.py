@@ -75,7 +75,6 @@ def render_postgresql_conf(local: PostgresqlConfig, dynamic_parameters: Mapping[
     params["cluster_name"] = name
     if primary_conninfo:
         params["primary_conninfo"] = primary_conninfo
-        params["recovery_target_timeline"] = "latest"
         if slot:
             params["primary_slot_name"] = slot
     lines = ["# Written by pgha before every start; edit the pgha config instead."]

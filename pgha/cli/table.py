@@ -1,0 +1,74 @@
+"""The member table of ``pgha list`` / ``topology`` in pretty, json, yaml and tsv forms (pure)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import yaml
+
+from pgha.core.cluster import ClusterView
+
+BASE_COLUMNS = ["Member", "Host", "Role", "State", "TL", "Lag in MB"]
+
+
+def _mb(n: int) -> str:
+    return str(round(n / 1048576, 1)) if n else "0"
+
+
+def rows(view: ClusterView, topology: bool = False) -> list[dict[str, Any]]:
+    leader = view.members.get(view.leader or "")
+    top = max([view.status.lsn] + ([leader.lsn] if leader else []))
+    names = sorted(view.members, key=lambda n: (n != view.leader, n)) if topology else sorted(view.members)
+    out = []
+    for name in names:
+        m = view.members[name]
+        is_leader = name == view.leader
+        role = "Leader" if is_leader else "Replica" if m.role == "replica" else m.role.capitalize()
+        tags = {k: v for k, v in m.tags.items() if v not in (None, False) and not (k == "failover_priority" and v == 1)}
+        shown = f"+ {name}" if topology and not is_leader and view.leader else name
+        out.append({"Member": shown, "Host": f"{m.host}:{m.port}", "Role": role, "State": m.state,
+                    "TL": m.timeline, "Lag in MB": "" if is_leader or m.role != "replica" else _mb(max(0, top - m.lsn)),
+                    "Pending restart": "*" if m.pending_restart else "", "Scheduled restart": m.scheduled_restart,
+                    "Tags": ", ".join(f"{k}: {v}" for k, v in sorted(tags.items()))})
+    return out
+
+
+def columns(data: list[dict[str, Any]]) -> list[str]:
+    extra = [c for c in ("Pending restart", "Scheduled restart", "Tags") if any(r[c] for r in data)]
+    return BASE_COLUMNS + extra
+
+
+def footer(view: ClusterView, paused: bool) -> list[str]:
+    lines = []
+    if paused:
+        lines.append(" Maintenance mode: on")
+    f = view.failover
+    if f is not None:
+        when = datetime.fromtimestamp(f.scheduled_at, timezone.utc).isoformat() if f.scheduled_at else "now"
+        lines.append(f" Switchover scheduled at: {when}")
+        lines.append(f"                    from: {f.leader or view.leader}")
+        if f.candidate:
+            lines.append(f"                      to: {f.candidate}")
+    return lines
+
+
+def render(view: ClusterView, scope: str, fmt: str, topology: bool = False) -> str:
+    data = rows(view, topology)
+    cols = columns(data)
+    paused = bool(view.config and view.config.pause)
+    if fmt == "json":
+        return json.dumps([{c: r[c] for c in cols} for r in data])
+    if fmt == "yaml":
+        return yaml.safe_dump([{c: r[c] for c in cols} for r in data], sort_keys=False).rstrip()
+    if fmt == "tsv":
+        return "\n".join(["\t".join(cols)] + ["\t".join(str(r[c]) for c in cols) for r in data])
+    widths = {c: max([len(c)] + [len(str(r[c])) for r in data]) for c in cols}
+    sep = "+" + "+".join("-" * (widths[c] + 2) for c in cols) + "+"
+    title = f"+ Cluster: {scope} "
+    lines = [title + "-" * max(0, len(sep) - len(title) - 1) + "+",
+             "| " + " | ".join(c.ljust(widths[c]) for c in cols) + " |", sep]
+    lines += ["| " + " | ".join(str(r[c]).ljust(widths[c]) for c in cols) + " |" for r in data]
+    lines.append(sep)
+    return "\n".join(lines + footer(view, paused))
