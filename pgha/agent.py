@@ -419,9 +419,9 @@ class Agent:
                   else "failover: no leader")
         entry = HistoryEntry(old_tl, lsn, reason, _now_iso(), self.name)
         with contextlib.suppress(e.DcsError):
+            await self.store.append_history(self.view, entry, self.config.retry_timeout)
             await self.store.publish_status(LeaderStatus(self.name, self.pg_state.timeline, self.pg_state.lsn),
                                             self.config.retry_timeout)
-            await self.store.append_history(self.view, entry, self.config.retry_timeout)
         self.wake()
 
     async def _checkpoint_quietly(self) -> None:
@@ -475,12 +475,19 @@ class Agent:
         final_lsn = await self.pg.shutdown_checkpoint_lsn()
         tl = self.pg_state.timeline or (self.pg.disk.primary_on_timeline or 0)
         await self.store.publish_status(LeaderStatus(self.name, tl, final_lsn), self.config.retry_timeout)
+        self.pg.remember(handover_lsn=final_lsn)
         await self._publish_member(f"switchover: stopped at {final_lsn >> 32:X}/{final_lsn & 0xFFFFFFFF:X}")
         await self.store.release_leader(self.config.retry_timeout)
         self.counters["demotions"] += 1
         log.info("switchover: stopped at %X and released the leader key to %s in %.2f s",
                  final_lsn, act.candidate, time.monotonic() - t0)
-        self.wake()
+        # The candidate has our shutdown checkpoint, so we can stream from it straight away; the
+        # loop confirms from its history that no rewind is needed before forgetting we led.
+        self._background(f"starting as replica of {act.candidate}", lambda: self._start(False, act.candidate))
+
+    async def _do_ClearDivergence(self, act: a.ClearDivergence) -> None:
+        self.pg.remember(primary_on_timeline=None, handover_lsn=None)
+        log.info("rejoined without a rewind: %s", act.reason)
 
     async def _do_ClearFailover(self, act: a.ClearFailover) -> None:
         await self.store.clear_failover(self.view.failover_revision, self.config.retry_timeout)

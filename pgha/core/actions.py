@@ -108,6 +108,14 @@ class HandOver(Action):
 
 
 @dataclass(frozen=True)
+class ClearDivergence(Action):
+    """Forget that the data directory may hold WAL the cluster never saw: the leader's timeline
+    forked after the point where we stopped (a clean switchover), so no rewind is needed."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class ClearFailover(Action):
     """Delete the ``failover`` key (done, or impossible: ``reason``)."""
 

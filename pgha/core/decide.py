@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pgha.core.actions import (
     AcquireLeader,
     Action,
+    ClearDivergence,
     ClearFailover,
     CloneFrom,
     Demote,
@@ -162,10 +163,29 @@ def _as_follower(s: Snapshot, leader: str) -> Decision:
         return Decision((Demote("immediate", reason=f"{leader} holds the leader key"),),
                         f"{leader} holds the leader key: demoting")
     if pg.primary_on_timeline is not None:
+        clean = _clean_handover(s, leader)
+        if clean is True:
+            return Decision((ClearDivergence(f"handed over cleanly at {pg.handover_lsn}, before {leader}'s fork"),),
+                            f"rejoining {leader} without a rewind")
+        if clean is None:
+            return Decision.wait(f"waiting for {leader} to record its promotion")
         return Decision((Rewind(leader),), f"data may have diverged from leader {leader}: rewinding")
     if pg.following != leader:
         return Decision((FollowLeader(leader),), f"following new leader {leader}")
     return Decision.wait(f"replica of {leader}")
+
+
+def _clean_handover(s: Snapshot, leader: str) -> bool | None:
+    """Whether our WAL ends before the leader's timeline forked (no rewind needed); None while the
+    leader has not recorded its promotion yet."""
+    pg = s.pg
+    if pg.handover_lsn is None or pg.following != leader:
+        return False
+    fork = next((h for h in s.cluster.history if h.timeline == pg.primary_on_timeline), None)
+    if fork is None:
+        m = s.cluster.members.get(leader)
+        return None if m is None or m.timeline <= (pg.primary_on_timeline or 0) else False
+    return fork.lsn > pg.handover_lsn
 
 
 def _rank(lsn: int, priority: int, name: str) -> tuple[int, int, tuple[int, ...]]:
@@ -238,7 +258,10 @@ def _operator_request(s: Snapshot) -> Decision | None:
         return None
     if c.leader == s.name:
         if not (s.is_leader() and _writable(s)):
-            return None  # promote first (rule 7); the request is cleared once we are primary
+            if f.candidate == s.name and s.is_leader() and pg.running and pg.in_recovery:
+                # also while paused: the operator asked for this promotion
+                return Decision((Promote(),), "switchover candidate holding the leader key: promoting")
+            return None  # the request is cleared once we are primary
         if f.candidate == s.name:
             return Decision((ClearFailover("switchover complete"),), "switchover complete")
         if f.leader and f.leader != s.name:

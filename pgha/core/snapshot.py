@@ -27,6 +27,7 @@ class PgState:
     streaming: bool = False
     following: str | None = None
     primary_on_timeline: int | None = None
+    handover_lsn: int | None = None  # where we stopped when we handed over in a switchover
     down_since: float | None = None
     last_streaming_at: float | None = None
 

@@ -52,6 +52,7 @@ class DiskState:
 
     primary_on_timeline: int | None = None
     following: str | None = None
+    handover_lsn: int | None = None
 
 
 class PostgresController:
@@ -76,7 +77,8 @@ class PostgresController:
     def _load_disk_state(self) -> DiskState:
         try:
             d = json.loads(self.state_path.read_text())
-            return DiskState(primary_on_timeline=d.get("primary_on_timeline"), following=d.get("following"))
+            return DiskState(primary_on_timeline=d.get("primary_on_timeline"), following=d.get("following"),
+                             handover_lsn=d.get("handover_lsn"))
         except (OSError, ValueError):
             return DiskState()
 
@@ -85,7 +87,7 @@ class PostgresController:
         if new != self.disk:
             self.disk = new
             self.state_path.write_text(json.dumps({"primary_on_timeline": new.primary_on_timeline,
-                                                   "following": new.following}))
+                                                   "following": new.following, "handover_lsn": new.handover_lsn}))
 
     def _bin(self, name: str) -> str:
         return str(Path(self.pg.bin_dir) / name)
@@ -160,7 +162,7 @@ class PostgresController:
         empty = self.data_dir_empty()
         base = PgState(data_dir_empty=empty, sysid=None if empty else await self.system_identifier(),
                        following=self.disk.following, primary_on_timeline=self.disk.primary_on_timeline,
-                       last_streaming_at=previous.last_streaming_at)
+                       handover_lsn=self.disk.handover_lsn, last_streaming_at=previous.last_streaming_at)
         if empty or self.postmaster_pid() is None:
             return replace(base, down_since=previous.down_since if previous.down_since is not None else now)
         try:
@@ -173,7 +175,11 @@ class PostgresController:
         self.replication = replication or []
         self.replayed_timestamp = replay_ts
         if not in_rec and self.disk.primary_on_timeline != tli:
-            self.remember(primary_on_timeline=tli, following=None)
+            self.remember(primary_on_timeline=tli, following=None, handover_lsn=None)
+        if in_rec and not previous.data_dir_empty:
+            # A standby reports its timeline from the wal receiver while streaming and from the
+            # last restartpoint otherwise, which can lag; timelines of one data directory only grow.
+            tli = max(tli or 0, previous.timeline)
         return replace(
             base, sysid=sysid, running=True, in_recovery=in_rec, timeline=tli or 0,
             lsn=cur if not in_rec else max(received, replayed), replayed_lsn=replayed if in_rec else cur,
@@ -318,7 +324,7 @@ class PostgresController:
                               "-U", rep.username, "-X", "stream", "--no-password", *self.pg.basebackup],
                              env=env, timeout=3600)
         self._sysid = None
-        self.remember(primary_on_timeline=None, following=None)
+        self.remember(primary_on_timeline=None, following=None, handover_lsn=None)
 
     async def rewind(self, host: str, port: int, leader_timeline: int) -> bool:
         """Rewind the (stopped) data directory onto the leader's timeline.
@@ -335,7 +341,7 @@ class PostgresController:
         if "same timeline" in out and leader_timeline > (self.disk.primary_on_timeline or 0):
             return False
         log.info("pg_rewind: %s", out.strip().splitlines()[-1])
-        self.remember(primary_on_timeline=None)
+        self.remember(primary_on_timeline=None, handover_lsn=None)
         return True
 
     def wipe(self) -> None:

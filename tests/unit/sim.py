@@ -230,6 +230,8 @@ class SimCluster:
             if dcs_ok and etcd.leader == node.name:
                 etcd.status = LeaderStatus(node.name, pg.timeline, pg.lsn)
                 etcd.leader, etcd.leader_lease = None, 0
+        elif isinstance(act, a.ClearDivergence):
+            pg.primary_on_timeline = None
         elif isinstance(act, a.ClearFailover):
             if dcs_ok:
                 etcd.failover = None
