@@ -235,16 +235,20 @@ def _without_leader(s: Snapshot) -> Decision:
 
 
 def healthy_replica(m: Member, s: Snapshot, leader_lsn: int) -> bool:
-    """A member fit to take over in a planned switchover: streaming, promotable, not lagging."""
+    """A member fit to take over in a planned switchover: streaming, promotable, not lagging.
+
+    On the leader, the lag comes from its live pg_stat_replication; a member record can be a
+    whole loop old, which under heavy writes alone looks like lag."""
+    lsn = s.pg.replica_lsns.get(m.name, m.lsn)
     return (m.role == "replica" and m.state == "streaming" and not m.nofailover
-            and leader_lsn - m.lsn <= s.config.maximum_lag_on_failover)
+            and leader_lsn - lsn <= s.config.maximum_lag_on_failover)
 
 
 def best_candidate(s: Snapshot, leader_lsn: int) -> str | None:
     fit = [m for m in s.cluster.members.values() if m.name != s.name and healthy_replica(m, s, leader_lsn)]
     if not fit:
         return None
-    return max(fit, key=lambda m: _rank(m.lsn, m.priority, m.name)).name
+    return max(fit, key=lambda m: _rank(s.pg.replica_lsns.get(m.name, m.lsn), m.priority, m.name)).name
 
 
 def _operator_request(s: Snapshot) -> Decision | None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from pgha.config.model import DynamicConfig, Tags
 from pgha.core.cluster import ClusterView
@@ -30,6 +31,7 @@ class PgState:
     handover_lsn: int | None = None  # where we stopped when we handed over in a switchover
     down_since: float | None = None
     last_streaming_at: float | None = None
+    replica_lsns: Mapping[str, int] = field(default_factory=dict)  # primary: live write position per standby
 
 
 @dataclass(frozen=True)

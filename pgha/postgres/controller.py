@@ -39,7 +39,8 @@ SELECT pg_is_in_recovery(),
        COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),
        (SELECT system_identifier::text FROM pg_control_system()),
        (SELECT json_agg(json_build_object('application_name', application_name, 'client_addr', client_addr,
-                                          'state', state, 'sync_state', sync_state))
+                                          'state', state, 'sync_state', sync_state,
+                                          'write_lsn', (write_lsn - '0/0')::bigint))
           FROM pg_stat_replication),
        pg_last_xact_replay_timestamp()::text
 """
@@ -184,6 +185,8 @@ class PostgresController:
             base, sysid=sysid, running=True, in_recovery=in_rec, timeline=tli or 0,
             lsn=cur if not in_rec else max(received, replayed), replayed_lsn=replayed if in_rec else cur,
             streaming=streaming, last_streaming_at=now if streaming else previous.last_streaming_at,
+            replica_lsns={r["application_name"]: int(r["write_lsn"] or 0) for r in self.replication
+                          if r.get("state") == "streaming"},
             primary_on_timeline=self.disk.primary_on_timeline, following=self.disk.following)
 
     # -- configuration -------------------------------------------------------------------
