@@ -337,7 +337,10 @@ HAPROXY_TEMPLATE = """global
     maxconn 200
 defaults
     mode tcp
-    timeout connect 2s
+    retries 3
+    option redispatch
+    # HAProxy waits min(1 s, timeout connect) between connection retries; on loopback 250 ms is ample
+    timeout connect 250ms
     timeout client 30m
     timeout server 30m
     timeout check 1s
