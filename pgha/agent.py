@@ -19,7 +19,8 @@ from typing import Any
 from pgha import errors as e
 from pgha.config.model import DynamicConfig, LocalConfig
 from pgha.core import actions as a
-from pgha.core.cluster import ClusterView, FailoverRequest, HistoryEntry, LeaderStatus, Member
+from pgha.core import sync
+from pgha.core.cluster import ClusterView, FailoverRequest, HistoryEntry, LeaderStatus, Member, SyncState
 from pgha.core.decide import decide
 from pgha.core.health import NodeHealth
 from pgha.core.snapshot import PgState, Snapshot
@@ -65,6 +66,7 @@ class Agent:
         self.reinit_requested = False
         self.pending_restart = False
         self._applied_parameters: dict[str, Any] | None = None
+        self.sync_setting: str | None = None  # synchronous_standby_names chosen by this leader
 
     # -- timing ---------------------------------------------------------------------
 
@@ -214,7 +216,7 @@ class Agent:
             tags=self.cfg.tags.model_dump(), version=_version(), pending_restart=self.pending_restart,
             scheduled_restart=(datetime.fromtimestamp(self.restart_at, timezone.utc).isoformat(timespec="seconds")
                                if self.restart_at else ""),
-            pause=self.config.pause)
+            pause=self.config.pause, note=self._note)
         try:
             assert self.lease is not None
             await self.store.publish_member(member, self.lease, self.config.retry_timeout)
@@ -297,7 +299,13 @@ class Agent:
         return m.host, m.port
 
     def _parameters(self) -> dict[str, Any]:
-        return dict(self.config.postgresql.parameters)
+        params = dict(self.config.postgresql.parameters)
+        if sync.mode(self.config) != "off":
+            # Until the leader picks its standbys: strict mode waits for any ('*'), non-strict
+            # mode runs asynchronously. A promoted standby starts from this too.
+            fallback = "*" if self.config.synchronous_mode_strict else ""
+            params["synchronous_standby_names"] = self.sync_setting if self.sync_setting is not None else fallback
+        return params
 
     def _hba(self) -> list[str] | None:
         return self.cfg.postgresql.pg_hba or self.config.postgresql.pg_hba
@@ -325,6 +333,7 @@ class Agent:
                 if created:
                     log.info("won the bootstrap race: running initdb")
                     await self.pg.initdb(self.cfg.bootstrap.initdb)
+                self.sync_setting = ""  # bootstrap's own commits must not wait for standbys not yet cloned
                 await self._start(primary=True, follow=None)
                 await self.pg.create_roles()
                 sysid = await self.pg.system_identifier()
@@ -522,6 +531,22 @@ class Agent:
 
         self._background(f"reinitializing from {act.leader}", reinit)
 
+    async def _do_SetSyncStandbys(self, act: a.SetSyncStandbys) -> None:
+        self.sync_setting = act.setting
+        await self.reload()
+        if act.setting in ("", "*"):
+            log.warning("no synchronous standby available: %s", "commits wait (strict mode)" if act.setting
+                        else "replication is asynchronous until one returns")
+        else:
+            log.info("synchronous_standby_names = %s", act.setting)
+        self.wake()
+
+    async def _do_WriteSyncState(self, act: a.WriteSyncState) -> None:
+        state = SyncState(self.name, act.members, act.quorum)
+        if await self.store.set_sync(state, self.view.sync_revision, self.config.retry_timeout):
+            log.info("synchronous standbys recorded: %s", ", ".join(act.members) or "none")
+        self.wake()
+
     async def _do_Exit(self, _: a.Exit) -> None:
         if self._job is not None:
             self._job.cancel()
@@ -546,6 +571,11 @@ class Agent:
             dcs_age=now - self.last_dcs_ok if self.last_dcs_ok is not None else float("inf"),
             ttl=self.config.ttl)
 
+    def writes_acknowledged(self) -> bool:
+        """Whether the primary can acknowledge commits now (strict synchronous mode can block)."""
+        pg = self.pg_state
+        return sync.writes_acknowledged(self.view, self.config, pg.sync_setting, frozenset(pg.replica_lsns))
+
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
         pg = self.pg_state
@@ -560,6 +590,15 @@ class Agent:
             "database_system_identifier": pg.sysid, "note": self._note,
         }
         out["pending_restart"] = self.pending_restart
+        if sync.mode(self.config) != "off":
+            key = self.view.sync
+            out["synchronous_mode"] = sync.mode(self.config) + (" strict" if self.config.synchronous_mode_strict else "")
+            out["synchronous_standbys"] = list(key.members) if key else []
+            if role == "primary":
+                out["synchronous_standby_names"] = pg.sync_setting
+                out["synchronous_fallback_async"] = pg.sync_setting == ""
+        if role == "primary":
+            out["writes_acknowledged"] = self.writes_acknowledged()
         if self.restart_at:
             out["scheduled_restart"] = {"schedule": datetime.fromtimestamp(self.restart_at, timezone.utc).isoformat()}
         if role == "primary":

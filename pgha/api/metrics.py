@@ -47,6 +47,11 @@ class AgentCollector(Collector):
         yield gauge("pgha_xlog_received_location", "replica: received WAL position", pg.lsn if pg.in_recovery else 0)
         yield gauge("pgha_xlog_replayed_location", "replica: replayed WAL position", pg.replayed_lsn if pg.in_recovery else 0)
         yield gauge("pgha_replication_lag_bytes", "bytes behind the last primary position", h.lag or 0)
+        primary = pg.running and not pg.in_recovery
+        yield gauge("pgha_writes_acknowledged", "1 if this primary can acknowledge commits now (0 when strict "
+                    "synchronous mode is blocked, or not a primary)", 1.0 if primary and a.writes_acknowledged() else 0.0)
+        yield gauge("pgha_sync_fallback_async", "1 if synchronous mode fell back to asynchronous replication",
+                    1.0 if primary and a.config.synchronous_mode not in (False, "off") and pg.sync_setting == "" else 0.0)
         yield gauge("pgha_pending_restart", "1 if a parameter change waits for a restart", 1.0 if a.pending_restart else 0.0)
         yield gauge("pgha_paused", "1 if the cluster is in maintenance mode", 1.0 if a.config.pause else 0.0)
         yield gauge("pgha_dcs_last_seen_timestamp", "unix time of the last successful etcd exchange",

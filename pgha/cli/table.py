@@ -25,7 +25,9 @@ def rows(view: ClusterView, topology: bool = False) -> list[dict[str, Any]]:
     for name in names:
         m = view.members[name]
         is_leader = name == view.leader
-        role = "Leader" if is_leader else "Replica" if m.role == "replica" else m.role.capitalize()
+        sync_members = view.sync.members if view.sync is not None and view.sync.leader == view.leader else ()
+        role = ("Leader" if is_leader else "Sync Standby" if name in sync_members
+                else "Replica" if m.role == "replica" else m.role.capitalize())
         tags = {k: v for k, v in m.tags.items() if v not in (None, False) and not (k == "failover_priority" and v == 1)}
         shown = f"+ {name}" if topology and not is_leader and view.leader else name
         out.append({"Member": shown, "Host": f"{m.host}:{m.port}", "Role": role, "State": m.state,
@@ -44,6 +46,9 @@ def footer(view: ClusterView, paused: bool) -> list[str]:
     lines = []
     if paused:
         lines.append(" Maintenance mode: on")
+    if view.leader is None and view.members:
+        notes = sorted({m.note for m in view.members.values() if m.note})
+        lines += [f" No leader: {n}" for n in notes]
     f = view.failover
     if f is not None:
         when = datetime.fromtimestamp(f.scheduled_at, timezone.utc).isoformat() if f.scheduled_at else "now"

@@ -135,5 +135,21 @@ class Reinitialize(Action):
 
 
 @dataclass(frozen=True)
+class SetSyncStandbys(Action):
+    """Set synchronous_standby_names to ``setting`` and reload. Adding a standby here must
+    precede listing it in the ``sync`` key; removing it must follow its removal from the key."""
+
+    setting: str
+
+
+@dataclass(frozen=True)
+class WriteSyncState(Action):
+    """Compare-and-set the ``sync`` key to ``members`` (with ``quorum``) for this leader."""
+
+    members: tuple[str, ...]
+    quorum: int = 0
+
+
+@dataclass(frozen=True)
 class Exit(Action):
     """Revoke our lease (dropping the member key and any leader key) and end the agent."""

@@ -29,6 +29,7 @@ class Member:
     pending_restart: bool = False
     scheduled_restart: str = ""
     pause: bool = False
+    note: str = ""  # the agent's last decision, e.g. why it does not take over
 
     @property
     def nofailover(self) -> bool:
@@ -97,6 +98,32 @@ class FailoverRequest:
 
 
 @dataclass(frozen=True)
+class SyncState:
+    """The ``sync`` key: the standbys that hold every commit ``leader`` acknowledged.
+
+    Mode on: every listed standby has each acknowledged commit. Quorum: any ``quorum`` of them do.
+    Written only by the leader, with compare-and-set, and always on the safe side of Postgres: a
+    standby is listed here only after Postgres waits for it, and unlisted before it stops waiting.
+    """
+
+    leader: str = ""
+    members: tuple[str, ...] = ()
+    quorum: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps({"leader": self.leader, "sync_standby": list(self.members), "quorum": self.quorum})
+
+    @classmethod
+    def from_json(cls, raw: str) -> SyncState | None:
+        try:
+            d = json.loads(raw)
+            return cls(leader=str(d.get("leader") or ""), members=tuple(str(x) for x in d.get("sync_standby") or ()),
+                       quorum=int(d.get("quorum") or 0))
+        except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
+            return None
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     timeline: int
     lsn: int
@@ -124,6 +151,8 @@ class ClusterView:
     failover: FailoverRequest | None = None
     failover_revision: int = 0
     config_raw: str = ""
+    sync: SyncState | None = None
+    sync_revision: int = 0
     revision: int = 0
 
     @property
@@ -154,10 +183,14 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
     failover: FailoverRequest | None = None
     failover_revision = 0
     config_raw = ""
+    sync: SyncState | None = None
+    sync_revision = 0
     for kv in kvs:
         rel = kv.key[len(prefix):]
         if rel == "initialize":
             initialize = kv.value
+        elif rel == "sync":
+            sync, sync_revision = SyncState.from_json(kv.value), kv.mod_revision
         elif rel == "failover":
             failover, failover_revision = FailoverRequest.from_json(kv.value), kv.mod_revision
         elif rel == "config":
@@ -180,7 +213,7 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
     return ClusterView(initialize=initialize, config=config, config_revision=config_revision,
                        leader=leader, leader_lease=leader_lease, members=members, status=status,
                        history=history, failover=failover, failover_revision=failover_revision,
-                       config_raw=config_raw, revision=revision)
+                       config_raw=config_raw, sync=sync, sync_revision=sync_revision, revision=revision)
 
 
 def parse_history(raw: str) -> tuple[HistoryEntry, ...]:

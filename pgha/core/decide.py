@@ -41,6 +41,7 @@ from pgha.core.actions import (
     StartPostgres,
     StopPostgres,
 )
+from pgha.core import sync
 from pgha.core.cluster import Member
 from pgha.core.snapshot import Snapshot
 
@@ -154,6 +155,8 @@ def _as_leader(s: Snapshot) -> Decision:
                 and s.cluster.status.leader == s.name and pg.timeline >= s.cluster.max_timeline):
             return Decision((ResumeAsPrimary(),), "holding the leader key again: resuming as primary")
         return Decision((Promote(),), "holding the leader key: promoting")
+    if sync.mode(s.config) != "off":
+        return Decision((PublishLeaderStatus(_slots(s)), *sync.leader_actions(s)), "leader")
     return Decision((PublishLeaderStatus(_slots(s)),), "leader")
 
 
@@ -209,7 +212,7 @@ def ineligibility(s: Snapshot) -> str | None:
         return "not streaming and not holding the last primary position"
     if s.config.check_timeline and pg.timeline < c.status.timeline:
         return f"timeline {pg.timeline} is older than the last primary's {c.status.timeline}"
-    return None
+    return sync.promotion_problem(s)
 
 
 def _peer_eligible(m: Member, s: Snapshot) -> bool:
@@ -228,6 +231,12 @@ def _without_leader(s: Snapshot) -> Decision:
     better = sorted(m.name for m in s.cluster.members.values()
                     if m.name != s.name and _peer_eligible(m, s) and _rank(m.lsn, m.priority, m.name) > mine)
     waited = 0.0 if s.leader_lost_at is None else s.now - s.leader_lost_at
+    if sync.mode(s.config) != "off" and s.cluster.sync is not None and s.cluster.sync.members:
+        # Only the most advanced synchronous standby is sure to hold every acknowledged commit
+        # (quorum mode); never race it, however long it takes.
+        ahead = [n for n in better if n in s.cluster.sync.members]
+        if ahead:
+            return Decision.wait(f"no leader: synchronous standby {', '.join(ahead)} is more advanced")
     if better and waited < s.config.retry_timeout:
         return Decision.wait(f"no leader: {', '.join(better)} is more advanced, letting it take over")
     return Decision((AcquireLeader("no leader key and this node is the most advanced eligible replica"),),
@@ -244,8 +253,17 @@ def healthy_replica(m: Member, s: Snapshot, leader_lsn: int) -> bool:
             and leader_lsn - lsn <= s.config.maximum_lag_on_failover)
 
 
+def _sync_ok(s: Snapshot, name: str) -> bool:
+    """In synchronous mode only a listed synchronous standby may take over."""
+    key = s.cluster.sync
+    if sync.mode(s.config) == "off" or key is None or not key.members:
+        return not (sync.mode(s.config) != "off" and s.config.synchronous_mode_strict)
+    return name in key.members
+
+
 def best_candidate(s: Snapshot, leader_lsn: int) -> str | None:
-    fit = [m for m in s.cluster.members.values() if m.name != s.name and healthy_replica(m, s, leader_lsn)]
+    fit = [m for m in s.cluster.members.values()
+           if m.name != s.name and healthy_replica(m, s, leader_lsn) and _sync_ok(s, m.name)]
     if not fit:
         return None
     return max(fit, key=lambda m: _rank(s.pg.replica_lsns.get(m.name, m.lsn), m.priority, m.name)).name
@@ -273,7 +291,7 @@ def _operator_request(s: Snapshot) -> Decision | None:
                             "dropping a switchover request for another leader")
         candidate = f.candidate or best_candidate(s, pg.lsn)
         m = c.members.get(candidate or "")
-        if m is None or not healthy_replica(m, s, pg.lsn):
+        if m is None or not healthy_replica(m, s, pg.lsn) or not _sync_ok(s, m.name):
             return Decision((ClearFailover(f"no healthy candidate ({candidate or 'none'})"),),
                             "switchover impossible: no healthy candidate")
         return Decision((HandOver(m.name),), f"switchover to {m.name}: handing over")

@@ -8,6 +8,7 @@ from typing import Any
 
 from pgha.config.model import DynamicConfig
 from pgha.core.cluster import ClusterView, Member
+from pgha.core.sync import mode as sync_mode
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,12 @@ def candidate_problem(m: Member | None, name: str, view: ClusterView, config: Dy
     lag = _leader_lsn(view) - m.lsn
     if lag > config.maximum_lag_on_failover:
         return f"candidate {name} lags {lag} bytes (maximum_lag_on_failover {config.maximum_lag_on_failover})"
+    if sync_mode(config) != "off":
+        key = view.sync
+        if key is not None and key.members and name not in key.members:
+            return f"candidate {name} is not a synchronous standby (synchronous standbys: {', '.join(key.members)})"
+        if (key is None or not key.members) and config.synchronous_mode_strict:
+            return "no synchronous standby is recorded (strict synchronous mode)"
     return None
 
 

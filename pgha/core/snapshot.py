@@ -32,6 +32,8 @@ class PgState:
     down_since: float | None = None
     last_streaming_at: float | None = None
     replica_lsns: Mapping[str, int] = field(default_factory=dict)  # primary: live write position per standby
+    sync_setting: str = ""  # synchronous_standby_names as Postgres runs with it
+    sync_confirmed: frozenset[str] = frozenset()  # primary: standbys Postgres reports as sync/quorum
 
 
 @dataclass(frozen=True)

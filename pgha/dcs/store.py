@@ -15,7 +15,16 @@ import json
 from typing import Any
 
 from pgha.config.load import parse_dynamic_config
-from pgha.core.cluster import ClusterView, FailoverRequest, HistoryEntry, LeaderStatus, Member, history_json, parse_cluster
+from pgha.core.cluster import (
+    ClusterView,
+    FailoverRequest,
+    HistoryEntry,
+    LeaderStatus,
+    Member,
+    SyncState,
+    history_json,
+    parse_cluster,
+)
 from pgha.dcs.etcd import Compare, EtcdClient, delete_op, put_op
 
 
@@ -75,6 +84,13 @@ class ClusterStore:
             return await self.client.delete(self.key("failover"), deadline) > 0
         return await self.client.txn([Compare(self.key("failover"), "MOD", mod_revision)],
                                      [delete_op(self.key("failover"))], deadline=deadline)
+
+    async def set_sync(self, state: SyncState, mod_revision: int, deadline: float) -> bool:
+        """Compare-and-set the ``sync`` key (create-only when ``mod_revision`` is 0)."""
+        guard = (Compare(self.key("sync"), "CREATE", 0) if mod_revision == 0
+                 else Compare(self.key("sync"), "MOD", mod_revision))
+        return await self.client.txn([guard, Compare(self.key("leader"), "VALUE", self.name)],
+                                     [put_op(self.key("sync"), state.to_json())], deadline=deadline)
 
     async def set_config(self, config: dict[str, Any], mod_revision: int, deadline: float) -> bool:
         guard = (Compare(self.key("config"), "CREATE", 0) if mod_revision == 0

@@ -42,7 +42,8 @@ SELECT pg_is_in_recovery(),
                                           'state', state, 'sync_state', sync_state,
                                           'write_lsn', (write_lsn - '0/0')::bigint))
           FROM pg_stat_replication),
-       pg_last_xact_replay_timestamp()::text
+       pg_last_xact_replay_timestamp()::text,
+       current_setting('synchronous_standby_names')
 """
 
 
@@ -171,7 +172,7 @@ class PostgresController:
         except (e.PostgresError, asyncio.TimeoutError):
             # Starting up, shutting down or in crash recovery: the postmaster lives but refuses us.
             return replace(base, down_since=previous.down_since if previous.down_since is not None else now)
-        in_rec, cur, received, replayed, tli, streaming, sysid, replication, replay_ts = rows[0]
+        in_rec, cur, received, replayed, tli, streaming, sysid, replication, replay_ts, sync_setting = rows[0]
         self._sysid = sysid
         self.replication = replication or []
         self.replayed_timestamp = replay_ts
@@ -187,6 +188,9 @@ class PostgresController:
             streaming=streaming, last_streaming_at=now if streaming else previous.last_streaming_at,
             replica_lsns={r["application_name"]: int(r["write_lsn"] or 0) for r in self.replication
                           if r.get("state") == "streaming"},
+            sync_setting=sync_setting or "",
+            sync_confirmed=frozenset(r["application_name"] for r in self.replication
+                                     if r.get("state") == "streaming" and r.get("sync_state") in ("sync", "quorum")),
             primary_on_timeline=self.disk.primary_on_timeline, following=self.disk.following)
 
     # -- configuration -------------------------------------------------------------------

@@ -1,0 +1,136 @@
+"""Synchronous replication: which standbys the leader waits for, in which order the two places
+that record it change, and who may be promoted (pure functions).
+
+Safety rests on one ordering: a standby enters ``synchronous_standby_names`` before the ``sync``
+key, and leaves the ``sync`` key before it leaves ``synchronous_standby_names``. So every node
+listed in the key holds every acknowledged commit (mode on), or any ``quorum`` of them together
+do (mode quorum), at every instant.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pgha.config.model import DynamicConfig
+from pgha.core.actions import Action, SetSyncStandbys, WriteSyncState
+from pgha.core.cluster import ClusterView
+from pgha.core.snapshot import Snapshot
+
+_SETTING = re.compile(r"^\s*(FIRST|ANY)\s+(\d+)\s*\((.*)\)\s*$", re.I)
+
+
+def mode(config: DynamicConfig) -> str:
+    m = config.synchronous_mode
+    if m is True or m == "on":
+        return "on"
+    if m == "quorum":
+        return "quorum"
+    return "off"
+
+
+def render(names: tuple[str, ...], sync_mode: str, count: int, strict: bool) -> str:
+    """synchronous_standby_names for ``names``; '*' in strict mode with nobody, so commits wait."""
+    if not names:
+        return "*" if strict else ""
+    quoted = ", ".join(f'"{n}"' for n in names)
+    if sync_mode == "quorum":
+        return f"ANY {min(count, len(names))} ({quoted})"
+    return f"FIRST {len(names)} ({quoted})"
+
+
+def parse(setting: str) -> tuple[str, ...]:
+    m = _SETTING.match(setting or "")
+    if not m:
+        return ()
+    return tuple(n.strip().strip('"') for n in m.group(3).split(",") if n.strip())
+
+
+def candidates(s: Snapshot) -> list[str]:
+    """Streaming standbys fit to be synchronous, most advanced first, never ``nosync``."""
+    fit = [m for m in s.cluster.members.values()
+           if m.name != s.name and m.role == "replica" and m.state == "streaming" and not m.tags.get("nosync")
+           and m.name in s.pg.replica_lsns]
+    fit.sort(key=lambda m: (-s.pg.replica_lsns[m.name], m.name))
+    return [m.name for m in fit]
+
+
+def postgres_quorum(setting: str) -> tuple[tuple[str, ...], int]:
+    """The named standbys Postgres waits for and how many of them must confirm each commit."""
+    m = _SETTING.match(setting or "")
+    if not m:
+        return (), 0
+    return parse(setting), int(m.group(2))
+
+
+def guarantee(members: tuple[str, ...], setting: str) -> int:
+    """How many of ``members`` are certain to hold each commit acknowledged under ``setting``."""
+    names, q = postgres_quorum(setting)
+    if not members or not names:
+        return 0  # asynchronous, or '*': nobody in particular
+    return max(0, q - sum(1 for n in names if n not in members))
+
+
+def _claim(members: tuple[str, ...], setting: str) -> WriteSyncState:
+    g = guarantee(members, setting)
+    return WriteSyncState(members if g > 0 else (), g)
+
+
+def leader_actions(s: Snapshot) -> tuple[Action, ...]:
+    """The next step towards the wanted synchronous standbys; each step keeps the key's claim
+    within what Postgres guarantees, before and after it."""
+    sync_mode = mode(s.config)
+    count = s.config.synchronous_node_count
+    fit = candidates(s)
+    desired = tuple(fit if sync_mode == "quorum" else fit[:count])
+    key = s.cluster.sync
+    current = s.pg.sync_setting
+    if key is None or key.leader != s.name:
+        # A new leader starts from nobody: only standbys it confirmed itself become promotable.
+        return (WriteSyncState((), 0),)
+    listed, claimed = key.members, key.quorum
+    if claimed > guarantee(listed, current) or (listed and claimed == 0):
+        return (_claim(listed, current),)
+    keep = tuple(n for n in listed if n in desired)
+    if keep != listed:
+        return (_claim(keep, current),)  # out of the key before out of Postgres
+    target = keep + tuple(n for n in desired if n not in keep)
+    setting = render(target, sync_mode, count, s.config.synchronous_mode_strict)
+    if current != setting:
+        if claimed > guarantee(keep, setting):
+            return (_claim(keep, setting),)  # lower the claim before Postgres waits for others
+        return (SetSyncStandbys(setting),)  # into Postgres before into the key
+    confirmed = tuple(n for n in target if n in s.pg.sync_confirmed)
+    wanted = _claim(confirmed, current)
+    if (wanted.members, wanted.quorum) != (listed, claimed):
+        return (wanted,)
+    return ()
+
+
+def promotion_problem(s: Snapshot) -> str | None:
+    """Why, in synchronous mode, this node may not take over; None if it may."""
+    sync_mode = mode(s.config)
+    if sync_mode == "off":
+        return None
+    key = s.cluster.sync
+    if key is None or not key.members:
+        if s.config.synchronous_mode_strict:
+            return "no synchronous standby is recorded, and strict mode promotes only one"
+        return None  # non-strict mode fell back to asynchronous replication
+    if s.name not in key.members:
+        return f"not a synchronous standby (synchronous standbys: {', '.join(key.members)})"
+    need = len(key.members) - key.quorum + 1
+    alive = [n for n in key.members if n in s.cluster.members]
+    if len(alive) < need:
+        return (f"only {len(alive)} of {len(key.members)} synchronous standbys answer; {need} are needed "
+                f"to prove this node holds every acknowledged commit")
+    return None
+
+
+def writes_acknowledged(view: ClusterView, config: DynamicConfig, setting: str, streaming: frozenset[str]) -> bool:
+    """Whether a primary with this setting can acknowledge commits now (strict mode can block)."""
+    if mode(config) == "off" or not setting:
+        return True
+    if setting.strip() == "*":
+        return bool(streaming)
+    names, need = postgres_quorum(setting)
+    return sum(1 for n in names if n in streaming) >= need
