@@ -415,6 +415,9 @@ class Agent:
     async def _do_Promote(self, _: a.Promote) -> None:
         t0 = time.monotonic()
         old_tl, lsn = self.pg_state.timeline, self.pg_state.lsn
+        # Claim ``status`` before promoting: from here on the old primary can no longer count
+        # itself the last primary (rule used in synchronous mode), even if we die mid-promotion.
+        await self.store.publish_status(LeaderStatus(self.name, old_tl, lsn), self.config.retry_timeout)
         await self.pg.promote()
         self.counters["promotions"] += 1
         self.promotion_seconds.append(time.monotonic() - t0)

@@ -46,12 +46,21 @@ def parse(setting: str) -> tuple[str, ...]:
 
 
 def candidates(s: Snapshot) -> list[str]:
-    """Streaming standbys fit to be synchronous, most advanced first, never ``nosync``."""
-    fit = [m for m in s.cluster.members.values()
-           if m.name != s.name and m.role == "replica" and m.state == "streaming" and not m.tags.get("nosync")
-           and m.name in s.pg.replica_lsns]
-    fit.sort(key=lambda m: (-s.pg.replica_lsns[m.name], m.name))
-    return [m.name for m in fit]
+    """Streaming standbys fit to be synchronous, never ``nosync``: those already listed first (a
+    standby reconnecting after a primary restart keeps its place while its record says it
+    streams), then the others Postgres sees streaming, most advanced first."""
+    key = s.cluster.sync
+    listed = key.members if key is not None and key.leader == s.name else ()
+
+    def fit(name: str) -> bool:
+        m = s.cluster.members.get(name)
+        return (m is not None and name != s.name and m.role == "replica" and m.state == "streaming"
+                and not m.tags.get("nosync") and (name in s.pg.replica_lsns or name in listed))
+
+    kept = [n for n in listed if fit(n)]
+    new = sorted((n for n in s.pg.replica_lsns if n not in kept and fit(n)),
+                 key=lambda n: (-s.pg.replica_lsns[n], n))
+    return kept + new
 
 
 def postgres_quorum(setting: str) -> tuple[tuple[str, ...], int]:
@@ -112,6 +121,8 @@ def promotion_problem(s: Snapshot) -> str | None:
     if sync_mode == "off":
         return None
     key = s.cluster.sync
+    if s.cluster.status.leader == s.name or key is not None and key.leader == s.name:
+        return None  # the last primary itself holds every commit it acknowledged
     if key is None or not key.members:
         if s.config.synchronous_mode_strict:
             return "no synchronous standby is recorded, and strict mode promotes only one"

@@ -121,23 +121,38 @@ class PostgresController:
             self._conn = await psycopg.AsyncConnection.connect(self._superuser_dsn(), autocommit=True)
         return self._conn
 
-    async def query(self, text: str | sql.Composed, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    async def query(self, text: str | sql.Composed, params: tuple[Any, ...] = (),
+                    timeout: float = 10.0) -> list[tuple[Any, ...]]:
+        """Run one statement on the agent's connection, within ``timeout`` seconds.
+
+        A statement that times out or is cancelled leaves its connection unusable (psycopg holds
+        the connection's lock), so the connection is thrown away, never reused: a stuck
+        connection must not stall the HA loop's next query."""
         try:
-            conn = await self._connection()
-            async with conn.cursor() as cur:
-                await cur.execute(text, params)  # type: ignore[arg-type]
-                return await cur.fetchall() if cur.description else []
+            async with asyncio.timeout(timeout):
+                conn = await self._connection()
+                async with conn.cursor() as cur:
+                    await cur.execute(text, params)  # type: ignore[arg-type]
+                    return await cur.fetchall() if cur.description else []
         except psycopg.Error as exc:
-            await self.disconnect()
+            self._drop_connection()
             raise e.PostgresError(f"query failed: {exc}") from exc
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            self._drop_connection()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise e.PostgresError(f"query did not finish within {timeout:.0f}s") from exc
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.pgconn.finish()  # close the socket without waiting for the connection's lock
+            except Exception:  # noqa: BLE001 - it is being discarded
+                pass
 
     async def disconnect(self) -> None:
-        if self._conn is not None:
-            try:
-                await self._conn.close()
-            except Exception:  # noqa: BLE001 - a broken socket must not mask the real error
-                pass
-            self._conn = None
+        self._drop_connection()
 
     async def shutdown_checkpoint_lsn(self) -> int:
         """The stopped cluster's last checkpoint location, read from pg_control."""
@@ -168,8 +183,8 @@ class PostgresController:
         if empty or self.postmaster_pid() is None:
             return replace(base, down_since=previous.down_since if previous.down_since is not None else now)
         try:
-            rows = await asyncio.wait_for(self.query(_STATE_QUERY), 5)
-        except (e.PostgresError, asyncio.TimeoutError):
+            rows = await self.query(_STATE_QUERY, timeout=5)
+        except e.PostgresError:
             # Starting up, shutting down or in crash recovery: the postmaster lives but refuses us.
             return replace(base, down_since=previous.down_since if previous.down_since is not None else now)
         in_rec, cur, received, replayed, tli, streaming, sysid, replication, replay_ts, sync_setting = rows[0]
@@ -274,7 +289,7 @@ class PostgresController:
             await asyncio.sleep(0.02)
 
     async def promote(self) -> None:
-        rows = await self.query("SELECT pg_promote(true, 60)")
+        rows = await self.query("SELECT pg_promote(true, 60)", timeout=70)
         if not rows or not rows[0][0]:
             raise e.PostgresError("pg_promote did not complete within 60s")
 

@@ -1,0 +1,183 @@
+"""A Jepsen-style history checker for pgha: concurrent clients append unique ids to a few rows
+through HAProxy while faults are injected; afterwards the final rows are checked against every
+acknowledged, failed and unknown operation.
+
+- lost: acknowledged ids missing from the final state (must be 0 in synchronous mode);
+- forks: two acknowledged results of one row where neither is a prefix of the other (two
+  writable primaries; must be 0 in every mode);
+- phantoms: ids whose operation definitely failed but which appear.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import errors as pgerr
+
+from pgha.devcluster import HAProxy, LocalCluster, Node, http_request, wait_for
+
+ROWS = 4
+FAULTS = ("kill_primary_node", "kill_primary_postgres", "sigstop_primary_agent", "switchover", "kill_sync_standby")
+
+
+@dataclass
+class Op:
+    id: int
+    key: int
+    outcome: str  # ok | failed | unknown
+    result: tuple[int, ...] = ()
+
+
+@dataclass
+class Report:
+    ops: int
+    acknowledged: int
+    failed: int
+    unknown: int
+    lost: list[int]
+    forks: list[tuple[int, tuple[int, ...], tuple[int, ...]]]
+    phantoms: list[int]
+    faults: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.ops} ops ({self.acknowledged} ok, {self.failed} failed, {self.unknown} unknown), "
+                f"{len(self.faults)} faults; lost {len(self.lost)}, forks {len(self.forks)}, phantoms {len(self.phantoms)}")
+
+
+def dsn(port: int) -> str:
+    return (f"host=127.0.0.1 port={port} user=postgres password=supersecret dbname=postgres connect_timeout=2 "
+            "keepalives_idle=2 keepalives_interval=1 keepalives_count=2")
+
+
+class Client(threading.Thread):
+    def __init__(self, n: int, port: int, stop: threading.Event, ops: list[Op], lock: threading.Lock) -> None:
+        super().__init__(daemon=True)
+        self.n, self.port, self.halt, self.ops, self.lock = n, port, stop, ops, lock
+        self.rng = random.Random(n)
+
+    def record(self, op: Op) -> None:
+        with self.lock:
+            self.ops.append(op)
+
+    def run(self) -> None:
+        conn: psycopg.Connection | None = None
+        seq = 0
+        while not self.halt.is_set():
+            if conn is None:
+                try:
+                    conn = psycopg.connect(dsn(self.port), autocommit=True)
+                except psycopg.Error:
+                    time.sleep(0.05)
+                    continue
+            seq += 1
+            op_id = self.n * 1_000_000 + seq
+            key = self.rng.randrange(ROWS)
+            try:
+                row = conn.execute("UPDATE reg SET v = v || %s WHERE k = %s RETURNING v",
+                                   ([op_id], key)).fetchone()
+                assert row is not None
+                self.record(Op(op_id, key, "ok", tuple(row[0])))
+            except (pgerr.ReadOnlySqlTransaction, pgerr.CannotConnectNow, pgerr.AdminShutdown) as exc:
+                # refused by the server before any change: definitely not committed...
+                # ...except an admin shutdown, which can hit a commit in flight
+                self.record(Op(op_id, key, "unknown" if isinstance(exc, pgerr.AdminShutdown) else "failed"))
+                conn.close()
+                conn = None
+            except psycopg.Error:
+                self.record(Op(op_id, key, "unknown"))  # the connection broke: it may have committed
+                try:
+                    conn.close()
+                except psycopg.Error:
+                    pass
+                conn = None
+                time.sleep(0.02)
+
+
+def check(ops: list[Op], final: dict[int, tuple[int, ...]], faults: list[str]) -> Report:
+    present = {i for ids in final.values() for i in ids}
+    lost = [o.id for o in ops if o.outcome == "ok" and o.id not in set(final.get(o.key, ()))]
+    phantoms = [o.id for o in ops if o.outcome == "failed" and o.id in present]
+    forks = []
+    for key in range(ROWS):
+        results = sorted({o.result for o in ops if o.outcome == "ok" and o.key == key}, key=len)
+        for a, b in zip(results, results[1:]):
+            if b[: len(a)] != a:
+                forks.append((key, a, b))
+    return Report(len(ops), sum(o.outcome == "ok" for o in ops), sum(o.outcome == "failed" for o in ops),
+                  sum(o.outcome == "unknown" for o in ops), lost, forks, phantoms, faults)
+
+
+def _sync_standby(c: LocalCluster, leader: Node) -> Node | None:
+    names = (leader.status() or {}).get("synchronous_standbys") or []
+    return c.node(names[0]) if names else next((n for n in c.nodes if n is not leader), None)
+
+
+def inject(c: LocalCluster, fault: str, ttl: float) -> None:
+    leader = c.leader(30)
+    if fault == "kill_primary_node":
+        leader.signal_agent(signal.SIGKILL)
+        leader.kill_postgres(signal.SIGKILL)
+        wait_for("a new primary", lambda: any(n.health("/primary") == 200 for n in c.nodes if n is not leader), ttl + 15)
+        leader.start()
+    elif fault == "kill_primary_postgres":
+        leader.kill_postgres(signal.SIGKILL)
+    elif fault == "sigstop_primary_agent":
+        leader.signal_agent(signal.SIGSTOP)
+        time.sleep(ttl + 2)
+        leader.signal_agent(signal.SIGCONT)
+    elif fault == "switchover":
+        http_request("POST", leader.api + "/switchover", {"leader": leader.name})
+    elif fault == "kill_sync_standby":
+        victim = _sync_standby(c, leader)
+        if victim is not None:
+            victim.signal_agent(signal.SIGKILL)
+            victim.kill_postgres(signal.SIGKILL)
+            time.sleep(1.5)
+            victim.start()
+    else:
+        raise ValueError(fault)
+
+
+def run(c: LocalCluster, proxy: HAProxy, cycles: int, clients: int = 4, seed: int = 1,
+        log: Callable[[str], None] = lambda _: None) -> Report:
+    """Bootstrap the rows, run the clients through ``cycles`` faults, heal, and check."""
+    ttl = float(c.dcs["ttl"])
+    leader = c.leader()
+    with psycopg.connect(leader.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS reg (k int PRIMARY KEY, v int[] NOT NULL DEFAULT '{}')")
+        conn.execute("INSERT INTO reg (k) SELECT g FROM generate_series(0, %s) g ON CONFLICT DO NOTHING", (ROWS - 1,))
+    ops: list[Op] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    workers = [Client(i + 1, proxy.write_port, stop, ops, lock) for i in range(clients)]
+    for w in workers:
+        w.start()
+    rng = random.Random(seed)
+    faults = []
+    try:
+        time.sleep(1.0)
+        for cycle in range(cycles):
+            fault = FAULTS[cycle % len(FAULTS)] if cycle < len(FAULTS) else rng.choice(FAULTS)
+            t0 = time.monotonic()
+            inject(c, fault, ttl)
+            c.wait_healthy(90)
+            wait_for("writes acknowledged after the fault",
+                     lambda: sum(o.outcome == "ok" for o in ops[-50:]) > 10, 60, 0.1)
+            faults.append(fault)
+            log(f"cycle {cycle + 1}: {fault} healed in {time.monotonic() - t0:.1f} s ({len(ops)} ops so far)")
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(15)
+    leader = c.leader(60)
+    with psycopg.connect(leader.dsn(), autocommit=True) as conn:
+        final = {k: tuple(v) for k, v in conn.execute("SELECT k, v FROM reg").fetchall()}
+    with lock:
+        return check(list(ops), final, faults)

@@ -1,0 +1,40 @@
+"""The proof of issue 5, short version: repeated faults under concurrent writes through HAProxy,
+then a history check. Synchronous (strict) mode must lose nothing; no mode may fork."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from pgha.devcluster import FAST, HAProxy, LocalCluster
+from tests.history import FAULTS, Op, check, run
+
+pytestmark = pytest.mark.slow
+
+
+def test_checker_finds_lost_forked_and_phantom_writes() -> None:
+    ops = [Op(1, 0, "ok", (1,)), Op(2, 0, "ok", (1, 2)), Op(3, 1, "ok", (3,)), Op(4, 1, "ok", (4,)),
+           Op(5, 2, "failed"), Op(6, 2, "unknown")]
+    report = check(ops, {0: (1,), 1: (3,), 2: (5, 6), 3: ()}, [])
+    assert report.lost == [2, 4]
+    assert report.forks == [(1, (3,), (4,))]
+    assert report.phantoms == [5]
+
+
+def test_synchronous_mode_loses_no_acknowledged_write_under_repeated_faults(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster(dcs={**FAST, "synchronous_mode": True, "synchronous_mode_strict": True})
+    c.start()
+    proxy = HAProxy(c.base, c.nodes)
+    proxy.start()
+    try:
+        report = run(c, proxy, cycles=len(FAULTS), log=print)
+    finally:
+        proxy.stop()
+    print(report.summary())
+    assert report.acknowledged > 100
+    assert report.faults == list(FAULTS)
+    assert report.lost == [], f"acknowledged writes lost: {report.lost[:20]}"
+    assert report.forks == [], f"forked histories: {report.forks[:3]}"
+    assert report.phantoms == [], f"failed writes that appeared: {report.phantoms[:20]}"
