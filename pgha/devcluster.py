@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from pgha.postgres.controller import running_postmaster
+
 T = TypeVar("T")
 
 INSTALL_HINT = "apt-get install -y postgresql-15 etcd-server haproxy"
@@ -193,12 +195,7 @@ class Node:
             self.proc.wait(timeout)
 
     def postmaster_pid(self) -> int | None:
-        try:
-            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
-            os.kill(pid, 0)
-            return pid
-        except (OSError, ValueError):
-            return None
+        return running_postmaster(self.data_dir)
 
     def kill_postgres(self, sig: int = signal.SIGKILL) -> None:
         pid = self.postmaster_pid()

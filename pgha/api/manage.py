@@ -99,6 +99,16 @@ def routes(agent: Agent) -> list[web.RouteDef]:
             await asyncio.sleep(0.1)
         return None
 
+    async def complete(want: Callable[[str | None], bool], what: str, done: Callable[[str], str]) -> web.Response:
+        """Wait for the requested leader change; withdraw the request if it does not happen."""
+        timeout = agent.config.ttl * 2 + agent.config.retry_timeout
+        new = await wait_for_leader(want, timeout)
+        if new is None:
+            view = await agent.store.load(deadline())
+            await agent.store.clear_failover(view.failover_revision, deadline())
+            return _error(503, f"{what} did not complete within {timeout:.0f}s; see the agents' logs")
+        return web.json_response({"message": done(new), "leader": new})
+
     def _if_match(request: web.Request, revision: int) -> None:
         tag = request.headers.get("If-Match")
         if tag is not None and tag.strip('"') != str(revision):
@@ -152,13 +162,8 @@ def routes(agent: Agent) -> list[web.RouteDef]:
         if at is not None:
             return web.json_response({"message": f"switchover scheduled at {body['scheduled_at']}"}, status=202)
         old = body["leader"]
-        timeout = agent.config.ttl * 2 + agent.config.retry_timeout
-        new = await wait_for_leader(lambda leader: leader is not None and leader != old, timeout)
-        if new is None:
-            view = await agent.store.load(deadline())
-            await agent.store.clear_failover(view.failover_revision, deadline())
-            return _error(503, f"switchover did not complete within {timeout:.0f}s; see the agents' logs")
-        return web.json_response({"message": f"switched over from {old} to {new}", "leader": new})
+        return await complete(lambda leader: leader is not None and leader != old, "switchover",
+                              lambda new: f"switched over from {old} to {new}")
 
     @_guard
     async def cancel_switchover(_: web.Request) -> web.Response:
@@ -177,13 +182,8 @@ def routes(agent: Agent) -> list[web.RouteDef]:
             return _error(refusal.status, refusal.reason)
         if not await agent.store.set_failover(FailoverRequest(body.get("leader") or "", body["candidate"]), 0, deadline()):
             return _error(409, "a switchover is already scheduled or in progress")
-        timeout = agent.config.ttl * 2 + agent.config.retry_timeout
-        new = await wait_for_leader(lambda leader: leader == body["candidate"], timeout)
-        if new is None:
-            view = await agent.store.load(deadline())
-            await agent.store.clear_failover(view.failover_revision, deadline())
-            return _error(503, f"failover to {body['candidate']} did not complete within {timeout:.0f}s")
-        return web.json_response({"message": f"failed over to {new}", "leader": new})
+        return await complete(lambda leader: leader == body["candidate"], f"failover to {body['candidate']}",
+                              lambda new: f"failed over to {new}")
 
     @_guard
     async def restart(request: web.Request) -> web.Response:

@@ -47,6 +47,16 @@ SELECT pg_is_in_recovery(),
 """
 
 
+def running_postmaster(data_dir: Path) -> int | None:
+    """The pid in ``postmaster.pid`` if that process is alive."""
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
 @dataclass(frozen=True)
 class DiskState:
     """What the agent remembers about the data directory across its own restarts, stored beside
@@ -109,12 +119,7 @@ class PostgresController:
     # -- observation -------------------------------------------------------------------
 
     def postmaster_pid(self) -> int | None:
-        try:
-            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
-            os.kill(pid, 0)
-            return pid
-        except (OSError, ValueError):
-            return None
+        return running_postmaster(self.data_dir)
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
