@@ -53,9 +53,12 @@ def candidates(s: Snapshot) -> list[str]:
     listed = key.members if key is not None and key.leader == s.name else ()
 
     def fit(name: str) -> bool:
+        # Postgres' own pg_stat_replication is the live truth; a member record can be a loop old
+        # (a standby that just reconnected still shows its previous role there).
         m = s.cluster.members.get(name)
-        return (m is not None and name != s.name and m.role == "replica" and m.state == "streaming"
-                and not m.tags.get("nosync") and (name in s.pg.replica_lsns or name in listed))
+        if m is None or name == s.name or m.tags.get("nosync"):
+            return False
+        return name in s.pg.replica_lsns or (name in listed and m.role == "replica" and m.state == "streaming")
 
     kept = [n for n in listed if fit(n)]
     new = sorted((n for n in s.pg.replica_lsns if n not in kept and fit(n)),
