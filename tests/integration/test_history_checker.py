@@ -14,10 +14,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_checker_finds_lost_forked_and_phantom_writes() -> None:
-    ops = [Op(1, 0, "ok", (1,)), Op(2, 0, "ok", (1, 2)), Op(3, 1, "ok", (3,)), Op(4, 1, "ok", (4,)),
+    ops = [Op(1, 0, "ok", (1,), 1.0), Op(2, 0, "ok", (1, 2), 2.0),
+           # row 1: two branches acknowledging at the same time: a fork
+           Op(3, 1, "ok", (3,), 1.0), Op(4, 1, "ok", (4,), 1.5), Op(7, 1, "ok", (3, 7), 2.0),
+           # row 3: a branch that ended before the other began: lost writes, not a fork
+           Op(8, 3, "ok", (8,), 1.0), Op(9, 3, "ok", (9,), 3.0),
            Op(5, 2, "failed"), Op(6, 2, "unknown")]
-    report = check(ops, {0: (1,), 1: (3,), 2: (5, 6), 3: ()}, [])
-    assert report.lost == [2, 4]
+    report = check(ops, {0: (1,), 1: (3, 7), 2: (5, 6), 3: (9,)}, [])
+    assert report.lost == [2, 4, 8]
     assert report.forks == [(1, (3,), (4,))]
     assert report.phantoms == [5]
 
