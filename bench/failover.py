@@ -40,6 +40,7 @@ class Writer(threading.Thread):
         self.dsn = (f"host={hosts} port={ports} user=postgres password=supersecret dbname=postgres "
                     f"target_session_attrs=read-write connect_timeout=1")
         self.acks: list[tuple[float, int]] = []  # (monotonic time of the commit, server port)
+        self.errors: list[float] = []  # when a write or a connection failed
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -54,6 +55,7 @@ class Writer(threading.Thread):
                 assert row is not None
                 self.acks.append((time.monotonic(), int(row[0])))
             except psycopg.Error:
+                self.errors.append(time.monotonic())
                 if conn is not None:
                     conn.close()
                 conn = None
@@ -61,10 +63,11 @@ class Writer(threading.Thread):
             time.sleep(0.005)
 
     def first_ack_after(self, t: float, timeout: float, exclude_port: int | None) -> float:
-        """The first commit after ``t``; with ``exclude_port``, the first on another server (a commit
-        in flight on the killed node when the fault hit does not count as recovery)."""
+        """The first commit after the client first saw the fault (a commit in flight when the
+        fault hit does not count as recovery); with ``exclude_port``, on another server."""
+        seen = wait_for("the client to see the fault", lambda: next((e for e in self.errors if e > t), None), 10, 0.005)
         return wait_for("a write after the fault", lambda: next(
-            (at for at, port in self.acks if at > t and port != exclude_port), None), timeout, 0.01)
+            (at for at, port in self.acks if at > seen and port != exclude_port), None), timeout, 0.01)
 
 
 def one_fault(c: LocalCluster, writer: Writer, fault: str, ttl: int) -> float:
