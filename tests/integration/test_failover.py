@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -215,9 +216,6 @@ def test_node_with_data_of_another_cluster_refuses_to_join(make_cluster: Callabl
     c.start()
     foreign = others(c, c.leader())[0]
     foreign.stop()
-    import shutil
-    import subprocess
-
     shutil.rmtree(foreign.data_dir)
     foreign.data_dir.mkdir()
     shutil.chown(foreign.data_dir, "postgres", "postgres")

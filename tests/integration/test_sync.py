@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -53,8 +55,6 @@ def test_sync_standby_is_chosen_recorded_and_shown(make_cluster: Callable[..., L
     assert sql(leader.dsn(), "SHOW synchronous_standby_names")[0][0] == f'FIRST 1 ("{names[0]}")'
     rows = sql(leader.dsn(), "SELECT application_name, sync_state FROM pg_stat_replication")
     assert (names[0], "sync") in rows
-    import subprocess
-    import sys
     out = subprocess.run([sys.executable, "-m", "pgha", "list", "-c", str(leader.config_path), "-f", "json"],
                          capture_output=True, text=True, check=True).stdout
     roles = {r["Member"]: r["Role"] for r in json.loads(out)}
