@@ -16,7 +16,7 @@ from aiohttp import web
 from pgha import errors as e
 from pgha.config.load import parse_dynamic_config
 from pgha.core.cluster import FailoverRequest
-from pgha.core.requests import check_failover, check_switchover, merge_patch
+from pgha.core.requests import LivePositions, check_failover, check_switchover, merge_patch
 
 if TYPE_CHECKING:
     from pgha.agent import Agent
@@ -153,7 +153,10 @@ def routes(agent: Agent) -> list[web.RouteDef]:
                                required=("leader",))
         at = parse_time(body["scheduled_at"], "scheduled_at") if body.get("scheduled_at") else None
         view = await agent.store.load(deadline())
-        refusal = check_switchover(view, agent.config, body["leader"], body.get("candidate"))
+        pg = agent.pg_state
+        live = (LivePositions(pg.lsn, pg.replica_lsns)
+                if view.leader == agent.name and pg.running and not pg.in_recovery else None)
+        refusal = check_switchover(view, agent.config, body["leader"], body.get("candidate"), live)
         if refusal is not None:
             return _error(refusal.status, refusal.reason)
         req = FailoverRequest(body["leader"], body.get("candidate") or "", at)

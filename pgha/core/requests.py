@@ -3,6 +3,7 @@ status and reason) or None when the request may go ahead."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,12 +18,18 @@ class Refusal:
     reason: str
 
 
-def _leader_lsn(view: ClusterView) -> int:
-    leader = view.members.get(view.leader or "")
-    return max(view.status.lsn, leader.lsn if leader else 0)
+@dataclass(frozen=True)
+class LivePositions:
+    """The leader's own view of WAL positions (its pg_stat_replication), fresher than member
+    records, which can be a loop old under heavy writes. ``None`` for a caller that has none (the
+    CLI): lag is then left to the leader to judge."""
+
+    leader_lsn: int
+    replicas: Mapping[str, int]
 
 
-def candidate_problem(m: Member | None, name: str, view: ClusterView, config: DynamicConfig) -> str | None:
+def candidate_problem(m: Member | None, name: str, view: ClusterView, config: DynamicConfig,
+                      live: LivePositions | None = None) -> str | None:
     if m is None:
         return f"candidate {name} is not a member of the cluster"
     if name == view.leader:
@@ -31,7 +38,7 @@ def candidate_problem(m: Member | None, name: str, view: ClusterView, config: Dy
         return f"candidate {name} is tagged nofailover"
     if m.role != "replica" or m.state != "streaming":
         return f"candidate {name} is not a streaming replica (role {m.role}, state {m.state})"
-    lag = _leader_lsn(view) - m.lsn
+    lag = live.leader_lsn - live.replicas.get(name, m.lsn) if live is not None else 0
     if lag > config.maximum_lag_on_failover:
         return f"candidate {name} lags {lag} bytes (maximum_lag_on_failover {config.maximum_lag_on_failover})"
     if sync_mode(config) != "off":
@@ -44,7 +51,7 @@ def candidate_problem(m: Member | None, name: str, view: ClusterView, config: Dy
 
 
 def check_switchover(view: ClusterView, config: DynamicConfig, leader: str | None,
-                     candidate: str | None) -> Refusal | None:
+                     candidate: str | None, live: LivePositions | None = None) -> Refusal | None:
     if view.leader is None:
         return Refusal(412, "the cluster has no leader: use failover")
     if leader is not None and leader != view.leader:
@@ -52,9 +59,9 @@ def check_switchover(view: ClusterView, config: DynamicConfig, leader: str | Non
     if view.failover is not None:
         return Refusal(409, "a switchover is already scheduled or in progress")
     if candidate:
-        problem = candidate_problem(view.members.get(candidate), candidate, view, config)
+        problem = candidate_problem(view.members.get(candidate), candidate, view, config, live)
         return Refusal(412, problem) if problem else None
-    if not any(candidate_problem(m, n, view, config) is None for n, m in view.members.items()):
+    if not any(candidate_problem(m, n, view, config, live) is None for n, m in view.members.items()):
         return Refusal(412, "no healthy candidate: no streaming, promotable replica within maximum_lag_on_failover")
     return None
 

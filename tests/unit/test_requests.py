@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pgha.config.model import DynamicConfig
 from pgha.core.cluster import ClusterView, FailoverRequest, LeaderStatus, Member
-from pgha.core.requests import check_failover, check_switchover, merge_patch
+from pgha.core.requests import LivePositions, check_failover, check_switchover, merge_patch
 
 CFG = DynamicConfig(maximum_lag_on_failover=100)
 
@@ -18,18 +18,23 @@ def cluster(**members: Member) -> ClusterView:
 def test_switchover_to_a_streaming_replica_is_allowed() -> None:
     v = cluster(n2=Member("n2", role="replica", state="streaming", lsn=990))
     assert check_switchover(v, CFG, "n1", "n2") is None
-    assert check_switchover(v, CFG, "n1", None) is None
+    assert check_switchover(v, CFG, "n1", None, LivePositions(1000, {"n2": 990})) is None
 
 
 def test_switchover_refusals_say_why() -> None:
     v = cluster(n2=Member("n2", role="replica", state="streaming", lsn=500),
                 n3=Member("n3", role="replica", state="streaming", lsn=1000, tags={"nofailover": True}),
                 n4=Member("n4", role="replica", state="running", lsn=1000))
-    cases = {("n9", "n2"): "leader name does not match", ("n1", "n2"): "lags 500 bytes",
+    live = LivePositions(1000, {"n2": 500})
+    r = check_switchover(v, CFG, "n1", "n2", live)
+    assert r is not None and "lags 500 bytes" in r.reason
+    # without the leader's live positions (the CLI), lag is left to the leader to judge
+    assert check_switchover(v, CFG, "n1", "n2") is None
+    cases = {("n9", "n2"): "leader name does not match",
              ("n1", "n3"): "nofailover", ("n1", "n4"): "not a streaming replica", ("n1", "n1"): "already the leader",
              ("n1", "zz"): "not a member", ("n1", None): "no healthy candidate"}
     for (leader, cand), reason in cases.items():
-        r = check_switchover(v, CFG, leader, cand)
+        r = check_switchover(v, CFG, leader, cand, live)
         assert r is not None and r.status == 412 and reason in r.reason, (leader, cand, r)
     busy = ClusterView(**{**v.__dict__, "failover": FailoverRequest("n1", "n2")})
     r = check_switchover(busy, CFG, "n1", "n2")
