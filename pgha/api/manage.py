@@ -34,8 +34,8 @@ def _error(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
 
 
-async def read_body(request: web.Request, fields: dict[str, tuple[type, ...]],
-                    required: tuple[str, ...] = ()) -> dict[str, Any]:
+async def read_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object (an empty body is ``{}``); anything else is a 400."""
     text = await request.text() if request.can_read_body else ""
     try:
         body = json.loads(text) if text.strip() else {}
@@ -43,6 +43,12 @@ async def read_body(request: web.Request, fields: dict[str, tuple[type, ...]],
         raise BadRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
     if not isinstance(body, dict):
         raise BadRequest(f"body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+async def read_body(request: web.Request, fields: dict[str, tuple[type, ...]],
+                    required: tuple[str, ...] = ()) -> dict[str, Any]:
+    body = await read_object(request)
     unknown = sorted(set(body) - set(fields))
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}")
@@ -123,13 +129,7 @@ def routes(agent: Agent) -> list[web.RouteDef]:
 
     @_guard
     async def patch_config(request: web.Request) -> web.Response:
-        text = await request.text()
-        try:
-            patch = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadRequest(f"body is not valid JSON: {exc.msg}") from exc
-        if not isinstance(patch, dict):
-            raise BadRequest("body must be a JSON object")
+        patch = await read_object(request)
         view = await agent.store.load(deadline())
         _if_match(request, view.config_revision)
         current = json.loads(view.config_raw) if view.config_raw else {}
@@ -137,12 +137,7 @@ def routes(agent: Agent) -> list[web.RouteDef]:
 
     @_guard
     async def put_config(request: web.Request) -> web.Response:
-        try:
-            new = json.loads(await request.text())
-        except json.JSONDecodeError as exc:
-            raise BadRequest(f"body is not valid JSON: {exc.msg}") from exc
-        if not isinstance(new, dict):
-            raise BadRequest("body must be a JSON object")
+        new = await read_object(request)
         view = await agent.store.load(deadline())
         _if_match(request, view.config_revision)
         return await _store_config(request, new, view.config_revision, "PUT /config")

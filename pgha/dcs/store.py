@@ -37,6 +37,12 @@ class ClusterStore:
     def key(self, rel: str) -> str:
         return self.prefix + rel
 
+    def _unchanged(self, rel: str, mod_revision: int) -> Compare:
+        """Guard for compare-and-set: the key is as last read (absent, when ``mod_revision`` is 0)."""
+        if mod_revision == 0:
+            return Compare(self.key(rel), "CREATE", 0)
+        return Compare(self.key(rel), "MOD", mod_revision)
+
     async def load(self, deadline: float) -> ClusterView:
         kvs, revision = await self.client.get_prefix(self.prefix, deadline)
         return parse_cluster(kvs, self.prefix, revision, parse_config=parse_dynamic_config)
@@ -75,9 +81,8 @@ class ClusterStore:
 
     async def set_failover(self, request: FailoverRequest, mod_revision: int, deadline: float) -> bool:
         """Write the switchover request; create-only when ``mod_revision`` is 0, else CAS."""
-        guard = (Compare(self.key("failover"), "CREATE", 0) if mod_revision == 0
-                 else Compare(self.key("failover"), "MOD", mod_revision))
-        return await self.client.txn([guard], [put_op(self.key("failover"), request.to_json())], deadline=deadline)
+        return await self.client.txn([self._unchanged("failover", mod_revision)],
+                                     [put_op(self.key("failover"), request.to_json())], deadline=deadline)
 
     async def clear_failover(self, mod_revision: int, deadline: float) -> bool:
         if mod_revision == 0:
@@ -87,16 +92,13 @@ class ClusterStore:
 
     async def set_sync(self, state: SyncState, mod_revision: int, deadline: float) -> bool:
         """Compare-and-set the ``sync`` key (create-only when ``mod_revision`` is 0)."""
-        guard = (Compare(self.key("sync"), "CREATE", 0) if mod_revision == 0
-                 else Compare(self.key("sync"), "MOD", mod_revision))
-        return await self.client.txn([guard, Compare(self.key("leader"), "VALUE", self.name)],
+        guards = [self._unchanged("sync", mod_revision), Compare(self.key("leader"), "VALUE", self.name)]
+        return await self.client.txn(guards,
                                      [put_op(self.key("sync"), state.to_json())], deadline=deadline)
 
     async def set_config(self, config: dict[str, Any], mod_revision: int, deadline: float) -> bool:
-        guard = (Compare(self.key("config"), "CREATE", 0) if mod_revision == 0
-                 else Compare(self.key("config"), "MOD", mod_revision))
-        return await self.client.txn([guard], [put_op(self.key("config"), json.dumps(config))],
-                                     deadline=deadline)
+        return await self.client.txn([self._unchanged("config", mod_revision)],
+                                     [put_op(self.key("config"), json.dumps(config))], deadline=deadline)
 
     async def remove_cluster(self, deadline: float) -> int:
         return await self.client.delete(self.prefix, deadline, prefix=True)
