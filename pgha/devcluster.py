@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,7 +35,26 @@ def require_binary(name: str, path: str | None = None) -> str:
     return found
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
+    """A free port on 127.0.0.1 below the ephemeral range: outgoing connections (which churn in
+    these tests) take their local ports from that range and would collide with a listener there."""
+    lo, _ = _ephemeral_range()
+    for _ in range(200):
+        port = random.randrange(15000, max(15001, lo))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -93,11 +113,35 @@ class EtcdCluster:
             stdout=log, stderr=log, start_new_session=True)
         log.close()
 
-    def start(self) -> None:
-        for m in self.members:
-            self.start_member(m)
-        for m in self.members:
-            wait_for(f"etcd {m.name}", lambda m=m: _http_ok(m.client_url + "/health"), 30)
+    def start(self, attempts: int = 3) -> None:
+        """Start the members and wait until each answers. For a new cluster, a port picked as free
+        can be taken by another process before etcd binds it: then every member gets fresh ports
+        and data directories and the start is tried again. A restart keeps ports and data."""
+        fresh = not any(m.data_dir.exists() for m in self.members)
+        for attempt in range(attempts if fresh else 1):
+            for m in self.members:
+                self.start_member(m)
+            problem = self._wait_up(30)
+            if problem is None:
+                return
+            self.stop()
+            if attempt == (attempts if fresh else 1) - 1:
+                tail = "".join((self.base / f"{m.name}.log").read_text(errors="replace")[-1500:] for m in self.members)
+                raise RuntimeError(f"etcd did not start: {problem}\n{tail}")
+            for m in self.members:
+                shutil.rmtree(m.data_dir, ignore_errors=True)
+                m.client_port, m.peer_port = free_port(), free_port()
+
+    def _wait_up(self, timeout: float) -> str | None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for m in self.members:
+                if m.proc is not None and m.proc.poll() is not None:
+                    return f"etcd {m.name} exited with {m.proc.returncode}"
+            if all(_http_ok(m.client_url + "/health") for m in self.members):
+                return None
+            time.sleep(0.1)
+        return f"not healthy within {timeout:.0f}s"
 
     def kill(self, i: int, sig: int = signal.SIGKILL) -> None:
         p = self.members[i].proc
@@ -294,6 +338,7 @@ class LocalCluster:
     def start(self, wait: bool = True) -> None:
         self.etcd.start()
         for n in self.nodes:
+            n.config["etcd"]["hosts"] = self.etcd.hosts  # etcd may have had to move to other ports
             n.start()
         if wait:
             self.wait_healthy(90)
