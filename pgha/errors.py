@@ -5,7 +5,6 @@
     ├── DcsError             etcd could not answer in time (every endpoint tried)
     │   └── DcsAuthError     etcd refused our credentials
     ├── PostgresError        a Postgres command or query failed
-    │   └── ClusterMismatch  the data directory belongs to another cluster
     └── OperationRefused     an operator request cannot be carried out (the message says why)
 
 Callers import it as ``from pgha import errors as e``.
@@ -32,10 +31,6 @@ class DcsAuthError(DcsError):
 
 class PostgresError(PghaError):
     """Raised when a Postgres binary exits non-zero or a query on the local instance fails."""
-
-
-class ClusterMismatch(PostgresError):
-    """Raised when the local data directory's system identifier differs from the cluster's."""
 
 
 class OperationRefused(PghaError):

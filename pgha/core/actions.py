@@ -102,7 +102,9 @@ class PublishLeaderStatus(Action):
 class HandOver(Action):
     """Planned switchover to ``candidate``: checkpoint, stop Postgres cleanly (the walsenders ship
     the shutdown checkpoint to the streaming replicas first), publish the final WAL position in
-    ``status``, then release the leader key. The candidate promotes once it has that position."""
+    ``status``, release the leader key, then start Postgres as a standby of ``candidate`` (it has
+    our shutdown checkpoint, so streaming from it is safe at once). The candidate promotes once it
+    has that position; whether a rewind is still needed is decided later from its history."""
 
     candidate: str
 

@@ -162,9 +162,6 @@ class ClusterView:
         return max(tls, default=0)
 
 
-KEYS = ("initialize", "config", "leader", "status", "history", "sync", "failover")
-
-
 def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
                   parse_config: Any = None) -> ClusterView:
     """Build a ClusterView from the key/values under ``prefix`` (``/pgha/<scope>/``).
