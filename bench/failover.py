@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psycopg
 
-from pgha.devcluster import LocalCluster, Node, wait_for
+from pgha.testing import LocalCluster, Node, wait_for
 
 PROFILES = {
     "fast": {"ttl": 5, "loop_wait": 1, "retry_timeout": 2},

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pgha.devcluster import FAST, HAProxy, LocalCluster
+from pgha.testing import FAST, HAProxy, LocalCluster
 from tests.history import run
 
 MODES = {

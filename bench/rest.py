@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pgha.devcluster import LocalCluster, http_request
+from pgha.testing import LocalCluster, http_request
 
 PATRONI = {"rps": 1456.0, "p50_ms": 2.0, "p99_ms": 4.8, "rss_mib": 47.7}
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psycopg
 
-from pgha.devcluster import HAProxy, LocalCluster, wait_for
+from pgha.testing import HAProxy, LocalCluster, wait_for
 from tests.conftest import sql
 
 PATRONI_MEDIAN_S = 3.1

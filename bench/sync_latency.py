@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from pgha.devcluster import LocalCluster, Node, http_request, wait_for
+from pgha.testing import LocalCluster, Node, http_request, wait_for
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 

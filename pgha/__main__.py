@@ -1,3 +1,3 @@
-from pgha.cli.main import main
+from pgha.main import main
 
 main()

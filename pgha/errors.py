@@ -5,6 +5,7 @@
     ├── DcsError             etcd could not answer in time (every endpoint tried)
     │   └── DcsAuthError     etcd refused our credentials
     ├── PostgresError        a Postgres command or query failed
+    ├── BadRequest           an API request is malformed (HTTP 400; the message says what is wrong)
     └── OperationRefused     an operator request cannot be carried out (the message says why)
 
 Callers import it as ``from pgha import errors as e``.
@@ -31,6 +32,12 @@ class DcsAuthError(DcsError):
 
 class PostgresError(PghaError):
     """Raised when a Postgres binary exits non-zero or a query on the local instance fails."""
+
+
+class BadRequest(PghaError):
+    """Raised when an API request's body, field or query is malformed; answered with 400."""
+
+    status = 400
 
 
 class OperationRefused(PghaError):

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgha.devcluster import LocalCluster
+from pgha.testing import LocalCluster
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import errors as pgerr
 
-from pgha.devcluster import HAProxy, LocalCluster, Node, http_request, wait_for
+from pgha.testing import HAProxy, LocalCluster, Node, http_request, wait_for
 
 ROWS = 4
 FAULTS = ("kill_primary_node", "kill_primary_postgres", "sigstop_primary_agent", "switchover", "kill_sync_standby")

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+import time
 
 from aiohttp import web
 
-from pgha.core.health import NodeHealth, verdict
+from pgha.api.context import context
+from pgha.core import report
+from pgha.core.health import verdict
 
 HEALTH_PATHS = ("/", "/primary", "/master", "/leader", "/read-write", "/standby-leader", "/replica",
-                "/read-only", "/sync", "/async", "/health", "/liveness", "/readiness")
+                "/read-only", "/sync", "/synchronous", "/async", "/health", "/liveness", "/readiness")
 
 
-def make_handler(health: Callable[[], NodeHealth], status: Callable[[], dict[str, Any]]) -> Any:
-    async def handle(request: web.Request) -> web.Response:
-        try:
-            code = verdict(request.path, request.query, health())
-        except ValueError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        if request.method == "HEAD":
-            return web.Response(status=code)
-        return web.Response(status=code, text=json.dumps(status()), content_type="application/json")
-
-    return handle
+async def handle(request: web.Request) -> web.Response:
+    r = context(request).report()
+    now = time.monotonic()
+    try:
+        code = verdict(request.path, request.query, report.health(r, now))
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    if request.method == "HEAD":
+        return web.Response(status=code)
+    body = json.dumps(report.status(r, now, time.time()))
+    return web.Response(status=code, text=body, content_type="application/json")

@@ -11,6 +11,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from pgha.config.model import RestApiConfig
 
@@ -41,7 +42,7 @@ def address_allowed(remote: str | None, networks: Iterable[str]) -> bool:
     return any(addr in ipaddress.ip_network(n, strict=False) for n in networks)
 
 
-def middleware(cfg: RestApiConfig, member_hosts: Callable[[], list[str]]) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def middleware(cfg: RestApiConfig, member_hosts: Callable[[], list[str]]) -> Middleware:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method in WRITE_METHODS:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from pgha.agent import Agent
+from pgha.api.context import context
+from pgha.core import fitness, report
+from pgha.core.cluster import ClusterView
 
 
-def cluster_json(agent: Agent) -> dict[str, Any]:
-    view = agent.view
-    leader = view.members.get(view.leader or "")
-    top = max(view.status.lsn, leader.lsn if leader else 0)
+def cluster_json(view: ClusterView, scope: str, paused: bool) -> dict[str, Any]:
+    top = fitness.cluster_top(view)
     members = []
     for name in sorted(view.members):
         m = view.members[name]
@@ -23,9 +23,9 @@ def cluster_json(agent: Agent) -> dict[str, Any]:
                                "host": m.host, "port": m.port, "api_url": m.api_url, "timeline": m.timeline,
                                "tags": {k: v for k, v in m.tags.items() if v not in (None, False)}}
         if m.role == "replica" and name != view.leader:
-            row["lag"] = max(0, top - m.lsn)
+            row["lag"] = fitness.lag(top, m.lsn)
         members.append(row)
-    out: dict[str, Any] = {"scope": agent.cfg.scope, "members": members, "pause": agent.config.pause}
+    out: dict[str, Any] = {"scope": scope, "members": members, "pause": paused}
     if view.failover is not None:
         f = view.failover
         out["scheduled_switchover"] = {
@@ -34,31 +34,26 @@ def cluster_json(agent: Agent) -> dict[str, Any]:
     return out
 
 
-def history_json(agent: Agent) -> list[list[Any]]:
-    return [[h.timeline, h.lsn, h.reason, h.time, h.leader] for h in agent.view.history]
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(report.status(context(request).report(), time.monotonic(), time.time()))
 
 
-def config_json(agent: Agent) -> dict[str, Any]:
-    raw = agent.view.config_raw
-    if raw:
-        loaded: dict[str, Any] = json.loads(raw)
-        return loaded
-    return agent.config.model_dump(mode="json")
+async def cluster(request: web.Request) -> web.Response:
+    r = context(request).report()
+    return web.json_response(cluster_json(r.view, r.scope, r.config.pause))
 
 
-def routes(agent: Agent) -> list[web.RouteDef]:
-    async def status(_: web.Request) -> web.Response:
-        return web.json_response(agent.status())
+async def history(request: web.Request) -> web.Response:
+    view = context(request).report().view
+    return web.json_response([[h.timeline, h.lsn, h.reason, h.time, h.leader] for h in view.history])
 
-    async def cluster(_: web.Request) -> web.Response:
-        return web.json_response(cluster_json(agent))
 
-    async def history(_: web.Request) -> web.Response:
-        return web.json_response(history_json(agent))
+async def config(request: web.Request) -> web.Response:
+    r = context(request).report()
+    body = json.loads(r.view.config_raw) if r.view.config_raw else r.config.model_dump(mode="json")
+    # The ETag is the config's etcd revision: send it back in If-Match to PATCH/PUT safely.
+    return web.json_response(body, headers={"ETag": f'"{r.view.config_revision}"'})
 
-    async def config(_: web.Request) -> web.Response:
-        # The ETag is the config's etcd revision: send it back in If-Match to PATCH/PUT safely.
-        return web.json_response(config_json(agent), headers={"ETag": f'"{agent.view.config_revision}"'})
 
-    return [web.get("/status", status), web.get("/patroni", status), web.get("/cluster", cluster),
-            web.get("/history", history), web.get("/config", config)]
+ROUTES = [web.get("/status", status), web.get("/patroni", status), web.get("/cluster", cluster),
+          web.get("/history", history), web.get("/config", config)]

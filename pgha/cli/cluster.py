@@ -71,13 +71,13 @@ def history(target: Target, fmt: str) -> None:
 
     Example: pgha history -c node.yml
     """
-    rows = [[h.timeline, h.lsn, h.reason, h.time, h.leader] for h in target.view().history]
+    rows: list[list[object]] = [[h.timeline, h.lsn, h.reason, h.time, h.leader] for h in target.view().history]
     cols = ["TL", "LSN", "Reason", "Timestamp", "New Leader"]
     if fmt == "json":
         click.echo(json.dumps([dict(zip(cols, r)) for r in rows]))
         return
     if fmt == "tsv":
-        click.echo("\n".join("\t".join(map(str, r)) for r in [cols, *rows]))
+        click.echo("\n".join("\t".join(str(v) for v in r) for r in [list[object](cols), *rows]))
         return
     widths = [max([len(c)] + [len(str(r[i])) for r in rows]) for i, c in enumerate(cols)]
     sep = "+" + "+".join("-" * (w + 2) for w in widths) + "+"

@@ -1,8 +1,8 @@
-"""``pgha agent``, ``pgha list`` and friends."""
+"""The operator commands: ``pgha list``, ``switchover`` and friends (``pgha agent`` is added by
+``pgha.main``, so that no command here imports the agent)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import click
@@ -14,7 +14,7 @@ from pgha.config import load_local_config
 from pgha.config.model import LocalConfig
 
 
-def _load(path: str) -> LocalConfig:
+def load(path: str) -> LocalConfig:
     try:
         return load_local_config(path)
     except e.ConfigError as exc:
@@ -25,25 +25,6 @@ def _load(path: str) -> LocalConfig:
 @click.version_option(__version__, prog_name="pgha")
 def main() -> None:
     """pgha: PostgreSQL high availability on etcd."""
-
-
-@main.command()
-@click.option("-c", "--config", "config_path", required=True, type=click.Path(), help="node YAML file")
-@click.option("--validate-config", is_flag=True, help="check the file and exit")
-def agent(config_path: str, validate_config: bool) -> None:
-    """Run the HA agent beside the local Postgres.
-
-    Example: pgha agent -c /etc/pgha/node.yml
-    """
-    cfg = _load(config_path)
-    if validate_config:
-        click.echo(f"{config_path}: valid (scope {cfg.scope}, node {cfg.name})")
-        return
-    from pgha import log
-    from pgha.agent import Agent
-
-    log.setup(cfg.scope, cfg.name, cfg.log.level)
-    asyncio.run(Agent(cfg).run())
 
 
 @main.command()

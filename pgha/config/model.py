@@ -183,7 +183,7 @@ class LogConfig(_Strict):
 
 
 class Bootstrap(_Strict):
-    dcs: DynamicConfig = Field(default_factory=DynamicConfig)
+    dcs: DynamicConfig = Field(default_factory=lambda: DynamicConfig())
     initdb: list[str] = Field(default_factory=lambda: ["--encoding=UTF8", "--data-checksums"])
 
 
@@ -195,7 +195,7 @@ class LocalConfig(_Strict):
     etcd: EtcdConfig = Field(default_factory=EtcdConfig)
     restapi: RestApiConfig = Field(default_factory=RestApiConfig)
     postgresql: PostgresqlConfig
-    tags: Tags = Field(default_factory=Tags)
+    tags: Tags = Field(default_factory=lambda: Tags())
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
 
     @field_validator("scope", "name")

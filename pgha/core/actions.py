@@ -13,9 +13,13 @@ class Action:
 
 @dataclass(frozen=True)
 class InitializeCluster(Action):
-    """Claim ``initialize`` with a create-only transaction; if won, initdb (unless the data
-    directory already exists), start as primary, take the leader key, store the system id and
-    seed ``config`` from bootstrap.dcs. If lost, do nothing: the next loop clones."""
+    """Claim ``initialize`` with a create-only transaction; if won, initdb when ``run_initdb``,
+    start as primary, take the leader key, store the system id and seed ``config`` from
+    bootstrap.dcs. If lost, do nothing: the next loop clones. If a step after the claim fails:
+    stop Postgres at once, remove what initdb made (only when ``run_initdb``) and give the
+    ``initialize`` key up, so another node may try."""
+
+    run_initdb: bool = True
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,16 @@ class Demote(Action):
 
 @dataclass(frozen=True)
 class Rewind(Action):
-    """Stop Postgres, pg_rewind the data directory from ``leader`` (falling back to a re-clone
-    when rewind is off or fails), then start following it."""
+    """Stop Postgres and bring the data directory onto ``leader``'s timeline: pg_rewind when
+    ``use_pg_rewind`` (a failed rewind re-clones), else a re-clone; then start following it.
+    When the leader's control file does not show ``leader_timeline`` yet (its checkpoint after
+    promotion is still running), leave the directory as it is and try again ``retry_after``
+    seconds later."""
 
     leader: str
+    leader_timeline: int = 0
+    use_pg_rewind: bool = True
+    retry_after: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,10 @@ class ReleaseLeader(Action):
 
 @dataclass(frozen=True)
 class StopPostgres(Action):
+    """Stop Postgres in ``mode``; health checks stop calling it a primary before the stop begins."""
+
     mode: str = "fast"
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,14 @@ class PublishLeaderStatus(Action):
     other member when ``use_slots``."""
 
     slots: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class NameSwitchoverCandidate(Action):
+    """Compare-and-set the ``failover`` key to name ``candidate`` (chosen by the leader for a
+    request that named none), so that it alone waits for our final WAL position."""
+
+    candidate: str
 
 
 @dataclass(frozen=True)
@@ -126,12 +147,25 @@ class ClearFailover(Action):
 
 @dataclass(frozen=True)
 class RestartPostgres(Action):
-    """Restart the local Postgres in its current role (an operator asked); the leader keeps its key."""
+    """Restart the local Postgres (an operator asked): as a primary when ``primary`` (the leader
+    keeps its key), else as a replica of ``follow``. Clears the restart request."""
+
+    primary: bool = False
+    follow: str | None = None
+
+
+@dataclass(frozen=True)
+class ReloadConfig(Action):
+    """Rewrite postgresql.conf for the current role with the wanted parameters and send SIGHUP;
+    parameters that need a restart then show up as ``pending_restart``."""
+
+    reason: str = ""
 
 
 @dataclass(frozen=True)
 class Reinitialize(Action):
-    """Wipe the data directory and clone it again from ``leader`` (an operator asked)."""
+    """Wipe the data directory and clone it again from ``leader`` (an operator asked). Clears
+    the request."""
 
     leader: str
 

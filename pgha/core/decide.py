@@ -2,7 +2,7 @@
 
 Rules, in the order they are checked:
 1. shutting down: stop Postgres cleanly, then give up the lease (the leader key goes with it).
-2. a long job (clone, rewind) runs: wait; the shell keeps renewing the lease meanwhile.
+2. a long job (clone, rewind) runs: wait; the lease keeper keeps renewing meanwhile.
 3. etcd unreachable: a writable primary demotes once its lease is within ``retry_timeout`` of
    expiring; nobody else acts.
 4. bootstrap: race for ``initialize``; a node whose data belongs to another cluster refuses.
@@ -14,12 +14,15 @@ Rules, in the order they are checked:
    last primary and nobody followed since), then publishes its position.
 8. a follower demotes if writable, rewinds if diverged, and points replication at the leader.
 9. no leader key: only a healthy, eligible replica races; a less advanced one waits.
+Last, a running Postgres that is not being stopped or restarted reloads when its parameters
+differ from the wanted ones.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pgha.core import fitness, parameters, sync
 from pgha.core.actions import (
     AcquireLeader,
     Action,
@@ -31,19 +34,23 @@ from pgha.core.actions import (
     FollowLeader,
     HandOver,
     InitializeCluster,
+    NameSwitchoverCandidate,
     Promote,
     PublishLeaderStatus,
     Reinitialize,
     ReleaseLeader,
+    ReloadConfig,
     RestartPostgres,
     ResumeAsPrimary,
     Rewind,
     StartPostgres,
     StopPostgres,
 )
-from pgha.core import sync
-from pgha.core.cluster import Member
 from pgha.core.snapshot import Snapshot
+
+# Actions after which the running Postgres is no longer the one a reload would reach.
+_REPLACES_POSTGRES = (CloneFrom, StartPostgres, Demote, Rewind, InitializeCluster, ResumeAsPrimary, HandOver,
+                      RestartPostgres, Reinitialize, StopPostgres, Exit, ReloadConfig)
 
 
 @dataclass(frozen=True)
@@ -51,32 +58,42 @@ class Decision:
     actions: tuple[Action, ...]
     note: str
 
-    @classmethod
-    def wait(cls, note: str) -> Decision:
-        return cls((), note)
+
+def _wait(note: str) -> Decision:
+    return Decision((), note)
 
 
 def decide(s: Snapshot) -> Decision:
+    d = _decide(s)
+    if (s.busy is None and s.pg.running and s.applied_parameters is not None
+            and not any(isinstance(x, _REPLACES_POSTGRES) for x in d.actions)
+            and parameters.wanted(s.config, s.chosen_sync) != s.applied_parameters):
+        return Decision((*d.actions, ReloadConfig("postgresql.parameters changed")), d.note)
+    return d
+
+
+def _decide(s: Snapshot) -> Decision:
     if s.shutting_down:
         return _shutdown(s)
     if s.busy:
-        return Decision.wait(f"{s.busy} in progress")
+        return _wait(f"{s.busy} in progress")
     if not s.dcs_ok:
         return _without_dcs(s)
     c = s.cluster
     if c.initialize is None:
-        return Decision((InitializeCluster(),), "cluster is not initialized: racing to bootstrap it")
+        return Decision((InitializeCluster(run_initdb=s.pg.data_dir_empty),),
+                        "cluster is not initialized: racing to bootstrap it")
     if c.initialize == "":
-        return Decision.wait("another node is bootstrapping the cluster")
+        return _wait("another node is bootstrapping the cluster")
     if s.pg.sysid is not None and s.pg.sysid != c.initialize:
-        return Decision.wait(
+        return _wait(
             f"data directory belongs to another cluster (system identifier {s.pg.sysid}, "
             f"cluster has {c.initialize}): refusing to join"
         )
     if s.pg.data_dir_empty:
         if c.leader and c.leader != s.name and c.leader in c.members:
             return Decision((CloneFrom(c.leader),), f"cloning from leader {c.leader}")
-        return Decision.wait("no leader to clone from yet")
+        return _wait("no leader to clone from yet")
     requested = _operator_request(s)
     if requested is not None:
         return requested
@@ -109,20 +126,20 @@ def _without_dcs(s: Snapshot) -> Decision:
             (Demote("immediate", reason="cannot reach etcd and the leader lease is about to expire"),),
             "etcd unreachable: demoting before the leader lease can expire",
         )
-    return Decision.wait("etcd unreachable")
+    return _wait("etcd unreachable")
 
 
 def _paused(s: Snapshot) -> Decision:
     if s.cluster.leader == s.name and _writable(s):
         return Decision((PublishLeaderStatus(_slots(s)),), "paused: leader, no automatic actions")
-    return Decision.wait("paused: no automatic actions")
+    return _wait("paused: no automatic actions")
 
 
 def _postgres_down(s: Snapshot) -> Decision:
     c, pg = s.cluster, s.pg
     if c.leader == s.name:
         if not s.holds_lease():
-            return Decision.wait("postgres down and the leader lease is about to expire")
+            return _wait("postgres down and the leader lease is about to expire")
         if pg.down_since is not None and s.now - pg.down_since > s.config.primary_start_timeout:
             return Decision(
                 (ReleaseLeader("postgres did not start within primary_start_timeout"),),
@@ -132,9 +149,15 @@ def _postgres_down(s: Snapshot) -> Decision:
                         "postgres is down on the leader: restarting it in place")
     if c.leader:
         if pg.primary_on_timeline is not None:
-            return Decision((Rewind(c.leader),), f"data may have diverged from leader {c.leader}: rewinding")
+            return Decision((_rewind(s, c.leader),), f"data may have diverged from leader {c.leader}: rewinding")
         return Decision((StartPostgres(primary=False, follow=c.leader),), f"starting as a replica of {c.leader}")
     return Decision((StartPostgres(primary=False),), "no leader: starting read-only")
+
+
+def _rewind(s: Snapshot, leader: str) -> Rewind:
+    m = s.cluster.members.get(leader)
+    return Rewind(leader, leader_timeline=m.timeline if m else 0,
+                  use_pg_rewind=s.config.postgresql.use_pg_rewind)
 
 
 def _slots(s: Snapshot) -> frozenset[str]:
@@ -149,7 +172,7 @@ def _as_leader(s: Snapshot) -> Decision:
         if _writable(s):
             return Decision((Demote("immediate", reason="the leader lease is about to expire"),),
                             "leader lease about to expire: demoting")
-        return Decision.wait("leader lease about to expire")
+        return _wait("leader lease about to expire")
     if pg.in_recovery:
         if (pg.primary_on_timeline == pg.timeline and pg.following is None
                 and s.cluster.status.leader == s.name and pg.timeline >= s.cluster.max_timeline):
@@ -171,11 +194,11 @@ def _as_follower(s: Snapshot, leader: str) -> Decision:
             return Decision((ClearDivergence(f"handed over cleanly at {pg.handover_lsn}, before {leader}'s fork"),),
                             f"rejoining {leader} without a rewind")
         if clean is None:
-            return Decision.wait(f"waiting for {leader} to record its promotion")
-        return Decision((Rewind(leader),), f"data may have diverged from leader {leader}: rewinding")
+            return _wait(f"waiting for {leader} to record its promotion")
+        return Decision((_rewind(s, leader),), f"data may have diverged from leader {leader}: rewinding")
     if pg.following != leader:
         return Decision((FollowLeader(leader),), f"following new leader {leader}")
-    return Decision.wait(f"replica of {leader}")
+    return _wait(f"replica of {leader}")
 
 
 def _clean_handover(s: Snapshot, leader: str) -> bool | None:
@@ -189,11 +212,6 @@ def _clean_handover(s: Snapshot, leader: str) -> bool | None:
         m = s.cluster.members.get(leader)
         return None if m is None or m.timeline <= (pg.primary_on_timeline or 0) else False
     return fork.lsn > pg.handover_lsn
-
-
-def _rank(lsn: int, priority: int, name: str) -> tuple[int, int, tuple[int, ...]]:
-    # Higher WAL position wins, then higher failover_priority, then the smaller name.
-    return (lsn, priority, tuple(-ord(ch) for ch in name))
 
 
 def ineligibility(s: Snapshot) -> str | None:
@@ -215,58 +233,28 @@ def ineligibility(s: Snapshot) -> str | None:
     return sync.promotion_problem(s)
 
 
-def _peer_eligible(m: Member, s: Snapshot) -> bool:
-    return (m.role == "replica" and m.state in ("running", "streaming") and not m.nofailover
-            and s.cluster.status.lsn - m.replayed_lsn <= s.config.maximum_lag_on_failover)
-
-
 def _without_leader(s: Snapshot) -> Decision:
     if _writable(s):
         return Decision((Demote("immediate", reason="no leader key: our lease was lost"),),
                         "running as primary without the leader key: demoting")
     why = ineligibility(s)
     if why is not None:
-        return Decision.wait(f"no leader, not eligible for promotion: {why}")
-    mine = _rank(s.pg.lsn, s.tags.failover_priority, s.name)
+        return _wait(f"no leader, not eligible for promotion: {why}")
+    mine = fitness.rank(s.pg.lsn, s.tags.failover_priority, s.name)
     better = sorted(m.name for m in s.cluster.members.values()
-                    if m.name != s.name and _peer_eligible(m, s) and _rank(m.lsn, m.priority, m.name) > mine)
+                    if m.name != s.name and fitness.peer_eligible(m, s.cluster, s.config)
+                    and fitness.rank(m.lsn, m.priority, m.name) > mine)
     waited = 0.0 if s.leader_lost_at is None else s.now - s.leader_lost_at
     if sync.mode(s.config) != "off" and s.cluster.sync is not None and s.cluster.sync.members:
         # Only the most advanced synchronous standby is sure to hold every acknowledged commit
         # (quorum mode); never race it, however long it takes.
         ahead = [n for n in better if n in s.cluster.sync.members]
         if ahead:
-            return Decision.wait(f"no leader: synchronous standby {', '.join(ahead)} is more advanced")
+            return _wait(f"no leader: synchronous standby {', '.join(ahead)} is more advanced")
     if better and waited < s.config.retry_timeout:
-        return Decision.wait(f"no leader: {', '.join(better)} is more advanced, letting it take over")
+        return _wait(f"no leader: {', '.join(better)} is more advanced, letting it take over")
     return Decision((AcquireLeader("no leader key and this node is the most advanced eligible replica"),),
                     "no leader: racing for the leader key")
-
-
-def healthy_replica(m: Member, s: Snapshot, leader_lsn: int) -> bool:
-    """A member fit to take over in a planned switchover: streaming, promotable, not lagging.
-
-    On the leader, the lag comes from its live pg_stat_replication; a member record can be a
-    whole loop old, which under heavy writes alone looks like lag."""
-    lsn = s.pg.replica_lsns.get(m.name, m.lsn)
-    return (m.role == "replica" and m.state == "streaming" and not m.nofailover
-            and leader_lsn - lsn <= s.config.maximum_lag_on_failover)
-
-
-def _sync_ok(s: Snapshot, name: str) -> bool:
-    """In synchronous mode only a listed synchronous standby may take over."""
-    key = s.cluster.sync
-    if sync.mode(s.config) == "off" or key is None or not key.members:
-        return not (sync.mode(s.config) != "off" and s.config.synchronous_mode_strict)
-    return name in key.members
-
-
-def best_candidate(s: Snapshot, leader_lsn: int) -> str | None:
-    fit = [m for m in s.cluster.members.values()
-           if m.name != s.name and healthy_replica(m, s, leader_lsn) and _sync_ok(s, m.name)]
-    if not fit:
-        return None
-    return max(fit, key=lambda m: _rank(s.pg.replica_lsns.get(m.name, m.lsn), m.priority, m.name)).name
 
 
 def _operator_request(s: Snapshot) -> Decision | None:
@@ -274,7 +262,10 @@ def _operator_request(s: Snapshot) -> Decision | None:
     if s.reinit_requested and c.leader != s.name and c.leader in c.members:
         return Decision((Reinitialize(str(c.leader)),), f"reinitializing from {c.leader} as requested")
     if s.restart_at is not None and s.wall_now >= s.restart_at and pg.running:
-        return Decision((RestartPostgres(),), "restarting postgres as requested")
+        follow = None if pg.writable else pg.following
+        return Decision((RestartPostgres(primary=pg.writable, follow=follow),), "restarting postgres as requested")
+    if s.reload_requested and pg.running:
+        return Decision((ReloadConfig("requested by an operator"),), "reloading postgres as requested")
     f = c.failover
     if f is None or f.scheduled_at is not None and s.wall_now < f.scheduled_at:
         return None
@@ -289,22 +280,25 @@ def _operator_request(s: Snapshot) -> Decision | None:
         if f.leader and f.leader != s.name:
             return Decision((ClearFailover(f"it names {f.leader} as leader but {s.name} leads"),),
                             "dropping a switchover request for another leader")
-        candidate = f.candidate or best_candidate(s, pg.lsn)
+        candidate = f.candidate or fitness.best_candidate(c, s.config, s.name, pg.lsn, pg.replica_lsns)
         m = c.members.get(candidate or "")
-        if m is None or not healthy_replica(m, s, pg.lsn) or not _sync_ok(s, m.name):
+        if (m is None or not fitness.switchover_ready(m, s.config, pg.lsn, pg.replica_lsns)
+                or not fitness.sync_ok(c, s.config, m.name)):
             return Decision((ClearFailover(f"no healthy candidate ({candidate or 'none'})"),),
                             "switchover impossible: no healthy candidate")
+        if f.candidate != m.name:
+            return Decision((NameSwitchoverCandidate(m.name), HandOver(m.name)), f"switchover to {m.name}: handing over")
         return Decision((HandOver(m.name),), f"switchover to {m.name}: handing over")
     if c.leader is None and pg.running and pg.in_recovery:
         waited = 0.0 if s.leader_lost_at is None else s.now - s.leader_lost_at
         if f.candidate == s.name:
             why = ineligibility(s)
             if why is not None:
-                return Decision.wait(f"asked to take over but not eligible: {why}")
+                return _wait(f"asked to take over but not eligible: {why}")
             if pg.lsn < c.status.lsn and waited < s.config.retry_timeout:
-                return Decision.wait(f"switchover: waiting to receive the old primary's final WAL position {c.status.lsn}")
+                return _wait(f"switchover: waiting to receive the old primary's final WAL position {c.status.lsn}")
             return Decision((AcquireLeader(f"chosen by the operator (requested leader {f.leader or 'none'})"),),
                             "switchover candidate: taking the leader key")
         if f.candidate and f.candidate in c.members and waited < s.config.retry_timeout:
-            return Decision.wait(f"switchover to {f.candidate} in progress")
+            return _wait(f"switchover to {f.candidate} in progress")
     return None

@@ -75,7 +75,7 @@ def verdict(path: str, query: Mapping[str, str], h: NodeHealth) -> int:
         ok = is_replica(h, query)
     elif p == "/read-only":
         ok = is_primary(h) or is_replica(h, query)
-    elif p == "/sync":
+    elif p in ("/sync", "/synchronous"):
         ok = is_replica(h, query) and h.sync_standby
     elif p == "/async":
         ok = is_replica(h, query) and not h.sync_standby

@@ -3,51 +3,20 @@ status and reason) or None when the request may go ahead."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pgha.config.model import DynamicConfig
-from pgha.core.cluster import ClusterView, Member
-from pgha.core.sync import mode as sync_mode
+from pgha.core.cluster import ClusterView
+from pgha.core.fitness import LivePositions, candidate_problem
+
+__all__ = ["LivePositions", "Refusal", "check_failover", "check_switchover", "merge_patch"]
 
 
 @dataclass(frozen=True)
 class Refusal:
     status: int
     reason: str
-
-
-@dataclass(frozen=True)
-class LivePositions:
-    """The leader's own view of WAL positions (its pg_stat_replication), fresher than member
-    records, which can be a loop old under heavy writes. ``None`` for a caller that has none (the
-    CLI): lag is then left to the leader to judge."""
-
-    leader_lsn: int
-    replicas: Mapping[str, int]
-
-
-def candidate_problem(m: Member | None, name: str, view: ClusterView, config: DynamicConfig,
-                      live: LivePositions | None = None) -> str | None:
-    if m is None:
-        return f"candidate {name} is not a member of the cluster"
-    if name == view.leader:
-        return f"candidate {name} is already the leader"
-    if m.nofailover:
-        return f"candidate {name} is tagged nofailover"
-    if m.role != "replica" or m.state != "streaming":
-        return f"candidate {name} is not a streaming replica (role {m.role}, state {m.state})"
-    lag = live.leader_lsn - live.replicas.get(name, m.lsn) if live is not None else 0
-    if lag > config.maximum_lag_on_failover:
-        return f"candidate {name} lags {lag} bytes (maximum_lag_on_failover {config.maximum_lag_on_failover})"
-    if sync_mode(config) != "off":
-        key = view.sync
-        if key is not None and key.members and name not in key.members:
-            return f"candidate {name} is not a synchronous standby (synchronous standbys: {', '.join(key.members)})"
-        if (key is None or not key.members) and config.synchronous_mode_strict:
-            return "no synchronous standby is recorded (strict synchronous mode)"
-    return None
 
 
 def check_switchover(view: ClusterView, config: DynamicConfig, leader: str | None,
@@ -59,9 +28,9 @@ def check_switchover(view: ClusterView, config: DynamicConfig, leader: str | Non
     if view.failover is not None:
         return Refusal(409, "a switchover is already scheduled or in progress")
     if candidate:
-        problem = candidate_problem(view.members.get(candidate), candidate, view, config, live)
+        problem = candidate_problem(view, config, candidate, live)
         return Refusal(412, problem) if problem else None
-    if not any(candidate_problem(m, n, view, config, live) is None for n, m in view.members.items()):
+    if not any(candidate_problem(view, config, n, live) is None for n in view.members):
         return Refusal(412, "no healthy candidate: no streaming, promotable replica within maximum_lag_on_failover")
     return None
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from pgha.config.model import DynamicConfig, Tags
+from pgha.core import lease
 from pgha.core.cluster import ClusterView
+from pgha.core.jobs import Busy
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,18 @@ class PgState:
     replica_lsns: Mapping[str, int] = field(default_factory=dict)  # primary: live write position per standby
     sync_setting: str = ""  # synchronous_standby_names as Postgres runs with it
     sync_confirmed: frozenset[str] = frozenset()  # primary: standbys Postgres reports as sync/quorum
+    pending_restart: bool = False  # a changed parameter waits for a restart (pg_settings)
+
+    @property
+    def writable(self) -> bool:
+        return self.running and not self.in_recovery
+
+    @property
+    def role(self) -> str:
+        """primary | replica | stopped | uninitialized, as Postgres itself runs."""
+        if self.running:
+            return "replica" if self.in_recovery else "primary"
+        return "uninitialized" if self.data_dir_empty else "stopped"
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,8 @@ class Snapshot:
     ``cluster`` is the last view read from etcd and ``dcs_ok`` says whether it was read in this
     loop. ``lease_valid_until`` is when our lease can first expire on the etcd side, measured on our
     clock from the moment the last successful keepalive was sent (None: no live lease).
+    ``applied_parameters`` are the Postgres parameters last written and loaded (None: not known
+    yet), ``chosen_sync`` the synchronous_standby_names this leader chose (None: none yet).
     """
 
     now: float
@@ -55,19 +72,17 @@ class Snapshot:
     lease_valid_until: float | None = None
     leader_lost_at: float | None = None
     shutting_down: bool = False
-    busy: str | None = None
+    busy: Busy | None = None
     wall_now: float = 0.0  # epoch seconds, only for operator schedules
     restart_at: float | None = None  # epoch seconds: a restart was requested for then (0: now)
     reinit_requested: bool = False
-
-    @property
-    def demote_margin(self) -> float:
-        """Time reserved to finish a demotion before the lease can expire."""
-        return self.config.retry_timeout
+    reload_requested: bool = False
+    applied_parameters: Mapping[str, Any] | None = None
+    chosen_sync: str | None = None
 
     def holds_lease(self) -> bool:
         """True while our lease is alive with enough margin left to demote before it can expire."""
-        return self.lease_valid_until is not None and self.now < self.lease_valid_until - self.demote_margin
+        return lease.holds(self.lease_valid_until, self.now, self.config)
 
     def is_leader(self) -> bool:
         """The leader key names us and our lease, by our own clock, is still good."""

@@ -63,6 +63,7 @@ class WatchEvent:
     key: str
     value: str
     revision: int
+    kv: KeyValue | None = None  # the key as the event left it (PUT) or its last state (DELETE)
 
 
 def _kv(raw: dict[str, Any]) -> KeyValue:
@@ -73,6 +74,11 @@ def _kv(raw: dict[str, Any]) -> KeyValue:
         mod_revision=int(raw.get("mod_revision", 0)),
         lease=int(raw.get("lease", 0)),
     )
+
+
+def _event(raw: dict[str, Any]) -> WatchEvent:
+    kv = _kv(raw["kv"])
+    return WatchEvent(kind=raw.get("type", "PUT"), key=kv.key, value=kv.value, revision=kv.mod_revision, kv=kv)
 
 
 class _Retry(Exception):
@@ -133,6 +139,7 @@ class EtcdClient:
         self._password = password
         self._token: str | None = None
         self._session: aiohttp.ClientSession | None = None
+        self.write_revision = 0  # store revision of our last write that took effect
 
     @property
     def endpoint(self) -> str:
@@ -232,19 +239,28 @@ class EtcdClient:
         kvs = data.get("kvs", [])
         return _kv(kvs[0]) if kvs else None
 
+    def _wrote(self, data: dict[str, Any]) -> None:
+        self.write_revision = max(self.write_revision, int(data.get("header", {}).get("revision", 0)))
+
     async def put(self, key: str, value: str, deadline: float, lease: int = 0) -> None:
-        await self.post("/v3/kv/put", put_op(key, value, lease)["request_put"], deadline)
+        self._wrote(await self.post("/v3/kv/put", put_op(key, value, lease)["request_put"], deadline))
 
     async def delete(self, key: str, deadline: float, prefix: bool = False) -> int:
         data = await self.post("/v3/kv/deleterange", delete_op(key, prefix)["request_delete_range"], deadline)
-        return int(data.get("deleted", 0))
+        deleted = int(data.get("deleted", 0))
+        if deleted:
+            self._wrote(data)
+        return deleted
 
     async def txn(self, compare: Sequence[Compare], success: Sequence[dict[str, Any]],
                   failure: Sequence[dict[str, Any]] = (), *, deadline: float) -> bool:
         """Atomically apply ``success`` if every compare holds, else ``failure``; True if it held."""
         body = {"compare": [c.to_json() for c in compare], "success": list(success), "failure": list(failure)}
         data = await self.post("/v3/kv/txn", body, deadline)
-        return bool(data.get("succeeded", False))
+        if data.get("succeeded", False):
+            self._wrote(data)
+            return True
+        return False
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -268,9 +284,11 @@ class EtcdClient:
 
     async def watch_prefix(self, prefix: str, start_revision: int = 0,
                            connect_timeout: float = 2.0) -> AsyncIterator[list[WatchEvent]]:
-        """Yield batches of events under ``prefix`` for as long as one endpoint streams them.
+        """Yield batches of events under ``prefix`` for as long as one endpoint streams them; the
+        first batch is empty and says the watch is established (``self.endpoint`` streams it).
 
-        Returns (ends) when the stream breaks; the caller reconnects from the last revision seen.
+        Returns (ends) when the stream breaks or etcd compacted past ``start_revision``; the caller
+        reads again and reconnects.
         """
         body: dict[str, Any] = {"create_request": {"key": b64(prefix), "range_end": prefix_end(prefix)}}
         if start_revision:
@@ -291,13 +309,8 @@ class EtcdClient:
                     msg = json.loads(line).get("result", {})
                     if msg.get("canceled") or msg.get("compact_revision"):
                         return
-                    events = [
-                        WatchEvent(kind=ev.get("type", "PUT"), key=unb64(ev["kv"].get("key")),
-                                   value=unb64(ev["kv"].get("value")),
-                                   revision=int(ev["kv"].get("mod_revision", 0)))
-                        for ev in msg.get("events", [])
-                    ]
-                    yield events
+                    if msg.get("created") or msg.get("events"):
+                        yield [_event(ev) for ev in msg.get("events", [])]
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, json.JSONDecodeError) as exc:
             # Move on so the next watch (and the next call) tries another member.
             self._current = (self._current + 1) % len(self.urls)

@@ -137,7 +137,7 @@ class PostgresController:
             async with asyncio.timeout(timeout):
                 conn = await self._connection()
                 async with conn.cursor() as cur:
-                    await cur.execute(text, params)  # type: ignore[arg-type]
+                    await cur.execute(text, params)
                     return await cur.fetchall() if cur.description else []
         except psycopg.Error as exc:
             self._drop_connection()

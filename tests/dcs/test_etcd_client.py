@@ -15,7 +15,7 @@ import pytest
 
 from pgha import errors as e
 from pgha.dcs.etcd import Compare, EtcdClient, WatchEvent, put_op
-from pgha.devcluster import EtcdCluster, free_port, wait_for
+from pgha.testing import EtcdCluster, free_port, wait_for
 from tests.certs import make_certs
 
 pytestmark = pytest.mark.slow

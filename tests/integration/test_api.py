@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pgha.devcluster import LocalCluster, Node, http_request, wait_for
+from pgha.testing import LocalCluster, Node, http_request, wait_for
 from tests.certs import make_certs
 from tests.conftest import sql
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import yaml
 
-from pgha.devcluster import LocalCluster, Node, wait_for
+from pgha.testing import LocalCluster, Node, wait_for
 from tests.conftest import sql
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pgha.devcluster import LocalCluster, Node, wait_for
+from pgha.testing import LocalCluster, Node, wait_for
 from tests.conftest import sql
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from pgha.devcluster import HAProxy, LocalCluster, http_request, wait_for
+from pgha.testing import HAProxy, LocalCluster, http_request, wait_for
 from tests.conftest import sql
 
 pytestmark = pytest.mark.slow

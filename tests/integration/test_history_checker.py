@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pgha.devcluster import FAST, HAProxy, LocalCluster
+from pgha.testing import FAST, HAProxy, LocalCluster
 from tests.history import FAULTS, Op, check, run
 
 pytestmark = pytest.mark.slow

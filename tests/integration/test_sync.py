@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgha.devcluster import FAST, LocalCluster, Node, http_request, wait_for
+from pgha.testing import FAST, LocalCluster, Node, http_request, wait_for
 from tests.conftest import sql
 
 pytestmark = pytest.mark.slow

@@ -1,27 +1,21 @@
-"""Real processes on loopback for tests and for the live local cluster: etcd members, pgha agents
-(each with its Postgres) and HAProxy, on free 127.0.0.1 ports under one base directory."""
+"""Real processes on loopback for tests and the live local cluster: etcd members, HAProxy, and
+helpers to find free ports, wait and speak HTTP. Not needed by a running agent."""
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-
-import yaml
-
-from pgha.postgres.controller import running_postmaster
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -191,188 +185,12 @@ def http_request(method: str, url: str, body: Any = None, headers: dict[str, str
         return status, payload.decode(errors="replace"), hdrs
 
 
-@dataclass
-class Node:
+class Server(Protocol):
+    """A node HAProxy routes to: Postgres on ``pg_port``, health checks on ``api_port``."""
+
     name: str
-    dir: Path
     pg_port: int
     api_port: int
-    config: dict[str, Any]
-    proc: subprocess.Popen[bytes] | None = None
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def config_path(self) -> Path:
-        return self.dir / f"{self.name}.yml"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.dir / "data"
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    def dsn(self, dbname: str = "postgres") -> str:
-        su = self.config["postgresql"]["authentication"]["superuser"]
-        return (f"host=127.0.0.1 port={self.pg_port} user={su['username']} password={su['password']} "
-                f"dbname={dbname} connect_timeout=2")
-
-    def start(self) -> None:
-        self.config_path.write_text(yaml.safe_dump(self.config))
-        log = open(self.dir / "agent.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "pgha", "agent", "-c", str(self.config_path)],
-                                     stdout=log, stderr=log, start_new_session=True, env={**os.environ, **self.env})
-        log.close()
-
-    @property
-    def agent_alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal_agent(self, sig: int) -> None:
-        if self.agent_alive:
-            assert self.proc is not None
-            self.proc.send_signal(sig)
-
-    def wait_agent_exit(self, timeout: float = 30) -> None:
-        if self.proc is not None:
-            self.proc.wait(timeout)
-
-    def postmaster_pid(self) -> int | None:
-        return running_postmaster(self.data_dir)
-
-    def kill_postgres(self, sig: int = signal.SIGKILL) -> None:
-        pid = self.postmaster_pid()
-        if pid:
-            os.kill(pid, sig)
-
-    def status(self) -> dict[str, Any] | None:
-        try:
-            return http_get(self.api + "/status", 1.0)[1]
-        except OSError:
-            return None
-
-    def health(self, path: str) -> int:
-        try:
-            return http_get(self.api + path, 1.0)[0]
-        except OSError:
-            return 0
-
-    def log_text(self) -> str:
-        try:
-            return (self.dir / "agent.log").read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with_cont(self.proc.pid)
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        pid = self.postmaster_pid()
-        if pid:
-            os.kill(pid, signal.SIGQUIT)
-            wait_for("postmaster exit", lambda: self.postmaster_pid() is None, 20)
-
-
-def with_cont(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGCONT)
-    except OSError:
-        pass
-
-
-def node_config(scope: str, name: str, d: Path, pg_port: int, api_port: int, etcd_hosts: list[str],
-                dcs: dict[str, Any], tags: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "scope": scope, "name": name,
-        "etcd": {"hosts": etcd_hosts},
-        "restapi": {"listen": f"127.0.0.1:{api_port}"},
-        "postgresql": {
-            "data_dir": str(d / "data"), "listen": f"127.0.0.1:{pg_port}",
-            "bin_dir": "/usr/lib/postgresql/15/bin",
-            "authentication": {"superuser": {"username": "postgres", "password": "supersecret"},
-                               "replication": {"username": "replicator", "password": "replsecret"}},
-            "parameters": {"shared_buffers": "32MB", "fsync": "off", "max_connections": 40,
-                           "log_min_messages": "warning", "wal_keep_size": "64MB"},
-        },
-        "tags": tags or {},
-        "bootstrap": {"dcs": dcs, "initdb": ["--encoding=UTF8", "--no-sync"]},
-    }
-
-
-FAST = {"ttl": 6, "loop_wait": 1, "retry_timeout": 2}
-
-
-class LocalCluster:
-    """etcd plus N pgha nodes under ``base``; every process is killed by ``stop``."""
-
-    def __init__(self, base: Path, nodes: int = 3, etcd_members: int = 1, dcs: dict[str, Any] | None = None,
-                 scope: str = "demo", tags: dict[str, dict[str, Any]] | None = None,
-                 restapi: dict[str, dict[str, Any]] | None = None) -> None:
-        require_binary("postgres", "/usr/lib/postgresql/15/bin/postgres")
-        self.base = base
-        base.mkdir(parents=True, exist_ok=True)
-        os.chmod(base, 0o755)
-        self.scope = scope
-        self.etcd = EtcdCluster(base, etcd_members)
-        self.dcs = dict(FAST if dcs is None else dcs)
-        self.nodes: list[Node] = []
-        for i in range(1, nodes + 1):
-            name = f"n{i}"
-            d = base / name
-            d.mkdir(exist_ok=True)
-            os.chmod(d, 0o755)
-            pg_port, api_port = free_port(), free_port()
-            cfg = node_config(scope, name, d, pg_port, api_port, self.etcd.hosts, self.dcs, (tags or {}).get(name))
-            cfg["restapi"].update((restapi or {}).get(name, {}))
-            self.nodes.append(Node(name, d, pg_port, api_port, cfg))
-
-    def node(self, name: str) -> Node:
-        return next(n for n in self.nodes if n.name == name)
-
-    def start(self, wait: bool = True) -> None:
-        self.etcd.start()
-        for n in self.nodes:
-            n.config["etcd"]["hosts"] = self.etcd.hosts  # etcd may have had to move to other ports
-            n.start()
-        if wait:
-            self.wait_healthy(90)
-
-    def primaries(self) -> list[Node]:
-        return [n for n in self.nodes if n.health("/primary") == 200]
-
-    def leader(self, timeout: float = 30) -> Node:
-        return wait_for("exactly one primary", lambda: (p := self.primaries()) and len(p) == 1 and p[0], timeout)
-
-    def streaming_replicas(self) -> list[Node]:
-        return [n for n in self.nodes if n.health("/replica") == 200]
-
-    def wait_healthy(self, timeout: float = 60, replicas: int | None = None) -> Node:
-        want = len(self.nodes) - 1 if replicas is None else replicas
-        wait_for(f"one primary and {want} streaming replicas",
-                 lambda: len(self.primaries()) == 1 and len(self.streaming_replicas()) >= want, timeout, 0.25)
-        return self.leader()
-
-    def stop(self) -> None:
-        for n in self.nodes:
-            try:
-                n.stop()
-            except Exception:  # noqa: BLE001 - keep cleaning up the rest
-                pass
-        self.etcd.stop()
-
-    def dump_logs(self) -> str:
-        out = []
-        for n in self.nodes:
-            pglog = n.dir / "data.postgres.log"
-            pg = pglog.read_text(errors="replace")[-8000:] if pglog.exists() else ""
-            out.append(f"===== {n.name} agent\n{n.log_text()[-6000:]}\n===== {n.name} postgres\n{pg}")
-        return "\n".join(out)
 
 
 HAPROXY_TEMPLATE = """global
@@ -405,7 +223,7 @@ listen replicas
 class HAProxy:
     """HAProxy routing a write port to the node answering /primary and a read port to /replica."""
 
-    def __init__(self, base: Path, nodes: list[Node]) -> None:
+    def __init__(self, base: Path, nodes: Sequence[Server]) -> None:
         self.binary = require_binary("haproxy")
         self.base = base
         self.write_port, self.read_port = free_port(), free_port()
@@ -437,49 +255,3 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def main() -> None:
-    """The live local cluster: etcd, three nodes and HAProxy on loopback until Ctrl-C."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--dir", default=".local-cluster", help="where data and logs go (wiped first)")
-    parser.add_argument("--nodes", type=int, default=3)
-    args = parser.parse_args()
-    base = Path(args.dir).resolve()
-    shutil.rmtree(base, ignore_errors=True)
-    cluster = LocalCluster(base, nodes=args.nodes)
-    proxy = HAProxy(base, cluster.nodes)
-    stop = False
-
-    def on_signal(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        cluster.start()
-        proxy.start()
-        leader = cluster.leader()
-        node_cfg = cluster.nodes[0].config_path
-        su = cluster.nodes[0].config["postgresql"]["authentication"]["superuser"]
-        print(f"""
-pgha local cluster is up (scope {cluster.scope}, ttl {cluster.dcs['ttl']}s, data and logs in {base})
-  etcd:           {','.join(cluster.etcd.hosts)}
-  leader:         {leader.name}
-  nodes:          {', '.join(f'{n.name} pg 127.0.0.1:{n.pg_port} api {n.api}' for n in cluster.nodes)}
-  writes (HAProxy): psql 'host=127.0.0.1 port={proxy.write_port} user={su['username']} password={su['password']} dbname=postgres'
-  reads  (HAProxy): psql 'host=127.0.0.1 port={proxy.read_port} user={su['username']} password={su['password']} dbname=postgres'
-  members:        .venv/bin/pgha list -c {node_cfg}
-  health:         curl -i {leader.api}/primary
-Ctrl-C stops everything.""", flush=True)
-        while not stop:
-            time.sleep(0.5)
-    finally:
-        print("stopping the local cluster", flush=True)
-        proxy.stop()
-        cluster.stop()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,32 @@
+"""``pgha agent -c node.yml``: run the HA agent beside the local Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+import click
+
+from pgha.cli.main import load
+
+
+@click.command()
+@click.option("-c", "--config", "config_path", required=True, type=click.Path(), help="node YAML file")
+@click.option("--validate-config", is_flag=True, help="check the file and exit")
+def agent(config_path: str, validate_config: bool) -> None:
+    """Run the HA agent beside the local Postgres.
+
+    Example: pgha agent -c /etc/pgha/node.yml
+    """
+    cfg = load(config_path)
+    if validate_config:
+        click.echo(f"{config_path}: valid (scope {cfg.scope}, node {cfg.name})")
+        return
+    from pgha import log
+    from pgha.agent.service import Agent
+
+    log.setup(cfg.scope, cfg.name, cfg.log.level)
+    # What start-up built lives as long as the process: keep the collector from walking it again.
+    gc.collect()
+    gc.freeze()
+    asyncio.run(Agent(cfg).run())

@@ -1,0 +1,274 @@
+"""The executor: carries out one action as its fields say and makes no choices.
+
+Each action returns a ``Result`` that the loop folds into the next snapshot; nothing here changes
+the cluster view or the observed Postgres state. Long jobs (``agent.jobs``) run beside the loop
+under a ``Busy`` marker; their results are folded once they end. Any action that stops or
+replaces Postgres sets the marker before it begins, so health checks stop calling this node a
+primary first, and the loop clears it only after it has observed Postgres again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pgha import errors as e
+from pgha.agent.jobs import PostgresJobs, Result, member_addr
+from pgha.core import actions as a
+from pgha.core.cluster import FailoverRequest, HistoryEntry, LeaderStatus, SyncState
+from pgha.core.jobs import Busy, Job
+from pgha.core.snapshot import Snapshot
+
+log = logging.getLogger("pgha")
+
+
+@dataclass
+class Tally:
+    promotions: int = 0
+    promotion_seconds: list[float] = field(default_factory=list)
+    demotions: int = 0
+    reloads: int = 0
+
+
+class Executor:
+    def __init__(self, jobs: PostgresJobs, publish: Callable[[], None],
+                 announce: Callable[[], Awaitable[None]], wake: Callable[[], None]) -> None:
+        self.jobs = jobs
+        self.store = jobs.store
+        self.postgres = jobs.postgres
+        self._publish = publish  # republish the node report (in memory)
+        self._announce = announce  # publish our member record to etcd now
+        self._wake = wake
+        self.busy: Busy | None = None
+        self.finished: list[Result] = []  # results of jobs that ended since the loop last folded them
+        self.tally = Tally()
+        self._job: asyncio.Task[None] | None = None
+
+    # -- the busy marker ---------------------------------------------------------------
+
+    def mark(self, busy: Busy) -> None:
+        self.busy = busy
+        self._publish()
+
+    def job_running(self) -> bool:
+        return self._job is not None and not self._job.done()
+
+    def settle(self) -> None:
+        """Postgres was observed again: the marker of a job that ended can go."""
+        if not self.job_running():
+            self.busy = None
+
+    def _background(self, busy: Busy, job: Callable[[], Awaitable[Result]], result: Result = Result()) -> Result:
+        self.mark(busy)
+
+        async def runner() -> None:
+            try:
+                self.finished.append(await job())
+            except (e.PghaError, OSError) as exc:
+                log.error("%s failed: %s", busy, exc)
+            finally:
+                self._wake()
+
+        self._job = asyncio.get_running_loop().create_task(runner())
+        return result
+
+    async def fence_stop(self) -> None:
+        """The last-resort guard fired: Postgres stops taking writes now."""
+        self.mark(Busy(Job.STOPPING, "lease guard"))
+        try:
+            await self.postgres.stop("immediate")
+        except (e.PghaError, OSError) as exc:
+            log.error("could not stop postgres for the lease guard: %s", exc)
+        self._wake()
+
+    # -- dispatch ----------------------------------------------------------------------
+
+    async def execute(self, act: a.Action, s: Snapshot) -> Result:  # noqa: C901 - one branch per action
+        jobs = self.jobs
+        match act:
+            case a.InitializeCluster():
+                if not await self.store.claim_initialize(s.config.retry_timeout):
+                    log.info("another node won the bootstrap race")
+                    return Result()
+                return self._background(Busy(Job.BOOTSTRAPPING), lambda: jobs.bootstrap(act, s))
+            case a.CloneFrom():
+                member_addr(s, act.leader)
+                return self._background(Busy(Job.CLONING, f"from {act.leader}"), lambda: jobs.clone(act, s))
+            case a.StartPostgres():
+                role = "primary" if act.primary else f"replica of {act.follow or 'nobody'}"
+                return self._background(Busy(Job.STARTING, f"as {role}"),
+                                        lambda: jobs.start(s, act.primary, act.follow))
+            case a.Demote():
+                return await self._demote(act, s)
+            case a.Rewind():
+                member_addr(s, act.leader)
+                return self._background(Busy(Job.REWINDING, f"from {act.leader}"), lambda: jobs.rewind(act, s))
+            case a.AcquireLeader():
+                return await self._acquire(act, s)
+            case a.Promote():
+                return await self._promote(s)
+            case a.ResumeAsPrimary():
+                return self._background(Busy(Job.RESUMING, "as primary"), lambda: jobs.resume(s))
+            case a.FollowLeader():
+                params = jobs.configure(s, False, act.leader, s.chosen_sync)
+                await self.postgres.query("SELECT pg_reload_conf()")
+                log.info("now following %s", act.leader)
+                return Result(applied_parameters=params)
+            case a.ReleaseLeader():
+                if await self.store.release_leader(s.config.retry_timeout):
+                    log.warning("released leader key: %s", act.reason)
+                return Result(wake=True)
+            case a.StopPostgres():
+                self.mark(Busy(Job.STOPPING, act.reason))
+                await self.postgres.stop(act.mode)
+                log.info("postgres stopped (%s)", act.mode)
+                return Result(wake=True)
+            case a.PublishLeaderStatus():
+                return await self._publish_status(act, s)
+            case a.NameSwitchoverCandidate():
+                await self.store.set_failover(FailoverRequest(s.name, act.candidate), s.cluster.failover_revision,
+                                              s.config.retry_timeout)
+                return Result()
+            case a.HandOver():
+                return await self._hand_over(act, s)
+            case a.ClearDivergence():
+                self.postgres.remember(primary_on_timeline=None, handover_lsn=None)
+                log.info("rejoined without a rewind: %s", act.reason)
+                return Result(wake=True)
+            case a.ClearFailover():
+                await self.store.clear_failover(s.cluster.failover_revision, s.config.retry_timeout)
+                log.info("cleared the switchover request: %s", act.reason)
+                return Result()
+            case a.RestartPostgres():
+                return self._background(Busy(Job.RESTARTING), lambda: jobs.restart(act, s), Result(restart_done=True))
+            case a.ReloadConfig():
+                return await self._reload(s, s.chosen_sync, act.reason)
+            case a.Reinitialize():
+                member_addr(s, act.leader)
+                return self._background(Busy(Job.REINITIALIZING, f"from {act.leader}"),
+                                        lambda: jobs.reinitialize(act, s), Result(reinit_started=True))
+            case a.SetSyncStandbys():
+                return await self._set_sync(act, s)
+            case a.WriteSyncState():
+                if await self.store.set_sync(SyncState(s.name, act.members, act.quorum), s.cluster.sync_revision,
+                                             s.config.retry_timeout):
+                    log.info("synchronous standbys recorded: %s", ", ".join(act.members) or "none")
+                return Result(wake=True)
+            case a.Exit():
+                if self._job is not None:
+                    self._job.cancel()
+                await jobs.keeper.revoke(min(2.0, s.config.retry_timeout))
+                return Result(exit=True)
+        raise e.PghaError(f"no executor for {act!r}")
+
+    # -- the actions that run inside the loop --------------------------------------------
+
+    async def _reload(self, s: Snapshot, chosen_sync: str | None, reason: str) -> Result:
+        """Rewrite postgresql.conf for the current role and send SIGHUP."""
+        follow = s.pg.following if s.pg.in_recovery and s.pg.following in s.cluster.members else None
+        params = self.jobs.configure(s, not s.pg.in_recovery, follow, chosen_sync)
+        await self.postgres.query("SELECT pg_reload_conf()")
+        self.tally.reloads += 1
+        log.info("reloaded postgres: %s", reason)
+        return Result(applied_parameters=params, reload_done=True)
+
+    async def _demote(self, act: a.Demote, s: Snapshot) -> Result:
+        t0 = time.monotonic()
+        log.warning("demoting: %s", act.reason)
+        self.mark(Busy(Job.DEMOTING, act.reason))
+        await self.postgres.stop(act.mode)
+        self.tally.demotions += 1
+        log.warning("demoted in %.2f s: postgres no longer accepts writes", time.monotonic() - t0)
+        return self._background(Busy(Job.STARTING, "read-only"), lambda: self.jobs.start(s, False, act.follow))
+
+    async def _acquire(self, act: a.AcquireLeader, s: Snapshot) -> Result:
+        lease = self.jobs.keeper.lease
+        if lease is None:
+            return Result(ok=False)
+        if await self.store.acquire_leader(lease, s.config.retry_timeout):
+            log.info("acquired leader key: %s", act.reason)
+            return Result(wake=True)
+        log.info("lost the race for the leader key")
+        return Result()
+
+    async def _promote(self, s: Snapshot) -> Result:
+        t0 = time.monotonic()
+        old_tl, lsn = s.pg.timeline, s.pg.lsn
+        # Claim ``status`` before promoting: from here on the old primary can no longer count
+        # itself the last primary (rule used in synchronous mode), even if we die mid-promotion.
+        await self.store.publish_status(LeaderStatus(s.name, old_tl, lsn), s.config.retry_timeout)
+        await self.postgres.promote()
+        took = time.monotonic() - t0
+        self.tally.promotions += 1
+        self.tally.promotion_seconds.append(took)
+        log.info("promoted %s (was on timeline %d) in %.2f s", s.name, old_tl, took)
+        # pg_rewind on the old primary reads our timeline from the control file, which only a
+        # checkpoint updates; do not make clients wait for it.
+        asyncio.get_running_loop().create_task(self._checkpoint_quietly())
+        f = s.cluster.failover
+        reason = (f"switchover from {f.leader}" if f and f.leader else "manual failover" if f
+                  else "failover: no leader")
+        try:
+            await self.store.append_history(s.cluster, HistoryEntry(old_tl, lsn, reason, _now_iso(), s.name),
+                                            s.config.retry_timeout)
+        except e.DcsError as exc:
+            log.warning("could not record the promotion in the history: %s", exc)
+        return Result(wake=True)
+
+    async def _checkpoint_quietly(self) -> None:
+        try:
+            await self.postgres.checkpoint()
+        except e.PostgresError as exc:
+            log.warning("checkpoint after promotion failed: %s", exc)
+
+    async def _publish_status(self, act: a.PublishLeaderStatus, s: Snapshot) -> Result:
+        status = LeaderStatus(s.name, s.pg.timeline, s.pg.lsn)
+        if status != s.cluster.status:  # an idle leader writes nothing
+            await self.store.publish_status(status, s.config.retry_timeout)
+        if s.config.postgresql.use_slots:
+            await self.postgres.sync_slots(act.slots)
+        return Result()
+
+    async def _hand_over(self, act: a.HandOver, s: Snapshot) -> Result:
+        t0 = time.monotonic()
+        log.info("switchover to %s: checkpoint, then clean stop", act.candidate)
+        await self._step("checkpoint")
+        await self.postgres.checkpoint()  # makes the shutdown checkpoint, and so the stop, short
+        await self._step("stopping postgres")
+        await self.postgres.stop("fast")
+        final_lsn = await self.postgres.shutdown_checkpoint_lsn()
+        tl = s.pg.timeline or (self.postgres.disk.primary_on_timeline or 0)
+        await self.store.publish_status(LeaderStatus(s.name, tl, final_lsn), s.config.retry_timeout)
+        self.postgres.remember(handover_lsn=final_lsn)
+        await self._step(f"stopped at {final_lsn >> 32:X}/{final_lsn & 0xFFFFFFFF:X}")
+        await self.store.release_leader(s.config.retry_timeout)
+        self.tally.demotions += 1
+        log.info("switchover: stopped at %X and released the leader key to %s in %.2f s",
+                 final_lsn, act.candidate, time.monotonic() - t0)
+        # The candidate has our shutdown checkpoint, so we can stream from it straight away; the
+        # loop confirms from its history that no rewind is needed before forgetting we led.
+        return self._background(Busy(Job.STARTING, f"as replica of {act.candidate}"),
+                                lambda: self.jobs.start(s, False, act.candidate))
+
+    async def _step(self, detail: str) -> None:
+        """Show a hand-over step in our member record (``pgha switchover`` prints them)."""
+        self.mark(Busy(Job.HANDING_OVER, detail))
+        try:
+            await self._announce()
+        except e.DcsError as exc:
+            log.warning("could not publish the switchover step: %s", exc)
+
+    async def _set_sync(self, act: a.SetSyncStandbys, s: Snapshot) -> Result:
+        result = await self._reload(s, act.setting, f"synchronous_standby_names = {act.setting!r}")
+        if act.setting in ("", "*"):
+            log.warning("no synchronous standby available: %s", "commits wait (strict mode)" if act.setting
+                        else "replication is asynchronous until one returns")
+        return Result(applied_parameters=result.applied_parameters, chosen_sync=act.setting, wake=True)
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,110 @@
+"""The lease keeper: owns this node's etcd lease and renews it on its own cadence, so that no
+action of the loop (a promotion, a hand-over checkpoint, a restart, a clone) can starve renewals.
+
+It also runs the last-resort guard: if the loop has not demoted a writable primary by the time
+half of the demotion margin is gone, the guard asks for Postgres to be stopped. Both rules are
+``pgha.core.lease``'s; this module only keeps time and talks to etcd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from pgha import errors as e
+from pgha.config.model import DynamicConfig
+from pgha.core import lease as rule
+from pgha.dcs.etcd import EtcdClient
+
+log = logging.getLogger("pgha")
+
+GUARD_TICK = 0.1
+
+
+class LeaseKeeper:
+    def __init__(self, client: EtcdClient, config: Callable[[], DynamicConfig],
+                 on_change: Callable[[], None]) -> None:
+        self.client = client
+        self._config = config
+        self._on_change = on_change  # wake the loop: a renewal failed, or the lease is about to be unusable
+        self.lease: int | None = None
+        self.valid_until: float | None = None  # when the lease can first expire, by our clock
+        self.ok = False  # the last renewal succeeded
+        self.seen_at: float | None = None  # last successful renewal (monotonic)
+        self.renewals = 0
+        self.failures = 0
+        self.max_gap = 0.0
+        self._kick = asyncio.Event()
+
+    def holds(self, now: float) -> bool:
+        return rule.holds(self.valid_until, now, self._config())
+
+    def kick(self) -> None:
+        """Renew now instead of at the next tick."""
+        self._kick.set()
+
+    async def run(self, leader: Callable[[], bool]) -> None:
+        """Renew every ``loop_wait`` until cancelled; wake the loop the moment the lease stops
+        counting as held, so a leader demotes in time however long the loop sleeps."""
+        while True:
+            cfg, now = self._config(), time.monotonic()
+            pause = float(cfg.loop_wait)
+            if self.valid_until is not None and self.holds(now):
+                pause = min(pause, self.valid_until - cfg.retry_timeout - now + 0.01)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), max(0.01, pause))
+            self._kick.clear()
+            if not self.holds(time.monotonic()):
+                self._on_change()
+            was_ok = self.ok
+            await self.renew(leader())
+            if self.ok != was_ok or not self.ok:
+                self._on_change()
+
+    async def renew(self, leader: bool) -> None:
+        cfg = self._config()
+        now = time.monotonic()
+        deadline = rule.keepalive_deadline(self.valid_until, now, cfg, leader)
+        try:
+            sent = time.monotonic()
+            ttl = await self.client.lease_keepalive(self.lease, deadline) if self.lease else 0
+            if ttl <= 0:
+                if self.lease is not None:
+                    log.warning("our lease %x expired: any leader key we held is gone", self.lease)
+                sent = time.monotonic()
+                self.lease = await self.client.lease_grant(cfg.ttl, max(0.2, now + deadline - sent))
+                ttl = cfg.ttl
+        except e.DcsError as exc:
+            self.ok = False
+            self.failures += 1
+            log.warning("etcd: lease renewal failed: %s", exc)
+            return
+        if self.seen_at is not None:
+            self.max_gap = max(self.max_gap, sent - self.seen_at)
+        self.seen_at = sent
+        self.valid_until = sent + ttl
+        self.ok = True
+        self.renewals += 1
+
+    async def guard(self, due: Callable[[float], bool], stop: Callable[[], Awaitable[None]]) -> None:
+        """Every tick: if ``due(now)`` (``core.lease.guard_due`` on the latest report), ``stop``."""
+        while True:
+            await asyncio.sleep(GUARD_TICK)
+            now = time.monotonic()
+            if due(now):
+                left = (self.valid_until or now) - now
+                log.error("leader lease expires in %.1fs and the loop has not demoted: stopping postgres now", left)
+                await stop()
+
+    async def revoke(self, deadline: float) -> None:
+        if self.lease is None:
+            return
+        try:
+            await self.client.lease_revoke(self.lease, deadline)
+            log.info("revoked our lease: leader key and member record released")
+        except e.DcsError as exc:
+            log.warning("could not revoke our lease (%s): it expires within ttl", exc)
+        self.lease, self.valid_until = None, None

@@ -1,0 +1,145 @@
+"""The HA loop: observe, decide, execute, fold the results into the next snapshot.
+
+The cluster view comes from the watched cache when it streams from the endpoint that renews our
+lease, else from one read; the lease comes from the lease keeper. Nothing here chooses what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pgha import errors as e
+from pgha.agent.execute import Executor
+from pgha.agent.jobs import Result
+from pgha.agent.lease import LeaseKeeper
+from pgha.config.model import DynamicConfig, LocalConfig
+from pgha.core import parameters, report
+from pgha.core.cluster import ClusterView
+from pgha.core.decide import decide
+from pgha.core.snapshot import PgState, Snapshot
+from pgha.dcs.cache import WatchedCluster
+from pgha.dcs.store import ClusterStore
+from pgha.ops import Inbox
+from pgha.postgres.controller import PostgresController
+
+log = logging.getLogger("pgha")
+
+
+@dataclass(frozen=True)
+class LoopState:
+    """What one loop hands to the next."""
+
+    pg: PgState = PgState()
+    view: ClusterView = ClusterView()
+    leader_lost_at: float | None = None
+    applied_parameters: Mapping[str, Any] | None = None
+    chosen_sync: str | None = None
+    note: str = ""
+    exit: bool = False
+
+
+class HaLoop:
+    def __init__(self, local: LocalConfig, keeper: LeaseKeeper, cache: WatchedCluster, store: ClusterStore,
+                 postgres: PostgresController, executor: Executor, inbox: Inbox,
+                 publish: Callable[[], None], current: Callable[[], report.NodeReport]) -> None:
+        self.local = local
+        self.keeper, self.cache, self.store = keeper, cache, store
+        self.postgres, self.executor, self.inbox = postgres, executor, inbox
+        self._publish = publish  # rebuild the node report from this loop's state
+        self._current = current  # the node report as published
+        self.state = LoopState()
+        self.shutting_down = False
+        self.loop_at = time.monotonic()
+
+    @property
+    def dynamic(self) -> DynamicConfig:
+        return self.state.view.config or self.local.bootstrap.dcs
+
+    async def run_once(self) -> None:
+        view = await self._read_view()
+        pg = await self.postgres.observe(self.state.pg, time.monotonic())
+        self.executor.settle()
+        snap = self._snapshot(time.monotonic(), view, pg)
+        decision = decide(snap)
+        if decision.note != self.state.note:
+            log.info("%s", decision.note)
+        results = []
+        for action in decision.actions:
+            try:
+                results.append(await self.executor.execute(action, snap))
+            except (e.PghaError, OSError) as exc:
+                log.error("%s failed: %s", type(action).__name__, exc)
+                break
+        self.state = self._fold(snap, decision.note, results)
+        self.loop_at = time.monotonic()
+        self._publish()
+        if view is not None and not self.state.exit:
+            await self.announce()
+        if any(r.wake for r in results):
+            self.inbox.wake()
+
+    async def _read_view(self) -> ClusterView | None:
+        """The cluster now, or None when etcd cannot vouch for it (our last renewal failed)."""
+        if not self.keeper.ok:
+            return None
+        endpoint = self.store.client.endpoint
+        if self.cache.fresh_on(endpoint):
+            if await self.cache.caught_up(self.store.client.write_revision, self.dynamic.retry_timeout):
+                return self.cache.view()
+        elif self.cache.endpoint is not None:
+            self.cache.restart()
+        try:
+            return await self.store.load(self.dynamic.retry_timeout)
+        except e.DcsError as exc:
+            log.warning("etcd: %s", exc)
+            return None
+
+    def _snapshot(self, now: float, view: ClusterView | None, pg: PgState) -> Snapshot:
+        st = self.state
+        cluster = view if view is not None else st.view
+        lost = st.leader_lost_at
+        if view is not None:
+            lost = None if view.leader is not None else (lost if lost is not None else now)
+        if pg.running:
+            pg = replace(pg, down_since=None)
+        self.state = replace(st, view=cluster, pg=pg, leader_lost_at=lost)
+        return Snapshot(
+            now=now, name=self.local.name, tags=self.local.tags, config=self.dynamic, cluster=cluster,
+            dcs_ok=view is not None, pg=pg, lease_valid_until=self.keeper.valid_until, leader_lost_at=lost,
+            shutting_down=self.shutting_down, busy=self.executor.busy, wall_now=time.time(),
+            restart_at=self.inbox.restart_at, reinit_requested=self.inbox.reinit_requested,
+            reload_requested=self.inbox.reload_requested, applied_parameters=st.applied_parameters,
+            chosen_sync=st.chosen_sync)
+
+    def _fold(self, snap: Snapshot, note: str, results: list[Result]) -> LoopState:
+        st = replace(self.state, note=note)
+        finished, self.executor.finished = self.executor.finished, []
+        for r in [*results, *finished]:
+            if r.applied_parameters is not None:
+                st = replace(st, applied_parameters=r.applied_parameters)
+            if r.chosen_sync is not None:
+                st = replace(st, chosen_sync=r.chosen_sync)
+            self.inbox.restart_at = None if r.restart_done else self.inbox.restart_at
+            self.inbox.reinit_requested = self.inbox.reinit_requested and not r.reinit_started
+            self.inbox.reload_requested = self.inbox.reload_requested and not r.reload_done
+            st = replace(st, exit=st.exit or r.exit)
+        if st.applied_parameters is None and snap.pg.running and snap.busy is None:
+            # Postgres found running at our start runs with what its last start wrote.
+            st = replace(st, applied_parameters=parameters.wanted(snap.config, st.chosen_sync))
+        return st
+
+    async def announce(self) -> None:
+        """Publish our member record when it differs from the one etcd holds (the lease keeps
+        an unchanged record alive, so an idle node writes nothing)."""
+        lease = self.keeper.lease
+        record = report.member(self._current())
+        if lease is None or self.state.view.members.get(self.local.name) == record:
+            return
+        try:
+            await self.store.publish_member(record, lease, self.dynamic.retry_timeout)
+        except e.DcsError as exc:
+            log.warning("could not publish member record: %s", exc)

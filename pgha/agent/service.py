@@ -1,0 +1,139 @@
+"""The agent process: builds the parts (lease keeper, watched cluster, executor, loop, API),
+runs them as tasks, publishes the node report, and shuts down on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import replace
+
+from pgha import __version__
+from pgha.agent.execute import Executor
+from pgha.agent.jobs import PostgresJobs
+from pgha.agent.lease import LeaseKeeper
+from pgha.agent.loop import HaLoop
+from pgha.api.server import ApiContext, ApiServer
+from pgha.config.model import LocalConfig
+from pgha.core import lease as lease_rule
+from pgha.core import report
+from pgha.dcs.cache import WatchedCluster
+from pgha.dcs.etcd import EtcdClient
+from pgha.dcs.store import ClusterStore
+from pgha.ops import Inbox
+from pgha.postgres.controller import PostgresController
+
+log = logging.getLogger("pgha")
+
+# Keys whose change must wake the loop at once.
+_URGENT = frozenset({"leader", "config", "initialize", "failover"})
+
+
+def make_client(local: LocalConfig) -> EtcdClient:
+    etcd = local.etcd
+    return EtcdClient(etcd.urls(), cacert=etcd.cacert, cert=etcd.cert, key=etcd.key,
+                      username=etcd.username, password=etcd.password)
+
+
+class Agent:
+    def __init__(self, local: LocalConfig) -> None:
+        self.local = local
+        self._wake = asyncio.Event()
+        self.client = make_client(local)
+        self.store = ClusterStore(self.client, local.prefix, local.name)
+        self.postgres = PostgresController(local)
+        self.inbox = Inbox(self.wake)
+        self.keeper = LeaseKeeper(self.client, lambda: self.loop.dynamic, self.wake)
+        self.cache = WatchedCluster(self.client, local.prefix, self._changed)
+        jobs = PostgresJobs(local, self.store, self.postgres, self.keeper)
+        self.executor = Executor(jobs, self.publish, lambda: self.loop.announce(), self.wake)
+        self.loop = HaLoop(local, self.keeper, self.cache, self.store, self.postgres, self.executor, self.inbox,
+                           self.publish, lambda: self._report)
+        self._report = report.NodeReport(
+            name=local.name, scope=local.scope, host=local.postgresql.host, port=local.postgresql.port,
+            api_url=local.restapi.url, version=__version__, tags=local.tags, config=local.bootstrap.dcs)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _changed(self, keys: set[str]) -> None:
+        if keys & _URGENT:
+            self.wake()
+
+    # -- the read model ----------------------------------------------------------------
+
+    def publish(self) -> None:
+        """Rebuild the node report from the loop's state (after each loop, and when a job starts)."""
+        st, pg = self.loop.state, self.postgres
+        self._report = replace(
+            self._report, config=self.loop.dynamic, view=st.view, pg=st.pg, busy=self.executor.busy,
+            note=st.note, restart_at=self.inbox.restart_at, loop_at=self.loop.loop_at,
+            replication=tuple(pg.replication), replayed_timestamp=pg.replayed_timestamp)
+
+    def report(self) -> report.NodeReport:
+        """The published report with the lease keeper's live facts and counters."""
+        k, t = self.keeper, self.executor.tally
+        counters = report.Counters(
+            renewals=k.renewals, renewal_failures=k.failures, max_renewal_gap=k.max_gap,
+            promotions=t.promotions, promotion_seconds=sum(t.promotion_seconds),
+            last_promotion_seconds=t.promotion_seconds[-1] if t.promotion_seconds else 0.0,
+            demotions=t.demotions, restarts=self.executor.jobs.restarts, reloads=t.reloads)
+        return replace(self._report, lease_valid_until=k.valid_until, dcs_seen_at=k.seen_at, counters=counters)
+
+    def _guard_due(self, now: float) -> bool:
+        r = self._report
+        return lease_rule.guard_due(self.keeper.valid_until, now, self.loop.dynamic,
+                                    leader=r.view.leader == r.name, writable=report.postgres_up(r) and r.pg.writable)
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        api = ApiServer(ApiContext(self.local, self.report, self.inbox, self.store, lambda: self.loop.dynamic))
+        await api.start()
+        await self.keeper.renew(leader=False)
+        tasks = [loop.create_task(self.keeper.run(lambda: self._report.view.leader == self.local.name)),
+                 loop.create_task(self.keeper.guard(self._guard_due, self.executor.fence_stop)),
+                 loop.create_task(self.cache.run(lambda: self.loop.dynamic.retry_timeout)),
+                 loop.create_task(self._postmaster_exit())]
+        log.info("agent started (etcd %s, api %s)", ",".join(self.client.urls), self.local.restapi.listen)
+        try:
+            await self._turn()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await api.stop()
+            await self.postgres.disconnect()
+            await self.client.close()
+            log.info("agent stopped")
+
+    async def _turn(self) -> None:
+        while not self.loop.state.exit:
+            self._wake.clear()
+            try:
+                await self.loop.run_once()
+            except Exception:  # noqa: BLE001 - one bad loop must not end the agent
+                log.exception("HA loop failed; retrying")
+            if self.loop.state.exit:
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.loop.dynamic.loop_wait)
+
+    def _on_signal(self, sig: int) -> None:
+        log.info("received %s: shutting down", signal.Signals(sig).name)
+        self.loop.shutting_down = True
+        self.wake()
+
+    async def _postmaster_exit(self) -> None:
+        while True:
+            await self.postgres.exited.wait()
+            self.postgres.exited.clear()
+            if not self.loop.shutting_down:
+                log.warning("postmaster exited")
+                self.wake()
+
+
+__all__ = ["Agent"]

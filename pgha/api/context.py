@@ -1,0 +1,30 @@
+"""What the API may see and touch: the node report, the operator inbox, the cluster store and
+the dynamic config. Never the agent itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from pgha.config.model import DynamicConfig, LocalConfig
+from pgha.core.report import NodeReport
+from pgha.dcs.store import ClusterStore
+from pgha.ops import Inbox
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    local: LocalConfig
+    report: Callable[[], NodeReport]
+    inbox: Inbox
+    store: ClusterStore
+    dynamic: Callable[[], DynamicConfig]
+
+
+CONTEXT = web.AppKey("context", ApiContext)
+
+
+def context(request: web.Request) -> ApiContext:
+    return request.app[CONTEXT]

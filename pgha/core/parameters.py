@@ -1,0 +1,19 @@
+"""The Postgres parameters a node runs with: the dynamic config's, plus what synchronous mode
+decides (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgha.config.model import DynamicConfig
+from pgha.core import sync
+
+
+def wanted(config: DynamicConfig, chosen_sync: str | None) -> dict[str, Any]:
+    params = dict(config.postgresql.parameters)
+    if sync.mode(config) != "off":
+        # Until the leader picks its standbys: strict mode waits for any ('*'), non-strict
+        # mode runs asynchronously. A promoted standby starts from this too.
+        fallback = "*" if config.synchronous_mode_strict else ""
+        params["synchronous_standby_names"] = chosen_sync if chosen_sync is not None else fallback
+    return params

@@ -1,0 +1,200 @@
+"""The node's read model: one frozen ``NodeReport`` that the agent publishes after each loop and
+whenever a job starts, and pure functions that derive from it everything others read: health
+verdict inputs, ``/status``, the member record and metric values.
+
+Role, lag and the lease rule are each computed here once; the API, metrics and the member record
+all go through these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pgha.config.model import DynamicConfig, Tags
+from pgha.core import fitness, lease, sync
+from pgha.core.cluster import ClusterView, Member
+from pgha.core.health import NodeHealth
+from pgha.core.jobs import Busy
+from pgha.core.snapshot import PgState
+
+
+@dataclass(frozen=True)
+class Counters:
+    renewals: int = 0
+    renewal_failures: int = 0
+    max_renewal_gap: float = 0.0  # longest time between two successful lease renewals
+    promotions: int = 0
+    promotion_seconds: float = 0.0  # total
+    last_promotion_seconds: float = 0.0
+    demotions: int = 0
+    restarts: int = 0
+    reloads: int = 0
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """What this node knows about itself. Times are monotonic seconds; ``lease_valid_until`` and
+    ``dcs_seen_at`` come live from the lease keeper, the rest from the last loop."""
+
+    name: str
+    scope: str
+    host: str
+    port: int
+    api_url: str
+    version: str
+    tags: Tags = field(default_factory=lambda: Tags())
+    config: DynamicConfig = field(default_factory=lambda: DynamicConfig())
+    view: ClusterView = field(default_factory=ClusterView)
+    pg: PgState = field(default_factory=PgState)
+    lease_valid_until: float | None = None
+    dcs_seen_at: float | None = None
+    busy: Busy | None = None
+    note: str = ""
+    counters: Counters = field(default_factory=Counters)
+    restart_at: float | None = None  # epoch seconds
+    loop_at: float = 0.0
+    replication: tuple[Mapping[str, Any], ...] = ()  # the primary's pg_stat_replication rows
+    replayed_timestamp: str | None = None
+
+
+def holds_leader(r: NodeReport, now: float) -> bool:
+    """The leader key names us and our lease, by our own clock, is good with margin to spare."""
+    return r.view.leader == r.name and lease.holds(r.lease_valid_until, now, r.config)
+
+
+def postgres_up(r: NodeReport) -> bool:
+    """Postgres runs and no job is stopping, restarting or replacing it."""
+    return r.pg.running and r.busy is None
+
+
+def lag(r: NodeReport) -> int:
+    """A replica's replay lag behind the last primary position (0 on a primary)."""
+    return fitness.lag(r.view.status.lsn, r.pg.replayed_lsn) if r.pg.in_recovery else 0
+
+
+def sync_standby(r: NodeReport) -> bool:
+    """Listed in the ``sync`` key by the current leader: holds every acknowledged commit."""
+    key = r.view.sync
+    return (r.pg.in_recovery and key is not None and r.name in key.members
+            and key.leader == r.view.leader and sync.mode(r.config) != "off")
+
+
+def writes_acknowledged(r: NodeReport) -> bool:
+    """Whether the primary can acknowledge commits now (strict synchronous mode can block)."""
+    return sync.writes_acknowledged(r.view, r.config, r.pg.sync_setting, frozenset(r.pg.replica_lsns))
+
+
+def health(r: NodeReport, now: float) -> NodeHealth:
+    up = postgres_up(r)
+    return NodeHealth(
+        holds_leader=holds_leader(r, now), pg_running=up, in_recovery=r.pg.in_recovery,
+        streaming=up and r.pg.streaming, lag=lag(r), tags=r.tags.model_dump(), sync_standby=sync_standby(r),
+        loop_age=now - r.loop_at, dcs_age=now - r.dcs_seen_at if r.dcs_seen_at is not None else float("inf"),
+        ttl=r.config.ttl)
+
+
+def member_state(r: NodeReport) -> str:
+    if r.busy is not None:
+        return r.busy.state
+    return "streaming" if r.pg.streaming else "running" if r.pg.running else "stopped"
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
+
+
+def member(r: NodeReport) -> Member:
+    """The record published under ``members/<name>`` (bound to our lease)."""
+    pg = r.pg
+    return Member(
+        name=r.name, role=pg.role, state=member_state(r), conn_url=f"postgres://{r.host}:{r.port}",
+        api_url=r.api_url, host=r.host, port=r.port, timeline=pg.timeline, lsn=pg.lsn,
+        replayed_lsn=pg.replayed_lsn, tags=r.tags.model_dump(), version=r.version,
+        pending_restart=pg.pending_restart, scheduled_restart=_iso(r.restart_at) if r.restart_at else "",
+        pause=r.config.pause, note=r.note)
+
+
+def _sync_status(r: NodeReport) -> dict[str, Any]:
+    mode = sync.mode(r.config)
+    if mode == "off":
+        return {}
+    key = r.view.sync
+    out: dict[str, Any] = {"synchronous_mode": mode + (" strict" if r.config.synchronous_mode_strict else ""),
+                           "synchronous_standbys": list(key.members) if key else []}
+    if r.pg.role == "primary":
+        out["synchronous_standby_names"] = r.pg.sync_setting
+        out["synchronous_fallback_async"] = r.pg.sync_setting == ""
+    return out
+
+
+def status(r: NodeReport, now: float, wall_now: float) -> dict[str, Any]:
+    """The body of ``/status`` and of every health endpoint."""
+    pg, role = r.pg, r.pg.role
+    out: dict[str, Any] = {
+        "name": r.name, "scope": r.scope, "state": "running" if pg.running else str(r.busy or "stopped"),
+        "role": role, "timeline": pg.timeline, "leader": r.view.leader,
+        "holds_leader_key": holds_leader(r, now), "server_version": 150000,
+        "dcs_last_seen": int(wall_now - (now - r.dcs_seen_at)) if r.dcs_seen_at is not None else None,
+        "pause": r.config.pause, "tags": r.tags.model_dump(), "version": r.version,
+        "database_system_identifier": pg.sysid, "note": r.note, "pending_restart": pg.pending_restart,
+        "sync_standby": sync_standby(r),
+    }
+    out.update(_sync_status(r))
+    if r.restart_at:
+        out["scheduled_restart"] = {"schedule": datetime.fromtimestamp(r.restart_at, timezone.utc).isoformat()}
+    if role == "primary":
+        out["writes_acknowledged"] = writes_acknowledged(r)
+        out["xlog"] = {"location": pg.lsn}
+        out["replication"] = [dict(row) for row in r.replication]
+    elif pg.running:
+        out["xlog"] = {"received_location": pg.lsn, "replayed_location": pg.replayed_lsn,
+                       "replayed_timestamp": r.replayed_timestamp}
+        out["replication_state"] = "streaming" if pg.streaming else "stopped"
+        out["lag"] = lag(r)
+    return out
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    name: str
+    doc: str
+    value: float
+    counter: bool = False
+
+
+def metric_values(r: NodeReport, now: float, wall_now: float) -> list[MetricValue]:
+    pg, c = r.pg, r.counters
+    primary = pg.role == "primary"
+    replica = pg.role == "replica"
+    g = MetricValue
+    return [
+        g("pgha_primary", "1 if this node holds the leader key and Postgres is a writable primary",
+          float(holds_leader(r, now) and primary and postgres_up(r))),
+        g("pgha_replica", "1 if Postgres runs in recovery", float(replica)),
+        g("pgha_postgres_running", "1 if Postgres accepts connections", float(pg.running)),
+        g("pgha_postgres_timeline", "current timeline", pg.timeline),
+        g("pgha_xlog_location", "primary: current WAL position in bytes", pg.lsn if primary else 0),
+        g("pgha_xlog_received_location", "replica: received WAL position", pg.lsn if replica else 0),
+        g("pgha_xlog_replayed_location", "replica: replayed WAL position", pg.replayed_lsn if replica else 0),
+        g("pgha_replication_lag_bytes", "bytes behind the last primary position", lag(r)),
+        g("pgha_writes_acknowledged", "1 if this primary can acknowledge commits now (0 when strict "
+          "synchronous mode is blocked, or not a primary)", float(primary and writes_acknowledged(r))),
+        g("pgha_sync_fallback_async", "1 if synchronous mode fell back to asynchronous replication",
+          float(primary and sync.mode(r.config) != "off" and pg.sync_setting == "")),
+        g("pgha_sync_standby", "1 if this replica is a recorded synchronous standby", float(sync_standby(r))),
+        g("pgha_pending_restart", "1 if a parameter change waits for a restart", float(pg.pending_restart)),
+        g("pgha_paused", "1 if the cluster is in maintenance mode", float(r.config.pause)),
+        g("pgha_dcs_last_seen_timestamp", "unix time of the last successful etcd exchange",
+          wall_now - (now - r.dcs_seen_at) if r.dcs_seen_at is not None else 0.0),
+        g("pgha_lease_renewals", "successful lease renewals", c.renewals, counter=True),
+        g("pgha_lease_renewal_failures", "failed lease renewals", c.renewal_failures, counter=True),
+        g("pgha_lease_renewal_max_gap_seconds", "longest interval between two successful lease renewals",
+          c.max_renewal_gap),
+        g("pgha_promotions", "promotions performed by this node", c.promotions, counter=True),
+        g("pgha_demotions", "demotions performed by this node", c.demotions, counter=True),
+        g("pgha_promotion_seconds", "total time spent promoting", c.promotion_seconds, counter=True),
+        g("pgha_last_promotion_seconds", "duration of the last promotion", c.last_promotion_seconds),
+    ]

@@ -1,0 +1,137 @@
+"""Operator flows shared by the REST handlers and the CLI: the checks, the request written to
+etcd or handed to the agent, and the wait for the outcome.
+
+``Inbox`` is the agent's mailbox for requests that only the loop may carry out (restart,
+reinitialize, reload); the API holds it instead of the agent."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pgha import errors as e
+from pgha.config.model import DynamicConfig
+from pgha.core.cluster import ClusterView, FailoverRequest
+from pgha.core.requests import LivePositions, Refusal, check_failover, check_switchover
+from pgha.dcs.store import ClusterStore
+
+
+class Inbox:
+    """Requests waiting for the loop; ``wake`` makes the loop look at once."""
+
+    def __init__(self, wake: Callable[[], None] = lambda: None) -> None:
+        self.restart_at: float | None = None  # epoch seconds; 0: now
+        self.reinit_requested = False
+        self.reload_requested = False
+        self.wake = wake
+
+    def request_restart(self, at: float = 0.0) -> None:
+        self.restart_at = at
+        self.wake()
+
+    def cancel_restart(self) -> bool:
+        had, self.restart_at = bool(self.restart_at), None
+        return had
+
+    def request_reinit(self) -> None:
+        self.reinit_requested = True
+        self.wake()
+
+    def request_reload(self) -> None:
+        self.reload_requested = True
+        self.wake()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    message: str
+    leader: str | None = None
+
+
+def refused(r: Refusal) -> e.OperationRefused:
+    return e.OperationRefused(r.reason, r.status)
+
+
+async def wait_for_leader(store: ClusterStore, want: Callable[[str | None], bool], timeout: float,
+                          deadline: float) -> str | None:
+    """Poll etcd until the failover key is gone and the leader is one ``want`` accepts."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        view = await store.load(deadline)
+        if view.failover is None and want(view.leader):
+            return view.leader
+        await asyncio.sleep(0.1)
+    return None
+
+
+async def _complete(store: ClusterStore, config: DynamicConfig, want: Callable[[str | None], bool],
+                    what: str, done: Callable[[str], str]) -> Outcome:
+    """Wait for the requested leader change; withdraw the request if it does not happen."""
+    timeout = config.ttl * 2 + config.retry_timeout
+    new = await wait_for_leader(store, want, timeout, config.retry_timeout)
+    if new is None:
+        view = await store.load(config.retry_timeout)
+        await store.clear_failover(view.failover_revision, config.retry_timeout)
+        return Outcome(503, f"{what} did not complete within {timeout:.0f}s; see the agents' logs")
+    return Outcome(200, done(new), new)
+
+
+async def switchover(store: ClusterStore, config: DynamicConfig, leader: str, candidate: str | None,
+                     at: float | None, live: Callable[[ClusterView], LivePositions | None]) -> Outcome:
+    """Check, write the ``failover`` key, and (unless scheduled) wait until a new leader leads.
+    Raises OperationRefused with the status and reason of a refusal."""
+    view = await store.load(config.retry_timeout)
+    refusal = check_switchover(view, config, leader, candidate, live(view))
+    if refusal is not None:
+        raise refused(refusal)
+    if not await store.set_failover(FailoverRequest(leader, candidate or "", at), 0, config.retry_timeout):
+        raise e.OperationRefused("a switchover is already scheduled or in progress", 409)
+    if at is not None:
+        return Outcome(202, "switchover scheduled")
+    return await _complete(store, config, lambda new: new is not None and new != leader, "switchover",
+                           lambda new: f"switched over from {leader} to {new}")
+
+
+async def failover(store: ClusterStore, config: DynamicConfig, candidate: str, leader: str | None) -> Outcome:
+    view = await store.load(config.retry_timeout)
+    refusal = check_failover(view, config, candidate)
+    if refusal is not None:
+        raise refused(refusal)
+    if not await store.set_failover(FailoverRequest(leader or "", candidate), 0, config.retry_timeout):
+        raise e.OperationRefused("a switchover is already scheduled or in progress", 409)
+    return await _complete(store, config, lambda new: new == candidate, f"failover to {candidate}",
+                           lambda new: f"failed over to {new}")
+
+
+async def cancel_switchover(store: ClusterStore, config: DynamicConfig) -> Outcome:
+    view = await store.load(config.retry_timeout)
+    if view.failover is None or view.failover.scheduled_at is None:
+        raise e.OperationRefused("no scheduled switchover", 404)
+    await store.clear_failover(view.failover_revision, config.retry_timeout)
+    return Outcome(200, "scheduled switchover cancelled")
+
+
+async def restart_now(inbox: Inbox, restarts: Callable[[], int], timeout: float) -> Outcome:
+    """Ask the loop for a restart and wait until one more restart has completed."""
+    before = restarts()
+    inbox.request_restart(0.0)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if restarts() > before:
+            return Outcome(200, "restarted successfully")
+        await asyncio.sleep(0.1)
+    return Outcome(503, "restart did not complete in time")
+
+
+async def reload_now(inbox: Inbox, reloads: Callable[[], int], timeout: float) -> Outcome:
+    before = reloads()
+    inbox.request_reload()
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if reloads() > before:
+            return Outcome(200, "reloaded configuration")
+        await asyncio.sleep(0.05)
+    return Outcome(503, "reload did not complete in time")

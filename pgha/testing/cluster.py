@@ -1,0 +1,206 @@
+"""A local pgha cluster of real processes: etcd, N agents each with its own Postgres, under one
+base directory on free 127.0.0.1 ports; every process is killed by ``stop``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pgha.postgres.controller import running_postmaster
+from pgha.testing.procs import EtcdCluster, free_port, http_get, require_binary, wait_for
+
+@dataclass
+class Node:
+    name: str
+    dir: Path
+    pg_port: int
+    api_port: int
+    config: dict[str, Any]
+    proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / f"{self.name}.yml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        su = self.config["postgresql"]["authentication"]["superuser"]
+        return (f"host=127.0.0.1 port={self.pg_port} user={su['username']} password={su['password']} "
+                f"dbname={dbname} connect_timeout=2")
+
+    def start(self) -> None:
+        self.config_path.write_text(yaml.safe_dump(self.config))
+        log = open(self.dir / "agent.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "pgha", "agent", "-c", str(self.config_path)],
+                                     stdout=log, stderr=log, start_new_session=True, env={**os.environ, **self.env})
+        log.close()
+
+    @property
+    def agent_alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal_agent(self, sig: int) -> None:
+        if self.agent_alive:
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+
+    def wait_agent_exit(self, timeout: float = 30) -> None:
+        if self.proc is not None:
+            self.proc.wait(timeout)
+
+    def postmaster_pid(self) -> int | None:
+        return running_postmaster(self.data_dir)
+
+    def kill_postgres(self, sig: int = signal.SIGKILL) -> None:
+        pid = self.postmaster_pid()
+        if pid:
+            os.kill(pid, sig)
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            return http_get(self.api + "/status", 1.0)[1]
+        except OSError:
+            return None
+
+    def health(self, path: str) -> int:
+        try:
+            return http_get(self.api + path, 1.0)[0]
+        except OSError:
+            return 0
+
+    def log_text(self) -> str:
+        try:
+            return (self.dir / "agent.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with_cont(self.proc.pid)
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        pid = self.postmaster_pid()
+        if pid:
+            os.kill(pid, signal.SIGQUIT)
+            wait_for("postmaster exit", lambda: self.postmaster_pid() is None, 20)
+
+
+def with_cont(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except OSError:
+        pass
+
+
+def node_config(scope: str, name: str, d: Path, pg_port: int, api_port: int, etcd_hosts: list[str],
+                dcs: dict[str, Any], tags: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "scope": scope, "name": name,
+        "etcd": {"hosts": etcd_hosts},
+        "restapi": {"listen": f"127.0.0.1:{api_port}"},
+        "postgresql": {
+            "data_dir": str(d / "data"), "listen": f"127.0.0.1:{pg_port}",
+            "bin_dir": "/usr/lib/postgresql/15/bin",
+            "authentication": {"superuser": {"username": "postgres", "password": "supersecret"},
+                               "replication": {"username": "replicator", "password": "replsecret"}},
+            "parameters": {"shared_buffers": "32MB", "fsync": "off", "max_connections": 40,
+                           "log_min_messages": "warning", "wal_keep_size": "64MB"},
+        },
+        "tags": tags or {},
+        "bootstrap": {"dcs": dcs, "initdb": ["--encoding=UTF8", "--no-sync"]},
+    }
+
+
+FAST = {"ttl": 6, "loop_wait": 1, "retry_timeout": 2}
+
+
+class LocalCluster:
+    """etcd plus N pgha nodes under ``base``; every process is killed by ``stop``."""
+
+    def __init__(self, base: Path, nodes: int = 3, etcd_members: int = 1, dcs: dict[str, Any] | None = None,
+                 scope: str = "demo", tags: dict[str, dict[str, Any]] | None = None,
+                 restapi: dict[str, dict[str, Any]] | None = None) -> None:
+        require_binary("postgres", "/usr/lib/postgresql/15/bin/postgres")
+        self.base = base
+        base.mkdir(parents=True, exist_ok=True)
+        os.chmod(base, 0o755)
+        self.scope = scope
+        self.etcd = EtcdCluster(base, etcd_members)
+        self.dcs = dict(FAST if dcs is None else dcs)
+        self.nodes: list[Node] = []
+        for i in range(1, nodes + 1):
+            name = f"n{i}"
+            d = base / name
+            d.mkdir(exist_ok=True)
+            os.chmod(d, 0o755)
+            pg_port, api_port = free_port(), free_port()
+            cfg = node_config(scope, name, d, pg_port, api_port, self.etcd.hosts, self.dcs, (tags or {}).get(name))
+            cfg["restapi"].update((restapi or {}).get(name, {}))
+            self.nodes.append(Node(name, d, pg_port, api_port, cfg))
+
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
+
+    def start(self, wait: bool = True) -> None:
+        self.etcd.start()
+        for n in self.nodes:
+            n.config["etcd"]["hosts"] = self.etcd.hosts  # etcd may have had to move to other ports
+            n.start()
+        if wait:
+            self.wait_healthy(90)
+
+    def primaries(self) -> list[Node]:
+        return [n for n in self.nodes if n.health("/primary") == 200]
+
+    def leader(self, timeout: float = 30) -> Node:
+        def only() -> Node | None:
+            p = self.primaries()
+            return p[0] if len(p) == 1 else None
+
+        return wait_for("exactly one primary", only, timeout)
+
+    def streaming_replicas(self) -> list[Node]:
+        return [n for n in self.nodes if n.health("/replica") == 200]
+
+    def wait_healthy(self, timeout: float = 60, replicas: int | None = None) -> Node:
+        want = len(self.nodes) - 1 if replicas is None else replicas
+        wait_for(f"one primary and {want} streaming replicas",
+                 lambda: len(self.primaries()) == 1 and len(self.streaming_replicas()) >= want, timeout, 0.25)
+        return self.leader()
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            try:
+                n.stop()
+            except Exception:  # noqa: BLE001 - keep cleaning up the rest
+                pass
+        self.etcd.stop()
+
+    def dump_logs(self) -> str:
+        out = []
+        for n in self.nodes:
+            pglog = n.dir / "data.postgres.log"
+            pg = pglog.read_text(errors="replace")[-8000:] if pglog.exists() else ""
+            out.append(f"===== {n.name} agent\n{n.log_text()[-6000:]}\n===== {n.name} postgres\n{pg}")
+        return "\n".join(out)
+
+
