@@ -1,3 +1,3 @@
-from pgha.main import main
+from pgha.cli.main import main
 
 main()

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pgha import errors as e
-from pgha.config.model import DynamicConfig
 from pgha.core.cluster import ClusterView, FailoverRequest
 from pgha.core.requests import LivePositions, Refusal, check_failover, check_switchover
+from pgha.core.settings import ClusterSettings
 from pgha.dcs.store import ClusterStore
 
 
@@ -67,7 +67,7 @@ async def wait_for_leader(store: ClusterStore, want: Callable[[str | None], bool
     return None
 
 
-async def _complete(store: ClusterStore, config: DynamicConfig, want: Callable[[str | None], bool],
+async def _complete(store: ClusterStore, config: ClusterSettings, want: Callable[[str | None], bool],
                     what: str, done: Callable[[str], str]) -> Outcome:
     """Wait for the requested leader change; withdraw the request if it does not happen."""
     timeout = config.ttl * 2 + config.retry_timeout
@@ -79,7 +79,7 @@ async def _complete(store: ClusterStore, config: DynamicConfig, want: Callable[[
     return Outcome(200, done(new), new)
 
 
-async def switchover(store: ClusterStore, config: DynamicConfig, leader: str, candidate: str | None,
+async def switchover(store: ClusterStore, config: ClusterSettings, leader: str, candidate: str | None,
                      at: float | None, live: Callable[[ClusterView], LivePositions | None]) -> Outcome:
     """Check, write the ``failover`` key, and (unless scheduled) wait until a new leader leads.
     Raises OperationRefused with the status and reason of a refusal."""
@@ -95,7 +95,7 @@ async def switchover(store: ClusterStore, config: DynamicConfig, leader: str, ca
                            lambda new: f"switched over from {leader} to {new}")
 
 
-async def failover(store: ClusterStore, config: DynamicConfig, candidate: str, leader: str | None) -> Outcome:
+async def failover(store: ClusterStore, config: ClusterSettings, candidate: str, leader: str | None) -> Outcome:
     view = await store.load(config.retry_timeout)
     refusal = check_failover(view, config, candidate)
     if refusal is not None:
@@ -106,7 +106,7 @@ async def failover(store: ClusterStore, config: DynamicConfig, candidate: str, l
                            lambda new: f"failed over to {new}")
 
 
-async def cancel_switchover(store: ClusterStore, config: DynamicConfig) -> Outcome:
+async def cancel_switchover(store: ClusterStore, config: ClusterSettings) -> Outcome:
     view = await store.load(config.retry_timeout)
     if view.failover is None or view.failover.scheduled_at is None:
         raise e.OperationRefused("no scheduled switchover", 404)
@@ -114,24 +114,25 @@ async def cancel_switchover(store: ClusterStore, config: DynamicConfig) -> Outco
     return Outcome(200, "scheduled switchover cancelled")
 
 
-async def restart_now(inbox: Inbox, restarts: Callable[[], int], timeout: float) -> Outcome:
-    """Ask the loop for a restart and wait until one more restart has completed."""
-    before = restarts()
-    inbox.request_restart(0.0)
+async def _request_and_wait(request: Callable[[], None], done: Callable[[], int], timeout: float,
+                            success: str, failure: str) -> Outcome:
+    """Hand a request to the loop and wait until the matching counter moves."""
+    before = done()
+    request()
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if restarts() > before:
-            return Outcome(200, "restarted successfully")
-        await asyncio.sleep(0.1)
-    return Outcome(503, "restart did not complete in time")
+        if done() > before:
+            return Outcome(200, success)
+        await asyncio.sleep(0.05)
+    return Outcome(503, failure)
+
+
+async def restart_now(inbox: Inbox, restarts: Callable[[], int], timeout: float) -> Outcome:
+    """Ask the loop for a restart and wait until one more restart has completed."""
+    return await _request_and_wait(inbox.request_restart, restarts, timeout, "restarted successfully",
+                                   "restart did not complete in time")
 
 
 async def reload_now(inbox: Inbox, reloads: Callable[[], int], timeout: float) -> Outcome:
-    before = reloads()
-    inbox.request_reload()
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if reloads() > before:
-            return Outcome(200, "reloaded configuration")
-        await asyncio.sleep(0.05)
-    return Outcome(503, "reload did not complete in time")
+    return await _request_and_wait(inbox.request_reload, reloads, timeout, "reloaded configuration",
+                                   "reload did not complete in time")

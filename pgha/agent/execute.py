@@ -85,9 +85,10 @@ class Executor:
             log.error("could not stop postgres for the lease guard: %s", exc)
         self._wake()
 
-    # -- dispatch ----------------------------------------------------------------------
+    # -- dispatch: one branch per action ------------------------------------------------
 
-    async def execute(self, act: a.Action, s: Snapshot) -> Result:  # noqa: C901 - one branch per action
+    async def execute(self, act: a.Action, s: Snapshot) -> Result:
+        """Actions that start, stop or replace Postgres (most as jobs beside the loop)."""
         jobs = self.jobs
         match act:
             case a.InitializeCluster():
@@ -107,14 +108,37 @@ class Executor:
             case a.Rewind():
                 member_addr(s, act.leader)
                 return self._background(Busy(Job.REWINDING, f"from {act.leader}"), lambda: jobs.rewind(act, s))
+            case a.ResumeAsPrimary():
+                return self._background(Busy(Job.RESUMING, "as primary"), lambda: jobs.resume(s))
+            case a.RestartPostgres():
+                return self._background(Busy(Job.RESTARTING), lambda: jobs.restart(act, s), Result(restart_done=True))
+            case a.Reinitialize():
+                member_addr(s, act.leader)
+                return self._background(Busy(Job.REINITIALIZING, f"from {act.leader}"),
+                                        lambda: jobs.reinitialize(act, s), Result(reinit_started=True))
+            case a.StopPostgres():
+                self.mark(Busy(Job.STOPPING, act.reason))
+                await self.postgres.stop(act.mode)
+                log.info("postgres stopped (%s)", act.mode)
+                return Result(wake=True)
+            case a.HandOver():
+                return await self._hand_over(act, s)
+            case a.Exit():
+                if self._job is not None:
+                    self._job.cancel()
+                await jobs.keeper.revoke(min(2.0, s.config.retry_timeout))
+                return Result(exit=True)
+        return await self._execute_in_place(act, s)
+
+    async def _execute_in_place(self, act: a.Action, s: Snapshot) -> Result:
+        """Actions on etcd's keys and on the running Postgres, inside the loop."""
+        match act:
             case a.AcquireLeader():
                 return await self._acquire(act, s)
             case a.Promote():
                 return await self._promote(s)
-            case a.ResumeAsPrimary():
-                return self._background(Busy(Job.RESUMING, "as primary"), lambda: jobs.resume(s))
             case a.FollowLeader():
-                params = jobs.configure(s, False, act.leader, s.chosen_sync)
+                params = self.jobs.configure(s, False, act.leader, s.chosen_sync)
                 await self.postgres.query("SELECT pg_reload_conf()")
                 log.info("now following %s", act.leader)
                 return Result(applied_parameters=params)
@@ -122,19 +146,12 @@ class Executor:
                 if await self.store.release_leader(s.config.retry_timeout):
                     log.warning("released leader key: %s", act.reason)
                 return Result(wake=True)
-            case a.StopPostgres():
-                self.mark(Busy(Job.STOPPING, act.reason))
-                await self.postgres.stop(act.mode)
-                log.info("postgres stopped (%s)", act.mode)
-                return Result(wake=True)
             case a.PublishLeaderStatus():
                 return await self._publish_status(act, s)
             case a.NameSwitchoverCandidate():
                 await self.store.set_failover(FailoverRequest(s.name, act.candidate), s.cluster.failover_revision,
                                               s.config.retry_timeout)
                 return Result()
-            case a.HandOver():
-                return await self._hand_over(act, s)
             case a.ClearDivergence():
                 self.postgres.remember(primary_on_timeline=None, handover_lsn=None)
                 log.info("rejoined without a rewind: %s", act.reason)
@@ -143,14 +160,8 @@ class Executor:
                 await self.store.clear_failover(s.cluster.failover_revision, s.config.retry_timeout)
                 log.info("cleared the switchover request: %s", act.reason)
                 return Result()
-            case a.RestartPostgres():
-                return self._background(Busy(Job.RESTARTING), lambda: jobs.restart(act, s), Result(restart_done=True))
             case a.ReloadConfig():
                 return await self._reload(s, s.chosen_sync, act.reason)
-            case a.Reinitialize():
-                member_addr(s, act.leader)
-                return self._background(Busy(Job.REINITIALIZING, f"from {act.leader}"),
-                                        lambda: jobs.reinitialize(act, s), Result(reinit_started=True))
             case a.SetSyncStandbys():
                 return await self._set_sync(act, s)
             case a.WriteSyncState():
@@ -158,11 +169,6 @@ class Executor:
                                              s.config.retry_timeout):
                     log.info("synchronous standbys recorded: %s", ", ".join(act.members) or "none")
                 return Result(wake=True)
-            case a.Exit():
-                if self._job is not None:
-                    self._job.cancel()
-                await jobs.keeper.revoke(min(2.0, s.config.retry_timeout))
-                return Result(exit=True)
         raise e.PghaError(f"no executor for {act!r}")
 
     # -- the actions that run inside the loop --------------------------------------------

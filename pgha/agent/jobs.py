@@ -46,16 +46,16 @@ def member_addr(s: Snapshot, name: str) -> tuple[str, int]:
 
 
 class PostgresJobs:
-    def __init__(self, cfg: LocalConfig, store: ClusterStore, postgres: PostgresController,
+    def __init__(self, local: LocalConfig, store: ClusterStore, postgres: PostgresController,
                  keeper: LeaseKeeper) -> None:
-        self.cfg = cfg
+        self.local = local
         self.store = store
         self.postgres = postgres
         self.keeper = keeper
         self.restarts = 0
 
     def hba(self, s: Snapshot) -> list[str] | None:
-        return self.cfg.postgresql.pg_hba or s.config.postgresql.pg_hba
+        return self.local.postgresql.pg_hba or s.config.postgresql.pg_hba
 
     def configure(self, s: Snapshot, primary: bool, follow: str | None, chosen_sync: str | None) -> dict[str, Any]:
         """Write postgresql.conf and pg_hba.conf: as a primary, or as a standby streaming from
@@ -85,7 +85,7 @@ class PostgresJobs:
         try:
             if act.run_initdb:
                 log.info("won the bootstrap race: running initdb")
-                await self.postgres.initdb(self.cfg.bootstrap.initdb)
+                await self.postgres.initdb(self.local.bootstrap.initdb)
             # bootstrap's own commits must not wait for standbys not yet cloned
             result = await self.start(s, True, None, chosen_sync="")
             await self.postgres.create_roles()
@@ -94,9 +94,9 @@ class PostgresJobs:
                 raise e.PostgresError("no lease or no system identifier after initdb")
             if not await self.store.acquire_leader(self.keeper.lease, s.config.retry_timeout):
                 raise e.PostgresError("could not take the leader key after bootstrap")
-            await self.store.finish_initialize(sysid, self.cfg.bootstrap.dcs.model_dump(mode="json"),
+            await self.store.finish_initialize(sysid, self.local.bootstrap.dcs.model_dump(mode="json"),
                                                s.config.retry_timeout)
-            log.info("bootstrapped cluster %s (system identifier %s): acquired leader key", self.cfg.scope, sysid)
+            log.info("bootstrapped cluster %s (system identifier %s): acquired leader key", self.local.scope, sysid)
             return Result(applied_parameters=result.applied_parameters, chosen_sync="")
         except BaseException:
             log.error("bootstrap failed: giving up the initialize key")

@@ -15,8 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from pgha import errors as e
-from pgha.config.model import DynamicConfig
 from pgha.core import lease as rule
+from pgha.core.settings import ClusterSettings
 from pgha.dcs.etcd import EtcdClient
 
 log = logging.getLogger("pgha")
@@ -25,7 +25,7 @@ GUARD_TICK = 0.1
 
 
 class LeaseKeeper:
-    def __init__(self, client: EtcdClient, config: Callable[[], DynamicConfig],
+    def __init__(self, client: EtcdClient, config: Callable[[], ClusterSettings],
                  on_change: Callable[[], None]) -> None:
         self.client = client
         self._config = config
@@ -50,10 +50,10 @@ class LeaseKeeper:
         """Renew every ``loop_wait`` until cancelled; wake the loop the moment the lease stops
         counting as held, so a leader demotes in time however long the loop sleeps."""
         while True:
-            cfg, now = self._config(), time.monotonic()
-            pause = float(cfg.loop_wait)
+            dynamic, now = self._config(), time.monotonic()
+            pause = float(dynamic.loop_wait)
             if self.valid_until is not None and self.holds(now):
-                pause = min(pause, self.valid_until - cfg.retry_timeout - now + 0.01)
+                pause = min(pause, self.valid_until - dynamic.retry_timeout - now + 0.01)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), max(0.01, pause))
             self._kick.clear()
@@ -65,9 +65,9 @@ class LeaseKeeper:
                 self._on_change()
 
     async def renew(self, leader: bool) -> None:
-        cfg = self._config()
+        dynamic = self._config()
         now = time.monotonic()
-        deadline = rule.keepalive_deadline(self.valid_until, now, cfg, leader)
+        deadline = rule.keepalive_deadline(self.valid_until, now, dynamic, leader)
         try:
             sent = time.monotonic()
             ttl = await self.client.lease_keepalive(self.lease, deadline) if self.lease else 0
@@ -75,8 +75,8 @@ class LeaseKeeper:
                 if self.lease is not None:
                     log.warning("our lease %x expired: any leader key we held is gone", self.lease)
                 sent = time.monotonic()
-                self.lease = await self.client.lease_grant(cfg.ttl, max(0.2, now + deadline - sent))
-                ttl = cfg.ttl
+                self.lease = await self.client.lease_grant(dynamic.ttl, max(0.2, now + deadline - sent))
+                ttl = dynamic.ttl
         except e.DcsError as exc:
             self.ok = False
             self.failures += 1

@@ -16,10 +16,11 @@ from pgha import errors as e
 from pgha.agent.execute import Executor
 from pgha.agent.jobs import Result
 from pgha.agent.lease import LeaseKeeper
-from pgha.config.model import DynamicConfig, LocalConfig
+from pgha.config.model import LocalConfig
 from pgha.core import parameters, report
 from pgha.core.cluster import ClusterView
 from pgha.core.decide import decide
+from pgha.core.settings import ClusterSettings
 from pgha.core.snapshot import PgState, Snapshot
 from pgha.dcs.cache import WatchedCluster
 from pgha.dcs.store import ClusterStore
@@ -56,7 +57,7 @@ class HaLoop:
         self.loop_at = time.monotonic()
 
     @property
-    def dynamic(self) -> DynamicConfig:
+    def dynamic(self) -> ClusterSettings:
         return self.state.view.config or self.local.bootstrap.dcs
 
     async def run_once(self) -> None:

@@ -72,14 +72,16 @@ class Agent:
             replication=tuple(pg.replication), replayed_timestamp=pg.replayed_timestamp)
 
     def report(self) -> report.NodeReport:
-        """The published report with the lease keeper's live facts and counters."""
+        """The published report with the live facts: the lease keeper's, the counters and the
+        operator's pending restart."""
         k, t = self.keeper, self.executor.tally
         counters = report.Counters(
             renewals=k.renewals, renewal_failures=k.failures, max_renewal_gap=k.max_gap,
             promotions=t.promotions, promotion_seconds=sum(t.promotion_seconds),
             last_promotion_seconds=t.promotion_seconds[-1] if t.promotion_seconds else 0.0,
             demotions=t.demotions, restarts=self.executor.jobs.restarts, reloads=t.reloads)
-        return replace(self._report, lease_valid_until=k.valid_until, dcs_seen_at=k.seen_at, counters=counters)
+        return replace(self._report, lease_valid_until=k.valid_until, dcs_seen_at=k.seen_at, counters=counters,
+                       restart_at=self.inbox.restart_at)
 
     def _guard_due(self, now: float) -> bool:
         r = self._report

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from pgha.config.model import DynamicConfig, LocalConfig
+from pgha.config.model import LocalConfig
 from pgha.core.report import NodeReport
+from pgha.core.settings import ClusterSettings
 from pgha.dcs.store import ClusterStore
 from pgha.ops import Inbox
 
@@ -20,7 +21,7 @@ class ApiContext:
     report: Callable[[], NodeReport]
     inbox: Inbox
     store: ClusterStore
-    dynamic: Callable[[], DynamicConfig]
+    dynamic: Callable[[], ClusterSettings]
 
 
 CONTEXT = web.AppKey("context", ApiContext)

@@ -1,45 +1,63 @@
 """GET /metrics: Prometheus text, every series labelled with scope and name. Values come from
-``core.report.metric_values`` at scrape time; nothing is updated on the HA loop's path."""
+``core.report.metric_values`` at scrape time; nothing is updated on the HA loop's path.
+
+prometheus_client is imported at the first scrape, not at start: an agent nobody scrapes does
+not carry it."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from pgha.api.context import CONTEXT
 from pgha.core import report
 
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
 _LABELS = ["scope", "name"]
 
 
-class ReportCollector(Collector):
-    def __init__(self, current: Callable[[], report.NodeReport]) -> None:
-        self.current = current
+def collect(current: Callable[[], report.NodeReport]) -> Iterator[Metric]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-    def collect(self) -> Iterator[Metric]:
-        r = self.current()
-        labels = [r.scope, r.name]
-        for v in report.metric_values(r, time.monotonic(), time.time()):
-            family = (CounterMetricFamily if v.counter else GaugeMetricFamily)(v.name, v.doc, labels=_LABELS)
-            family.add_metric(labels, v.value)
-            yield family
+    r = current()
+    labels = [r.scope, r.name]
+    for v in report.metric_values(r, time.monotonic(), time.time()):
+        family = (CounterMetricFamily if v.counter else GaugeMetricFamily)(v.name, v.doc, labels=_LABELS)
+        family.add_metric(labels, v.value)
+        yield family
 
 
-_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+def _registry(current: Callable[[], report.NodeReport]) -> Any:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.registry import Collector
+
+    class ReportCollector(Collector):
+        def collect(self) -> Iterator[Metric]:
+            return collect(current)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ReportCollector())
+    return registry
+
+
+_REGISTRY = web.AppKey("metrics_registry", list[Any])
 
 
 def install(app: web.Application) -> None:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ReportCollector(app[CONTEXT].report))
-    app[_REGISTRY] = registry
+    app[_REGISTRY] = []
     app.router.add_get("/metrics", metrics)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(request.app[_REGISTRY]), content_type="text/plain", charset="utf-8",
+    from prometheus_client import generate_latest
+
+    made = request.app[_REGISTRY]
+    if not made:
+        made.append(_registry(request.app[CONTEXT].report))
+    return web.Response(body=generate_latest(made[0]), content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})

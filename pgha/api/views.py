@@ -49,8 +49,9 @@ async def history(request: web.Request) -> web.Response:
 
 
 async def config(request: web.Request) -> web.Response:
-    r = context(request).report()
-    body = json.loads(r.view.config_raw) if r.view.config_raw else r.config.model_dump(mode="json")
+    ctx = context(request)
+    r = ctx.report()
+    body = json.loads(r.view.config_raw) if r.view.config_raw else ctx.local.bootstrap.dcs.model_dump(mode="json")
     # The ETag is the config's etcd revision: send it back in If-Match to PATCH/PUT safely.
     return web.json_response(body, headers={"ETag": f'"{r.view.config_revision}"'})
 

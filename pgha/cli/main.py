@@ -1,17 +1,35 @@
-"""The operator commands: ``pgha list``, ``switchover`` and friends (``pgha agent`` is added by
-``pgha.main``, so that no command here imports the agent)."""
+"""The ``pgha`` command group. Each command's module is imported only when that command runs,
+so ``pgha agent`` carries none of the operator commands (and they none of the agent)."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from pgha import __version__
 from pgha import errors as e
-from pgha.cli import cluster, operations
 from pgha.config import load_local_config
 from pgha.config.model import LocalConfig
+
+# command name -> "module:attribute"
+COMMANDS = {
+    "agent": "pgha.agent.command:agent",
+    "list": "pgha.cli.cluster:list_cmd",
+    "topology": "pgha.cli.cluster:topology",
+    "history": "pgha.cli.cluster:history",
+    "show-config": "pgha.cli.cluster:show_config",
+    "edit-config": "pgha.cli.cluster:edit_config",
+    "pause": "pgha.cli.cluster:pause",
+    "resume": "pgha.cli.cluster:resume",
+    "remove": "pgha.cli.cluster:remove",
+    "switchover": "pgha.cli.operations:switchover",
+    "failover": "pgha.cli.operations:failover",
+    "restart": "pgha.cli.operations:restart",
+    "reload": "pgha.cli.operations:reload",
+    "reinit": "pgha.cli.operations:reinit",
+}
 
 
 def load(path: str) -> LocalConfig:
@@ -21,7 +39,21 @@ def load(path: str) -> LocalConfig:
         raise click.ClickException(str(exc)) from exc
 
 
-@click.group()
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="pgha")
 def main() -> None:
     """pgha: PostgreSQL high availability on etcd."""
@@ -34,12 +66,6 @@ def version() -> None:
     Example: pgha version
     """
     click.echo(f"pgha {__version__}")
-
-
-for _cmd in (cluster.list_cmd, cluster.topology, cluster.history, cluster.show_config, cluster.edit_config,
-             cluster.pause, cluster.resume, cluster.remove, operations.switchover, operations.failover,
-             operations.restart, operations.reload, operations.reinit):
-    main.add_command(_cmd)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,19 @@ def _report(status: int, body: Any, ok: tuple[int, ...] = (200,)) -> Any:
     return body
 
 
+def _schedule(scheduled: str | None) -> str | None:
+    """``--scheduled`` as ISO 8601 with a timezone (local time when none is given); None: now."""
+    if scheduled in (None, "", "now"):
+        return None
+    try:
+        when = datetime.fromisoformat(scheduled)
+    except ValueError as exc:
+        raise click.ClickException(f"--scheduled: {scheduled!r} is not an ISO 8601 time") from exc
+    if when.tzinfo is None:
+        when = when.astimezone()
+    return when.isoformat()
+
+
 @click.command()
 @cluster_options
 @click.option("--leader", "--primary", "leader", help="the current leader (checked)")
@@ -90,16 +103,7 @@ def switchover(target: Target, leader: str | None, candidate: str | None, schedu
         scheduled = scheduled or click.prompt("When should the switchover take place (e.g. 2026-11-26T14:00+00:00)",
                                               default="now")
     leader = leader or view.leader
-    if scheduled in (None, "now"):
-        scheduled = None
-    elif scheduled:
-        try:
-            when = datetime.fromisoformat(scheduled)
-        except ValueError as exc:
-            raise click.ClickException(f"--scheduled: {scheduled!r} is not an ISO 8601 time") from exc
-        if when.tzinfo is None:
-            when = when.astimezone()
-        scheduled = when.isoformat()
+    scheduled = _schedule(scheduled)
     config = view.config
     if config is not None:
         refusal = check_switchover(view, config, leader, candidate)

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from pgha.core import fitness
 from pgha.core.cluster import ClusterView
 
 BASE_COLUMNS = ["Member", "Host", "Role", "State", "TL", "Lag in MB"]
@@ -18,8 +19,7 @@ def _mb(n: int) -> str:
 
 
 def rows(view: ClusterView, topology: bool = False) -> list[dict[str, Any]]:
-    leader = view.members.get(view.leader or "")
-    top = max([view.status.lsn] + ([leader.lsn] if leader else []))
+    top = fitness.cluster_top(view)
     names = sorted(view.members, key=lambda n: (n != view.leader, n)) if topology else sorted(view.members)
     out = []
     for name in names:
@@ -31,7 +31,7 @@ def rows(view: ClusterView, topology: bool = False) -> list[dict[str, Any]]:
         tags = {k: v for k, v in m.tags.items() if v not in (None, False) and not (k == "failover_priority" and v == 1)}
         shown = f"+ {name}" if topology and not is_leader and view.leader else name
         out.append({"Member": shown, "Host": f"{m.host}:{m.port}", "Role": role, "State": m.state,
-                    "TL": m.timeline, "Lag in MB": "" if is_leader or m.role != "replica" else _mb(max(0, top - m.lsn)),
+                    "TL": m.timeline, "Lag in MB": "" if is_leader or m.role != "replica" else _mb(fitness.lag(top, m.lsn)),
                     "Pending restart": "*" if m.pending_restart else "", "Scheduled restart": m.scheduled_restart,
                     "Tags": ", ".join(f"{k}: {v}" for k, v in sorted(tags.items()))})
     return out

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgha.config.model import DynamicConfig
+from pgha.core.settings import ClusterSettings
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class ClusterView:
     """
 
     initialize: str | None = None
-    config: DynamicConfig | None = None
+    config: ClusterSettings | None = None
     config_revision: int = 0
     leader: str | None = None
     leader_lease: int = 0
@@ -166,11 +166,11 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
                   parse_config: Any = None) -> ClusterView:
     """Build a ClusterView from the key/values under ``prefix`` (``/pgha/<scope>/``).
 
-    ``parse_config`` turns the raw config JSON into a DynamicConfig; an invalid stored config
+    ``parse_config`` turns the raw config JSON into a ClusterSettings; an invalid stored config
     yields ``config=None`` so that the node keeps its last good settings.
     """
     initialize: str | None = None
-    config: DynamicConfig | None = None
+    config: ClusterSettings | None = None
     config_revision = 0
     leader: str | None = None
     leader_lease = 0

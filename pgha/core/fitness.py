@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pgha.config.model import DynamicConfig
 from pgha.core import sync
 from pgha.core.cluster import ClusterView, Member
+from pgha.core.settings import ClusterSettings
 
 Rank = tuple[int, int, tuple[int, ...]]
 
@@ -43,13 +43,13 @@ def rank(lsn: int, priority: int, name: str) -> Rank:
     return (lsn, priority, tuple(-ord(ch) for ch in name))
 
 
-def peer_eligible(m: Member, view: ClusterView, config: DynamicConfig) -> bool:
+def peer_eligible(m: Member, view: ClusterView, config: ClusterSettings) -> bool:
     """A peer that may win the race for a free leader key (judged from its record)."""
     return (m.role == "replica" and m.state in ("running", "streaming") and not m.nofailover
             and view.status.lsn - m.replayed_lsn <= config.maximum_lag_on_failover)
 
 
-def sync_ok(view: ClusterView, config: DynamicConfig, name: str) -> bool:
+def sync_ok(view: ClusterView, config: ClusterSettings, name: str) -> bool:
     """In synchronous mode only a listed synchronous standby may take over."""
     key = view.sync
     if sync.mode(config) == "off" or key is None or not key.members:
@@ -57,14 +57,14 @@ def sync_ok(view: ClusterView, config: DynamicConfig, name: str) -> bool:
     return name in key.members
 
 
-def switchover_ready(m: Member, config: DynamicConfig, leader_lsn: int, live: Mapping[str, int]) -> bool:
+def switchover_ready(m: Member, config: ClusterSettings, leader_lsn: int, live: Mapping[str, int]) -> bool:
     """Fit to take over in a planned switchover: streaming, promotable, not lagging (by the
     leader's live positions where it has them)."""
     return (m.role == "replica" and m.state == "streaming" and not m.nofailover
             and leader_lsn - live.get(m.name, m.lsn) <= config.maximum_lag_on_failover)
 
 
-def best_candidate(view: ClusterView, config: DynamicConfig, me: str, leader_lsn: int,
+def best_candidate(view: ClusterView, config: ClusterSettings, me: str, leader_lsn: int,
                    live: Mapping[str, int]) -> str | None:
     fit = [m for m in view.members.values()
            if m.name != me and switchover_ready(m, config, leader_lsn, live) and sync_ok(view, config, m.name)]
@@ -73,7 +73,7 @@ def best_candidate(view: ClusterView, config: DynamicConfig, me: str, leader_lsn
     return max(fit, key=lambda m: rank(live.get(m.name, m.lsn), m.priority, m.name)).name
 
 
-def candidate_problem(view: ClusterView, config: DynamicConfig, name: str,
+def candidate_problem(view: ClusterView, config: ClusterSettings, name: str,
                       live: LivePositions | None = None) -> str | None:
     """Why ``name`` cannot be a switchover candidate, or None."""
     m = view.members.get(name)

@@ -3,16 +3,16 @@ must stop a writable Postgres because the loop did not demote in time."""
 
 from __future__ import annotations
 
-from pgha.config.model import DynamicConfig
+from pgha.core.settings import ClusterSettings
 
 
-def holds(valid_until: float | None, now: float, config: DynamicConfig) -> bool:
+def holds(valid_until: float | None, now: float, config: ClusterSettings) -> bool:
     """True while the lease is alive with ``retry_timeout`` to spare: the time a demotion may take
     before etcd could hand the leader key to another node."""
     return valid_until is not None and now < valid_until - config.retry_timeout
 
 
-def keepalive_deadline(valid_until: float | None, now: float, config: DynamicConfig, leader: bool) -> float:
+def keepalive_deadline(valid_until: float | None, now: float, config: ClusterSettings, leader: bool) -> float:
     """How long one renewal may take: never so long that a leader could not still demote in time."""
     deadline = config.retry_timeout
     if leader and valid_until is not None:
@@ -20,7 +20,7 @@ def keepalive_deadline(valid_until: float | None, now: float, config: DynamicCon
     return max(0.2, deadline)
 
 
-def guard_due(valid_until: float | None, now: float, config: DynamicConfig, leader: bool, writable: bool) -> bool:
+def guard_due(valid_until: float | None, now: float, config: ClusterSettings, leader: bool, writable: bool) -> bool:
     """The loop should have demoted by now: half of the demotion margin is gone and Postgres still
     takes writes. Checked beside the loop, so a stuck loop cannot keep a writable primary."""
     return (leader and writable and valid_until is not None

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgha.config.model import DynamicConfig
 from pgha.core import sync
+from pgha.core.settings import ClusterSettings
 
 
-def wanted(config: DynamicConfig, chosen_sync: str | None) -> dict[str, Any]:
+def wanted(config: ClusterSettings, chosen_sync: str | None) -> dict[str, Any]:
     params = dict(config.postgresql.parameters)
     if sync.mode(config) != "off":
         # Until the leader picks its standbys: strict mode waits for any ('*'), non-strict

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from pgha.config.model import DynamicConfig, Tags
 from pgha.core import fitness, lease, sync
 from pgha.core.cluster import ClusterView, Member
 from pgha.core.health import NodeHealth
 from pgha.core.jobs import Busy
+from pgha.core.settings import ClusterSettings, NodeTags
 from pgha.core.snapshot import PgState
 
 
@@ -45,8 +45,8 @@ class NodeReport:
     port: int
     api_url: str
     version: str
-    tags: Tags = field(default_factory=lambda: Tags())
-    config: DynamicConfig = field(default_factory=lambda: DynamicConfig())
+    tags: NodeTags
+    config: ClusterSettings
     view: ClusterView = field(default_factory=ClusterView)
     pg: PgState = field(default_factory=PgState)
     lease_valid_until: float | None = None

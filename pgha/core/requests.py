@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pgha.config.model import DynamicConfig
 from pgha.core.cluster import ClusterView
 from pgha.core.fitness import LivePositions, candidate_problem
+from pgha.core.settings import ClusterSettings
 
 __all__ = ["LivePositions", "Refusal", "check_failover", "check_switchover", "merge_patch"]
 
@@ -19,7 +19,7 @@ class Refusal:
     reason: str
 
 
-def check_switchover(view: ClusterView, config: DynamicConfig, leader: str | None,
+def check_switchover(view: ClusterView, config: ClusterSettings, leader: str | None,
                      candidate: str | None, live: LivePositions | None = None) -> Refusal | None:
     if view.leader is None:
         return Refusal(412, "the cluster has no leader: use failover")
@@ -35,7 +35,7 @@ def check_switchover(view: ClusterView, config: DynamicConfig, leader: str | Non
     return None
 
 
-def check_failover(view: ClusterView, config: DynamicConfig, candidate: str) -> Refusal | None:
+def check_failover(view: ClusterView, config: ClusterSettings, candidate: str) -> Refusal | None:
     if view.failover is not None:
         return Refusal(409, "a switchover is already scheduled or in progress")
     m = view.members.get(candidate)

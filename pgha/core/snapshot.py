@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgha.config.model import DynamicConfig, Tags
 from pgha.core import lease
 from pgha.core.cluster import ClusterView
 from pgha.core.jobs import Busy
+from pgha.core.settings import ClusterSettings, NodeTags
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,8 @@ class Snapshot:
 
     now: float
     name: str
-    tags: Tags
-    config: DynamicConfig
+    tags: NodeTags
+    config: ClusterSettings
     cluster: ClusterView
     dcs_ok: bool
     pg: PgState

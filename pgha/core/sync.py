@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import re
 
-from pgha.config.model import DynamicConfig
 from pgha.core.actions import Action, SetSyncStandbys, WriteSyncState
 from pgha.core.cluster import ClusterView
+from pgha.core.settings import ClusterSettings
 from pgha.core.snapshot import Snapshot
 
 _SETTING = re.compile(r"^\s*(FIRST|ANY)\s+(\d+)\s*\((.*)\)\s*$", re.I)
 
 
-def mode(config: DynamicConfig) -> str:
+def mode(config: ClusterSettings) -> str:
     m = config.synchronous_mode
     if m is True or m == "on":
         return "on"
@@ -140,7 +140,7 @@ def promotion_problem(s: Snapshot) -> str | None:
     return None
 
 
-def writes_acknowledged(view: ClusterView, config: DynamicConfig, setting: str, streaming: frozenset[str]) -> bool:
+def writes_acknowledged(view: ClusterView, config: ClusterSettings, setting: str, streaming: frozenset[str]) -> bool:
     """Whether a primary with this setting can acknowledge commits now (strict mode can block)."""
     if mode(config) == "off" or not setting:
         return True

@@ -43,7 +43,8 @@ SELECT pg_is_in_recovery(),
                                           'write_lsn', (write_lsn - '0/0')::bigint))
           FROM pg_stat_replication),
        pg_last_xact_replay_timestamp()::text,
-       current_setting('synchronous_standby_names')
+       current_setting('synchronous_standby_names'),
+       EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart)
 """
 
 
@@ -68,11 +69,11 @@ class DiskState:
 
 
 class PostgresController:
-    def __init__(self, cfg: LocalConfig) -> None:
-        self.cfg = cfg
-        self.pg = cfg.postgresql
-        self.runas = RunAs(self.pg.os_user)
-        self.data_dir = Path(self.pg.data_dir)
+    def __init__(self, local: LocalConfig) -> None:
+        self.name = local.name
+        self.settings = local.postgresql
+        self.runas = RunAs(self.settings.os_user)
+        self.data_dir = Path(self.settings.data_dir)
         self.state_path = self.data_dir.with_name(self.data_dir.name + ".pgha.json")
         self.log_path = str(self.data_dir.with_name(self.data_dir.name + ".postgres.log"))
         self.passfile = str(self.data_dir.with_name(self.data_dir.name + ".pgpass"))
@@ -102,16 +103,16 @@ class PostgresController:
                                                    "following": new.following, "handover_lsn": new.handover_lsn}))
 
     def _bin(self, name: str) -> str:
-        return str(Path(self.pg.bin_dir) / name)
+        return str(Path(self.settings.bin_dir) / name)
 
     @property
     def local_host(self) -> str:
-        h = self.pg.listen_host
+        h = self.settings.listen_host
         return "127.0.0.1" if h in ("", "*", "0.0.0.0") else h.split(",")[0]
 
     def _superuser_dsn(self, host: str | None = None, port: int | None = None) -> str:
-        return conf.conninfo(host or self.local_host, port or self.pg.listen_port,
-                             self.pg.authentication.superuser, dbname="postgres", connect_timeout=3)
+        return conf.conninfo(host or self.local_host, port or self.settings.listen_port,
+                             self.settings.authentication.superuser, dbname="postgres", connect_timeout=3)
 
     def data_dir_empty(self) -> bool:
         return not (self.data_dir / "PG_VERSION").exists()
@@ -192,7 +193,7 @@ class PostgresController:
         except e.PostgresError:
             # Starting up, shutting down or in crash recovery: the postmaster lives but refuses us.
             return replace(base, down_since=previous.down_since if previous.down_since is not None else now)
-        in_rec, cur, received, replayed, tli, streaming, sysid, replication, replay_ts, sync_setting = rows[0]
+        in_rec, cur, received, replayed, tli, streaming, sysid, replication, replay_ts, sync_setting, pending = rows[0]
         self._sysid = sysid
         self.replication = replication or []
         self.replayed_timestamp = replay_ts
@@ -208,7 +209,7 @@ class PostgresController:
             streaming=streaming, last_streaming_at=now if streaming else previous.last_streaming_at,
             replica_lsns={r["application_name"]: int(r["write_lsn"] or 0) for r in self.replication
                           if r.get("state") == "streaming"},
-            sync_setting=sync_setting or "",
+            sync_setting=sync_setting or "", pending_restart=bool(pending),
             sync_confirmed=frozenset(r["application_name"] for r in self.replication
                                      if r.get("state") == "streaming" and r.get("sync_state") in ("sync", "quorum")),
             primary_on_timeline=self.disk.primary_on_timeline, following=self.disk.following)
@@ -220,16 +221,16 @@ class PostgresController:
         ci = None
         if primary is not None:
             self._write_passfile()
-            ci = conf.conninfo(primary[0], primary[1], self.pg.authentication.replication,
-                               passfile=self.passfile, application_name=self.cfg.name)
-        text = conf.render_postgresql_conf(self.pg, parameters, self.cfg.name, ci,
-                                           conf.slot_name(self.cfg.name) if use_slots else None)
+            ci = conf.conninfo(primary[0], primary[1], self.settings.authentication.replication,
+                               passfile=self.passfile, application_name=self.name)
+        text = conf.render_postgresql_conf(self.settings, parameters, self.name, ci,
+                                           conf.slot_name(self.name) if use_slots else None)
         self.runas.write_file(self.data_dir / "postgresql.conf", text)
         self.runas.write_file(self.data_dir / "pg_hba.conf", conf.render_hba(hba))
         self.remember(following=leader_name)
 
     def _write_passfile(self) -> None:
-        auth = self.pg.authentication
+        auth = self.settings.authentication
         entries = [auth.replication, auth.superuser] + ([auth.rewind] if auth.rewind else [])
         self.runas.write_file(self.passfile, conf.render_pgpass(entries), mode=0o600)
 
@@ -310,7 +311,7 @@ class PostgresController:
 
     async def initdb(self, options: list[str]) -> None:
         self.runas.make_private_dir(self.data_dir)
-        su = self.pg.authentication.superuser
+        su = self.settings.authentication.superuser
         pwfile = self.data_dir.with_name(self.data_dir.name + ".pwfile")
         self.runas.write_file(pwfile, (su.password or "") + "\n")
         argv = [self._bin("initdb"), "-D", str(self.data_dir), "-U", su.username, "--auth-local=peer",
@@ -324,7 +325,7 @@ class PostgresController:
         self._sysid = None
 
     async def create_roles(self) -> None:
-        auth = self.pg.authentication
+        auth = self.settings.authentication
         await self._ensure_role(auth.replication, "REPLICATION")
         if auth.rewind is not None:
             await self._ensure_role(auth.rewind, "")
@@ -344,11 +345,11 @@ class PostgresController:
         """Clone the leader into an empty data directory."""
         self.wipe()
         self.runas.make_private_dir(self.data_dir)
-        rep = self.pg.authentication.replication
+        rep = self.settings.authentication.replication
         self._write_passfile()
         env = {"PGPASSFILE": self.passfile}
         await self.runas.run([self._bin("pg_basebackup"), "-D", str(self.data_dir), "-h", host, "-p", str(port),
-                              "-U", rep.username, "-X", "stream", "--no-password", *self.pg.basebackup],
+                              "-U", rep.username, "-X", "stream", "--no-password", *self.settings.basebackup],
                              env=env, timeout=3600)
         self._sysid = None
         self.remember(primary_on_timeline=None, following=None, handover_lsn=None)
@@ -360,7 +361,7 @@ class PostgresController:
         not finished the checkpoint after its promotion): pg_rewind would wrongly find nothing
         to do, so the caller retries later.
         """
-        creds = self.pg.authentication.rewind or self.pg.authentication.superuser
+        creds = self.settings.authentication.rewind or self.settings.authentication.superuser
         self._write_passfile()
         source = conf.conninfo(host, port, creds, dbname="postgres", passfile=self.passfile, connect_timeout=5)
         out = await self.runas.run([self._bin("pg_rewind"), "-D", str(self.data_dir), "--source-server", source,

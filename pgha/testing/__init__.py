@@ -3,9 +3,9 @@ imports it; ``python -m pgha.testing`` runs the live local cluster."""
 
 from pgha.testing.cluster import FAST, LocalCluster, Node, node_config, with_cont
 from pgha.testing.procs import (
-    HAProxy,
     EtcdCluster,
     EtcdMember,
+    HAProxy,
     free_port,
     http_get,
     http_request,

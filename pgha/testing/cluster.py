@@ -14,7 +14,14 @@ from typing import Any
 import yaml
 
 from pgha.postgres.controller import running_postmaster
-from pgha.testing.procs import EtcdCluster, free_port, http_get, require_binary, wait_for
+from pgha.testing.procs import (
+    EtcdCluster,
+    free_port,
+    http_get,
+    require_binary,
+    wait_for,
+)
+
 
 @dataclass
 class Node:

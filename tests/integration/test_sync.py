@@ -60,6 +60,11 @@ def test_sync_standby_is_chosen_recorded_and_shown(make_cluster: Callable[..., L
     roles = {r["Member"]: r["Role"] for r in json.loads(out)}
     assert roles[names[0]] == "Sync Standby" and sorted(roles.values()) == ["Leader", "Replica", "Sync Standby"]
     assert status(leader)["writes_acknowledged"] is True
+    standby = c.node(names[0])
+    other = next(n for n in c.nodes if n.name not in (leader.name, standby.name))
+    wait_for("the sync standby answering /sync", lambda: standby.health("/sync") == 200, 10)
+    assert standby.health("/synchronous") == 200 and standby.health("/async") == 503
+    assert other.health("/sync") == 503 and other.health("/async") == 200
 
 
 def test_killed_sync_standby_is_replaced_within_a_loop(make_cluster: Callable[..., LocalCluster]) -> None:

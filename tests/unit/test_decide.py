@@ -88,7 +88,7 @@ def test_leader_postgres_down_beyond_primary_start_timeout_releases_the_key() ->
 
 def test_old_primary_returning_under_a_new_leader_is_rewound() -> None:
     pg = replace(PRIMARY, running=False, timeline=2, primary_on_timeline=2)
-    assert decide(snap(pg, view(leader="n3"))).actions == (a.Rewind("n3"),)
+    assert decide(snap(pg, view(leader="n3"))).actions == (a.Rewind("n3", leader_timeline=0),)
 
 
 def test_replica_follows_a_new_leader() -> None:
@@ -202,3 +202,69 @@ def test_requested_restart_and_reinit_are_honoured_even_when_paused() -> None:
     paused = DynamicConfig(**{**CFG.model_dump(), "pause": True})
     assert kinds(snap(REPLICA, view(), config=paused, restart_at=0.0, wall_now=5.0)) == [a.RestartPostgres]
     assert decide(snap(REPLICA, view(n1=Member("n1")), reinit_requested=True)).actions == (a.Reinitialize("n1"),)
+
+
+# -- choices that used to hide in the executor --------------------------------------------
+
+from pgha.core import lease, parameters  # noqa: E402
+from pgha.core.jobs import Busy, Job  # noqa: E402
+
+
+def test_bootstrap_runs_initdb_only_into_an_empty_data_directory() -> None:
+    assert decide(snap(PgState(), ClusterView())).actions == (a.InitializeCluster(run_initdb=True),)
+    existing = replace(PRIMARY, running=False)
+    assert decide(snap(existing, ClusterView())).actions == (a.InitializeCluster(run_initdb=False),)
+
+
+def test_rewind_carries_the_leaders_timeline_and_whether_pg_rewind_may_be_used() -> None:
+    pg = replace(PRIMARY, running=False, timeline=2, primary_on_timeline=2)
+    leader = Member("n3", role="primary", timeline=4)
+    assert decide(snap(pg, view(leader="n3", n3=leader))).actions == (a.Rewind("n3", leader_timeline=4),)
+    no_rewind = CFG.model_copy(update={"postgresql": CFG.postgresql.model_copy(update={"use_pg_rewind": False})})
+    act = decide(snap(pg, view(leader="n3", n3=leader), config=no_rewind)).actions[0]
+    assert isinstance(act, a.Rewind) and act.use_pg_rewind is False
+
+
+def test_switchover_without_a_named_candidate_names_the_chosen_one_before_handing_over() -> None:
+    v = replace(view(n2=STREAMING_N2), failover=FailoverRequest("n1", ""))
+    assert decide(snap(PRIMARY, v, name="n1")).actions == (a.NameSwitchoverCandidate("n2"), a.HandOver("n2"))
+
+
+def test_requested_restart_keeps_the_role_postgres_has_now() -> None:
+    assert decide(snap(PRIMARY, view(), name="n1", restart_at=0.0)).actions == (a.RestartPostgres(primary=True),)
+    assert decide(snap(REPLICA, view(), restart_at=0.0)).actions == (a.RestartPostgres(primary=False, follow="n1"),)
+
+
+def test_changed_parameters_are_reloaded_once_nothing_else_replaces_postgres() -> None:
+    old = parameters.wanted(CFG, None)
+    changed = CFG.model_copy(update={"postgresql": CFG.postgresql.model_copy(update={"parameters": {"work_mem": "8MB"}})})
+    leader_view = replace(view(n1=Member("n1"), n2=Member("n2")), config=changed)
+    d = decide(snap(PRIMARY, leader_view, name="n1", config=changed, applied_parameters=old))
+    assert [type(x) for x in d.actions] == [a.PublishLeaderStatus, a.ReloadConfig]
+    # not while a job runs, not when the decision stops Postgres anyway, not when nothing changed
+    busy = Busy(Job.CLONING, "from n1")
+    assert kinds(snap(PRIMARY, leader_view, name="n1", config=changed, applied_parameters=old, busy=busy)) == []
+    assert kinds(snap(PRIMARY, view(leader="n3"), config=changed, applied_parameters=old)) == [a.Demote]
+    same = parameters.wanted(changed, None)
+    assert kinds(snap(PRIMARY, leader_view, name="n1", config=changed, applied_parameters=same)) == [
+        a.PublishLeaderStatus]
+
+
+def test_operator_reload_request_reloads_postgres() -> None:
+    assert decide(snap(REPLICA, view(), reload_requested=True)).actions == (a.ReloadConfig("requested by an operator"),)
+
+
+def test_guard_fires_only_for_a_writable_leader_past_half_the_demotion_margin() -> None:
+    # lease valid until 106, retry_timeout 2: the loop demotes from 104 on, the guard from 105
+    assert not lease.guard_due(106.0, 104.9, CFG, leader=True, writable=True)
+    assert lease.guard_due(106.0, 105.0, CFG, leader=True, writable=True)
+    assert not lease.guard_due(106.0, 105.5, CFG, leader=False, writable=True)
+    assert not lease.guard_due(106.0, 105.5, CFG, leader=True, writable=False)
+    assert not lease.guard_due(None, 105.5, CFG, leader=True, writable=True)
+
+
+def test_keepalive_of_a_leader_never_outlasts_its_demotion_margin() -> None:
+    assert lease.keepalive_deadline(106.0, 100.0, CFG, leader=True) == 2.0
+    assert lease.keepalive_deadline(106.0, 103.5, CFG, leader=True) == 0.5
+    assert lease.keepalive_deadline(106.0, 103.9, CFG, leader=True) == 0.2
+    assert lease.keepalive_deadline(106.0, 103.9, CFG, leader=False) == 2.0

@@ -17,7 +17,10 @@ LEASE_EXPIRED = NodeHealth(holds_leader=False, pg_running=True, in_recovery=Fals
 STALE_LOOP = NodeHealth(holds_leader=False, pg_running=True, in_recovery=True, streaming=True, lag=0,
                         loop_age=60, dcs_age=60, ttl=30)
 
-STATES = {"primary": PRIMARY, "streaming": STREAMING, "lagging": LAGGING, "not_streaming": NOT_STREAMING,
+SYNC_STANDBY = NodeHealth(holds_leader=False, pg_running=True, in_recovery=True, streaming=True, lag=0,
+                          sync_standby=True)
+
+STATES = {"sync_standby": SYNC_STANDBY, "primary": PRIMARY, "streaming": STREAMING, "lagging": LAGGING, "not_streaming": NOT_STREAMING,
           "noloadbalance": NOLB, "pg_down": PG_DOWN, "lease_expired": LEASE_EXPIRED, "stale": STALE_LOOP}
 
 # path -> states answering 200 (all others answer 503)
@@ -27,14 +30,17 @@ TABLE = {
     "/master": {"primary"},
     "/leader": {"primary"},
     "/read-write": {"primary"},
-    "/replica": {"streaming", "lagging", "stale"},
-    "/replica?lag=1MB": {"streaming", "stale"},
-    "/read-only": {"primary", "streaming", "lagging", "stale"},
+    "/replica": {"streaming", "lagging", "stale", "sync_standby"},
+    "/replica?lag=1MB": {"streaming", "stale", "sync_standby"},
+    "/read-only": {"primary", "streaming", "lagging", "stale", "sync_standby"},
     "/async": {"streaming", "lagging", "stale"},
-    "/sync": set(),
-    "/health": {"primary", "streaming", "lagging", "not_streaming", "noloadbalance", "lease_expired", "stale"},
-    "/liveness": {"primary", "streaming", "lagging", "not_streaming", "noloadbalance", "pg_down", "lease_expired"},
-    "/readiness": {"primary", "streaming", "lagging", "not_streaming", "noloadbalance"},
+    "/sync": {"sync_standby"},
+    "/synchronous": {"sync_standby"},
+    "/health": {"primary", "streaming", "lagging", "not_streaming", "noloadbalance", "lease_expired", "stale",
+                "sync_standby"},
+    "/liveness": {"primary", "streaming", "lagging", "not_streaming", "noloadbalance", "pg_down", "lease_expired",
+                  "sync_standby"},
+    "/readiness": {"primary", "streaming", "lagging", "not_streaming", "noloadbalance", "sync_standby"},
 }
 
 

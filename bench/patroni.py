@@ -1,0 +1,101 @@
+"""A Patroni 4.1.5 cluster beside pgha's, for side-by-side benchmarks (not tests).
+
+Patroni is installed from PyPI into its own cached venv (``PATRONI_VENV``, default
+/tmp/pgha-bench-patroni-venv). Its agents run as the ``postgres`` OS user (Postgres refuses root),
+each with its own Postgres on free loopback ports, against an etcd of the caller's.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pgha.testing import free_port, http_get, wait_for
+
+VERSION = "4.1.5"
+VENV = Path(os.environ.get("PATRONI_VENV", "/tmp/pgha-bench-patroni-venv"))
+
+
+def install() -> Path:
+    """The patroni executable, installed once into ``VENV``."""
+    exe = VENV / "bin" / "patroni"
+    if not exe.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", f"patroni[etcd3,psycopg3]=={VERSION}"],
+                       check=True)
+    return exe
+
+
+class PatroniCluster:
+    def __init__(self, base: Path, etcd_hosts: list[str], dcs: dict[str, Any], nodes: int = 3,
+                 scope: str = "patroni") -> None:
+        self.exe = install()
+        self.base = base
+        pw = pwd.getpwnam("postgres")
+        base.mkdir(parents=True, exist_ok=True)
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        self.uid, self.gid = pw.pw_uid, pw.pw_gid
+        self.nodes: list[dict[str, Any]] = []
+        for i in range(1, nodes + 1):
+            name, pg_port, api_port = f"p{i}", free_port(), free_port()
+            cfg = {
+                "scope": scope, "name": name,
+                "restapi": {"listen": f"127.0.0.1:{api_port}", "connect_address": f"127.0.0.1:{api_port}"},
+                "etcd3": {"hosts": ",".join(etcd_hosts)},
+                "bootstrap": {"dcs": {**dcs, "postgresql": {"use_pg_rewind": True, "use_slots": True}},
+                              "initdb": [{"encoding": "UTF8"}]},
+                "postgresql": {
+                    "listen": f"127.0.0.1:{pg_port}", "connect_address": f"127.0.0.1:{pg_port}",
+                    "data_dir": str(base / name / "data"), "bin_dir": "/usr/lib/postgresql/15/bin",
+                    "pgpass": str(base / name / "pgpass"),
+                    "authentication": {"superuser": {"username": "postgres", "password": "supersecret"},
+                                       "replication": {"username": "replicator", "password": "replsecret"}},
+                    "parameters": {"shared_buffers": "32MB", "fsync": "off", "max_connections": 40,
+                                   "unix_socket_directories": "/tmp", "wal_keep_size": "64MB"},
+                },
+            }
+            self.nodes.append({"name": name, "api": f"http://127.0.0.1:{api_port}", "config": cfg, "proc": None})
+
+    def start(self) -> None:
+        for n in self.nodes:
+            d = self.base / n["name"]
+            d.mkdir(exist_ok=True)
+            os.chown(d, self.uid, self.gid)
+            path = d / "patroni.yml"
+            path.write_text(yaml.safe_dump(n["config"]))
+            log = open(d / "patroni.log", "ab")  # noqa: SIM115
+            n["proc"] = subprocess.Popen([str(self.exe), str(path)], stdout=log, stderr=log, user=self.uid,
+                                         group=self.gid, cwd=str(d), start_new_session=True,
+                                         env={"PATH": os.environ.get("PATH", ""), "HOME": str(d)})
+            log.close()
+        wait_for("a Patroni leader and two streaming replicas", self._healthy, 180, interval=0.5)
+
+    def _healthy(self) -> bool:
+        codes = [http_get(n["api"] + "/primary", timeout=1)[0] for n in self.nodes]
+        replicas = [http_get(n["api"] + "/replica", timeout=1)[0] for n in self.nodes]
+        return codes.count(200) == 1 and replicas.count(200) == len(self.nodes) - 1
+
+    def pids(self) -> list[int]:
+        return [n["proc"].pid for n in self.nodes if n["proc"] is not None]
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            proc = n["proc"]
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+        for n in self.nodes:
+            proc = n["proc"]
+            if proc is not None:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        subprocess.run(["pkill", "-KILL", "-f", f"postgres -D {self.base}"], check=False)
+        shutil.rmtree(self.base, ignore_errors=True)

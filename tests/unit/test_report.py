@@ -1,0 +1,73 @@
+"""The node report's derived views: health inputs, the member record, /status."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pgha.config.model import DynamicConfig, Tags
+from pgha.core import report
+from pgha.core.cluster import ClusterView, LeaderStatus, SyncState
+from pgha.core.health import verdict
+from pgha.core.jobs import Busy, Job
+from pgha.core.snapshot import PgState
+
+SYNC_CFG = DynamicConfig(ttl=6, loop_wait=1, retry_timeout=2, synchronous_mode=True)
+REPLICA = PgState(data_dir_empty=False, running=True, in_recovery=True, timeline=2, lsn=900, replayed_lsn=800,
+                  streaming=True, following="n1")
+PRIMARY = PgState(data_dir_empty=False, running=True, in_recovery=False, timeline=2, lsn=1000, replayed_lsn=1000)
+
+
+def node(name: str, pg: PgState, sync: SyncState | None = None, **kw: object) -> report.NodeReport:
+    view = ClusterView(initialize="1", config=SYNC_CFG, leader="n1", status=LeaderStatus("n1", 2, 1000), sync=sync)
+    base = report.NodeReport(name=name, scope="demo", host="127.0.0.1", port=5432, api_url="http://x", version="t",
+                             tags=Tags(), config=SYNC_CFG, view=view, pg=pg, lease_valid_until=100.0, loop_at=50.0,
+                             dcs_seen_at=50.0)
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def test_recorded_sync_standby_answers_sync_and_synchronous_not_async() -> None:
+    h = report.health(node("n2", REPLICA, SyncState("n1", ("n2",))), now=50.0)
+    assert h.sync_standby
+    assert verdict("/sync", {}, h) == 200
+    assert verdict("/synchronous", {}, h) == 200
+    assert verdict("/async", {}, h) == 503
+
+
+def test_replica_not_in_the_sync_key_is_asynchronous() -> None:
+    h = report.health(node("n3", REPLICA, SyncState("n1", ("n2",))), now=50.0)
+    assert verdict("/sync", {}, h) == 503 and verdict("/async", {}, h) == 200
+
+
+def test_sync_key_of_a_former_leader_does_not_make_a_sync_standby() -> None:
+    h = report.health(node("n2", REPLICA, SyncState("n9", ("n2",))), now=50.0)
+    assert not h.sync_standby
+
+
+def test_lag_is_replay_lag_behind_the_last_primary_position() -> None:
+    assert report.lag(node("n2", REPLICA)) == 200
+    assert report.lag(node("n1", PRIMARY)) == 0
+
+
+def test_busy_node_is_never_a_writable_primary_even_before_postgres_is_observed_again() -> None:
+    leader = node("n1", PRIMARY)
+    assert verdict("/primary", {}, report.health(leader, now=50.0)) == 200
+    stopping = replace(leader, busy=Busy(Job.DEMOTING, "lease about to expire"))
+    assert verdict("/primary", {}, report.health(stopping, now=50.0)) == 503
+    assert report.member(stopping).state == "demoting"
+
+
+def test_lease_within_retry_timeout_of_expiry_is_not_held() -> None:
+    leader = node("n1", PRIMARY)
+    assert report.holds_leader(leader, now=97.9)
+    assert not report.holds_leader(leader, now=98.0)
+
+
+def test_hand_over_steps_show_in_the_member_state() -> None:
+    r = node("n1", PRIMARY, busy=Busy(Job.HANDING_OVER, "checkpoint"))
+    assert report.member(r).state == "switchover: checkpoint"
+
+
+def test_status_names_role_lag_and_sync_standby() -> None:
+    st = report.status(node("n2", REPLICA, SyncState("n1", ("n2",))), now=50.0, wall_now=1000.0)
+    assert st["role"] == "replica" and st["lag"] == 200 and st["sync_standby"] is True
+    assert st["synchronous_standbys"] == ["n2"] and st["dcs_last_seen"] == 1000
