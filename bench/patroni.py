@@ -27,7 +27,9 @@ def install() -> Path:
     """The patroni executable, installed once into ``VENV``."""
     exe = VENV / "bin" / "patroni"
     if not exe.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        # Debian's interpreter: the agents run as ``postgres``, who cannot read a root-only pyenv.
+        python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+        subprocess.run([python, "-m", "venv", str(VENV)], check=True)
         subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", f"patroni[etcd3,psycopg3]=={VERSION}"],
                        check=True)
     return exe
