@@ -2,6 +2,7 @@
 
     PghaError
     ├── ConfigError          a config file, environment variable or dynamic config is invalid
+    │   └── ConfigTooLarge   a dynamic config over the size limit
     ├── DcsError             etcd could not answer in time (every endpoint tried)
     │   └── DcsAuthError     etcd refused our credentials
     ├── PostgresError        a Postgres command or query failed
@@ -22,6 +23,10 @@ class ConfigError(PghaError):
     """Raised when a configuration is invalid; the message names the file, the key and the value."""
 
 
+class ConfigTooLarge(ConfigError):
+    """Raised when a dynamic config would exceed the size stored in etcd; answered with 413."""
+
+
 class DcsError(PghaError):
     """Raised when etcd did not answer within the call's deadline on any endpoint."""
 
@@ -35,9 +40,12 @@ class PostgresError(PghaError):
 
 
 class BadRequest(PghaError):
-    """Raised when an API request's body, field or query is malformed; answered with 400."""
+    """Raised when an API request's body, field or query is malformed; answered with ``status``
+    (400, or 413 for a body too large)."""
 
-    status = 400
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class OperationRefused(PghaError):

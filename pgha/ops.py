@@ -124,15 +124,15 @@ async def _request_and_wait(request: Callable[[], None], done: Callable[[], int]
         if done() > before:
             return Outcome(200, success)
         await asyncio.sleep(0.05)
-    return Outcome(503, failure)
+    return Outcome(202, failure)  # accepted: the loop carries it out when it can
 
 
 async def restart_now(inbox: Inbox, restarts: Callable[[], int], timeout: float) -> Outcome:
     """Ask the loop for a restart and wait until one more restart has completed."""
     return await _request_and_wait(inbox.request_restart, restarts, timeout, "restarted successfully",
-                                   "restart did not complete in time")
+                                   f"restart requested; still in progress after {timeout:g} s")
 
 
 async def reload_now(inbox: Inbox, reloads: Callable[[], int], timeout: float) -> Outcome:
     return await _request_and_wait(inbox.request_reload, reloads, timeout, "reloaded configuration",
-                                   "reload did not complete in time")
+                                   f"reload requested; not done after {timeout:g} s")

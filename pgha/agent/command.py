@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import resource
 
 import click
 
@@ -26,6 +27,9 @@ def agent(config_path: str, validate_config: bool) -> None:
     from pgha.agent.service import Agent
 
     log.setup(cfg.scope, cfg.name, cfg.log.level)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # more room for REST clients; the API still keeps well below it
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
     # What start-up built lives as long as the process: keep the collector from walking it again.
     gc.collect()
     gc.freeze()

@@ -18,6 +18,7 @@ from pgha import errors as e
 from pgha.core import lease as rule
 from pgha.core.settings import ClusterSettings
 from pgha.dcs.etcd import EtcdClient
+from pgha.log import Repeats
 
 log = logging.getLogger("pgha")
 
@@ -38,6 +39,7 @@ class LeaseKeeper:
         self.failures = 0
         self.max_gap = 0.0
         self._kick = asyncio.Event()
+        self._repeats = Repeats(log)
 
     def holds(self, now: float) -> bool:
         return rule.holds(self.valid_until, now, self._config())
@@ -80,8 +82,9 @@ class LeaseKeeper:
         except e.DcsError as exc:
             self.ok = False
             self.failures += 1
-            log.warning("etcd: lease renewal failed: %s", exc)
+            self._repeats.error(f"etcd: lease renewal failed: {exc}")
             return
+        self._repeats.clear()
         if self.seen_at is not None:
             self.max_gap = max(self.max_gap, sent - self.seen_at)
         self.seen_at = sent

@@ -24,6 +24,7 @@ from pgha.core.settings import ClusterSettings
 from pgha.core.snapshot import PgState, Snapshot
 from pgha.dcs.cache import WatchedCluster
 from pgha.dcs.store import ClusterStore
+from pgha.log import Repeats
 from pgha.ops import Inbox
 from pgha.postgres.controller import PostgresController
 
@@ -52,9 +53,8 @@ class HaLoop:
         self.postgres, self.executor, self.inbox = postgres, executor, inbox
         self._publish = publish  # rebuild the node report from this loop's state
         self._current = current  # the node report as published
-        self.state = LoopState()
-        self.shutting_down = False
-        self.loop_at = time.monotonic()
+        self.state, self.shutting_down, self.loop_at = LoopState(), False, time.monotonic()
+        self.failures = Repeats(log)
 
     @property
     def dynamic(self) -> ClusterSettings:
@@ -73,8 +73,10 @@ class HaLoop:
             try:
                 results.append(await self.executor.execute(action, snap))
             except (e.PghaError, OSError) as exc:
-                log.error("%s failed: %s", type(action).__name__, exc)
+                self.failures.error(f"{type(action).__name__} failed: {exc}")
                 break
+        if len(results) == len(decision.actions):
+            self.failures.clear()
         self.state = self._fold(snap, decision.note, results)
         self.loop_at = time.monotonic()
         self._publish()

@@ -19,9 +19,11 @@ from pgha.config.model import LocalConfig
 from pgha.core import lease as lease_rule
 from pgha.core import report
 from pgha.dcs.cache import WatchedCluster
+from pgha.log import Repeats
 from pgha.dcs.etcd import EtcdClient
 from pgha.dcs.store import ClusterStore
 from pgha.ops import Inbox
+from pgha.postgres import guc
 from pgha.postgres.controller import PostgresController
 
 log = logging.getLogger("pgha")
@@ -94,7 +96,8 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
-        api = ApiServer(ApiContext(self.local, self.report, self.inbox, self.store, lambda: self.loop.dynamic))
+        api = ApiServer(ApiContext(self.local, self.report, self.inbox, self.store, lambda: self.loop.dynamic,
+                                   lambda params: guc.problems(params, self.postgres.catalog)))
         await api.start()
         await self.keeper.renew(leader=False)
         tasks = [loop.create_task(self.keeper.run(lambda: self._report.view.leader == self.local.name)),
@@ -113,12 +116,14 @@ class Agent:
             log.info("agent stopped")
 
     async def _turn(self) -> None:
+        failures = Repeats(log)
         while not self.loop.state.exit:
             self._wake.clear()
             try:
                 await self.loop.run_once()
-            except Exception:  # noqa: BLE001 - one bad loop must not end the agent
-                log.exception("HA loop failed; retrying")
+                failures.clear()
+            except Exception as exc:  # noqa: BLE001 - one bad loop must not end the agent
+                failures.error(f"HA loop failed ({type(exc).__name__}: {exc}); retrying", exc_info=True)
             if self.loop.state.exit:
                 break
             with contextlib.suppress(asyncio.TimeoutError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -22,9 +23,12 @@ class ApiContext:
     inbox: Inbox
     store: ClusterStore
     dynamic: Callable[[], ClusterSettings]
+    # Problems Postgres would find with these parameters ([] when none, or when it cannot tell).
+    check_parameters: Callable[[dict[str, Any]], list[str]] = lambda _: []
 
 
 CONTEXT = web.AppKey("context", ApiContext)
+MAX_BODY = web.AppKey("max_body", int)
 
 
 def context(request: web.Request) -> ApiContext:

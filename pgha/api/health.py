@@ -1,8 +1,12 @@
-"""Health-check handlers: translate a request into ``core.health.verdict`` and back."""
+"""Health-check handlers: translate a request into ``core.health.verdict`` and back.
+
+The verdict never depends on the body: if the status body cannot be built, the check still
+answers its code (HAProxy reads only that)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 from aiohttp import web
@@ -10,6 +14,8 @@ from aiohttp import web
 from pgha.api.context import context
 from pgha.core import report
 from pgha.core.health import verdict
+
+log = logging.getLogger("pgha")
 
 HEALTH_PATHS = ("/", "/primary", "/master", "/leader", "/read-write", "/standby-leader", "/replica",
                 "/read-only", "/sync", "/synchronous", "/async", "/health", "/liveness", "/readiness")
@@ -24,5 +30,9 @@ async def handle(request: web.Request) -> web.Response:
         return web.json_response({"error": str(exc)}, status=400)
     if request.method == "HEAD":
         return web.Response(status=code)
-    body = json.dumps(report.status(r, now, time.time()))
+    try:
+        body = json.dumps(report.status(r, now, time.time()))
+    except Exception as exc:  # noqa: BLE001 - a broken body must not break the check
+        log.error("could not build the status body: %r", exc)
+        body = json.dumps({"error": "status unavailable", "name": r.name})
     return web.Response(status=code, text=body, content_type="application/json")

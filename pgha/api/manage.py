@@ -8,15 +8,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from pgha import errors as e
 from pgha import ops
-from pgha.api.context import context
-from pgha.config.load import parse_dynamic_config
+from pgha.api.context import MAX_BODY, context
+from pgha.config.load import normalized, parse_dynamic_config
+from pgha.core import schedule
 from pgha.core.cluster import ClusterView
 from pgha.core.requests import LivePositions, merge_patch
 
@@ -38,12 +38,22 @@ def _answer(o: ops.Outcome) -> web.Response:
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object (an empty body is ``{}``); anything else is a 400."""
-    text = await request.text() if request.can_read_body else ""
+    """The body as a JSON object (an empty body is ``{}``); anything else is a 400 (413 when
+    larger than the server takes)."""
+    try:
+        raw = await request.read() if request.can_read_body else b""
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise e.BadRequest(f"body larger than {request.app[MAX_BODY]} bytes", status=413) from exc
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        raise e.BadRequest(f"body is not UTF-8 (byte {exc.start})") from exc
     try:
         body = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as exc:
         raise e.BadRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise e.BadRequest("body is nested too deeply") from exc
     if not isinstance(body, dict):
         raise e.BadRequest(f"body must be a JSON object, not {type(body).__name__}")
     return body
@@ -69,15 +79,9 @@ async def read_body(request: web.Request, fields: dict[str, tuple[type, ...]],
 
 def parse_time(value: str, field: str) -> float:
     try:
-        when = datetime.fromisoformat(value)
+        return schedule.parse(value, field, time.time())
     except ValueError as exc:
-        raise e.BadRequest(f"{field} must be an ISO 8601 time such as 2026-11-26T14:00:00+00:00") from exc
-    if when.tzinfo is None:
-        raise e.BadRequest(f"{field} needs a timezone (for example +00:00)")
-    ts = when.timestamp()
-    if ts < time.time() - 1:
-        raise e.BadRequest(f"{field} is in the past")
-    return ts
+        raise e.BadRequest(str(exc)) from exc
 
 
 def _guard(fn: Handler) -> Handler:
@@ -86,6 +90,8 @@ def _guard(fn: Handler) -> Handler:
             return await fn(request)
         except (e.BadRequest, e.OperationRefused) as exc:
             return _error(exc.status, str(exc))
+        except e.ConfigTooLarge as exc:
+            return _error(413, str(exc))
         except e.ConfigError as exc:
             return _error(400, str(exc))
         except e.DcsError as exc:
@@ -106,8 +112,10 @@ async def _store_config(request: web.Request, make: Callable[[ClusterView, dict[
     tag = request.headers.get("If-Match")
     if tag is not None and tag.strip('"') != str(view.config_revision):
         raise e.OperationRefused(f"config changed since revision {tag} (now {view.config_revision})", 409)
-    new = make(view, body)
-    parse_dynamic_config(new, source)
+    new = normalized(make(view, body), source)
+    problems = ctx.check_parameters(dict(parse_dynamic_config(new, source).postgresql.parameters))
+    if problems:
+        raise e.BadRequest(f"{source}: postgres refuses " + "; ".join(problems))
     if not await ctx.store.set_config(new, view.config_revision, deadline):
         return _error(409, "config was changed concurrently; read it again and retry")
     ctx.inbox.wake()
@@ -169,6 +177,8 @@ async def restart(request: web.Request) -> web.Response:
     ctx = context(request)
     body = await read_body(request, {"restart_pending": (bool,), "role": (str,), "schedule": (str,),
                                      "timeout": _NUMBER})
+    if body.get("timeout") is not None and not 1 <= body["timeout"] <= 3600:
+        raise e.BadRequest("timeout must be between 1 and 3600 seconds")
     role = body.get("role")
     if role is not None and role not in ("primary", "replica", "master"):
         raise e.BadRequest("role must be primary or replica")

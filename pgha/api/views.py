@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
 
 from pgha.api.context import context
-from pgha.core import fitness, report
+from pgha.core import fitness, report, schedule
 from pgha.core.cluster import ClusterView
 
 
@@ -30,7 +29,7 @@ def cluster_json(view: ClusterView, scope: str, paused: bool) -> dict[str, Any]:
         f = view.failover
         out["scheduled_switchover"] = {
             "from": f.leader or None, "to": f.candidate or None,
-            "at": datetime.fromtimestamp(f.scheduled_at, timezone.utc).isoformat() if f.scheduled_at else None}
+            "at": schedule.iso(f.scheduled_at, "auto") if f.scheduled_at else None}
     return out
 
 

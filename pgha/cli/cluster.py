@@ -17,7 +17,7 @@ import yaml
 from pgha import errors as e
 from pgha.cli.context import Target, cluster_options
 from pgha.cli.table import render
-from pgha.config.load import parse_dynamic_config
+from pgha.config.load import normalized, parse_dynamic_config
 from pgha.core.requests import merge_patch
 from pgha.dcs.store import ClusterStore
 
@@ -128,10 +128,10 @@ def _nested(path: list[str], value: Any) -> dict[str, Any]:
 def store_config(target: Target, new: dict[str, Any], revision: int, source: str) -> None:
     """Validate like the agent does, then write with compare-and-set on ``revision``."""
     try:
-        parse_dynamic_config(new, source)
+        stored = normalized(new, source)
     except e.ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    if not target.run(lambda store: store.set_config(new, revision, 5.0)):
+    if not target.run(lambda store: store.set_config(stored, revision, 5.0)):
         raise click.ClickException("the configuration changed meanwhile; nothing was stored, run the command again")
 
 

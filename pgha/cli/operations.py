@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from pgha.cli.context import Target, cluster_options
+from pgha.core import schedule
 from pgha.core.cluster import ClusterView
 from pgha.core.requests import check_failover, check_switchover
 
@@ -75,10 +76,11 @@ def _schedule(scheduled: str | None) -> str | None:
         return None
     try:
         when = datetime.fromisoformat(scheduled)
-    except ValueError as exc:
-        raise click.ClickException(f"--scheduled: {scheduled!r} is not an ISO 8601 time") from exc
-    if when.tzinfo is None:
-        when = when.astimezone()
+        if when.tzinfo is None:
+            when = when.astimezone()
+        schedule.parse(when.isoformat(), "--scheduled", time.time())
+    except (ValueError, OverflowError) as exc:
+        raise click.ClickException(f"--scheduled {scheduled!r}: {exc}") from exc
     return when.isoformat()
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from typing import Any
 
 import yaml
 
-from pgha.core import fitness
+from pgha.core import fitness, schedule
 from pgha.core.cluster import ClusterView
 
 BASE_COLUMNS = ["Member", "Host", "Role", "State", "TL", "Lag in MB"]
@@ -51,7 +50,7 @@ def footer(view: ClusterView, paused: bool) -> list[str]:
         lines += [f" No leader: {n}" for n in notes]
     f = view.failover
     if f is not None:
-        when = datetime.fromtimestamp(f.scheduled_at, timezone.utc).isoformat() if f.scheduled_at else "now"
+        when = schedule.iso(f.scheduled_at, "auto") if f.scheduled_at else "now"
         lines.append(f" Switchover scheduled at: {when}")
         lines.append(f"                    from: {f.leader or view.leader}")
         if f.candidate:

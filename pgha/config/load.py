@@ -6,18 +6,88 @@ file is invalid.
 
 from __future__ import annotations
 
+import json
 import os
+import reprlib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from pgha import errors as e
-from pgha.config.model import DynamicConfig, LocalConfig
+from pgha.config.model import MAX_DYNAMIC_CONFIG, DynamicConfig, LocalConfig
 
 ENV_PREFIX = "PGHA_"
+MAX_FILE = 1 << 20  # bytes; a node's config is a few KiB
+MAX_ALIASES = 100  # YAML aliases
+MAX_VALUES = 100_000  # values after expanding aliases; "billion laughs" files expand to billions
+
+
+def _expanded(data: Any, memo: dict[int, int]) -> int:
+    """How many values ``data`` holds once every alias is expanded (shared parts counted once
+    each time they are referenced, computed once each)."""
+    key = id(data)
+    if key in memo:
+        return memo[key]
+    if isinstance(data, dict):
+        n = 1 + sum(_expanded(k, memo) + _expanded(v, memo) for k, v in data.items())
+    elif isinstance(data, list):
+        n = 1 + sum(_expanded(v, memo) for v in data)
+    else:
+        n = 1
+    memo[key] = n
+    return n
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and alias bombs."""
+
+    aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.YAMLError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read(path: str | os.PathLike[str], source: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE + 1)
+    except OSError as exc:
+        raise e.ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
+    if len(raw) > MAX_FILE:
+        raise e.ConfigError(f"{source}: larger than {MAX_FILE >> 20} MiB: not a pgha config")
+    if b"\0" in raw:
+        raise e.ConfigError(f"{source}: binary data (NUL bytes): not a YAML file")
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise e.ConfigError(f"{source}: not UTF-8 text (byte {exc.start})") from exc
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        if _expanded(data, {}) > MAX_VALUES:
+            raise e.ConfigError(f"{source}: expands to more than {MAX_VALUES} values (YAML aliases?)")
+        return data
+    except yaml.YAMLError as exc:
+        raise e.ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    except RecursionError as exc:
+        raise e.ConfigError(f"{source}: nested too deeply") from exc
 
 
 def describe(err: ValidationError, source: str, data: Any) -> str:
@@ -32,12 +102,21 @@ def describe(err: ValidationError, source: str, data: Any) -> str:
         else:
             reason = item["msg"].removeprefix("Value error, ")
         value = _lookup(data, item["loc"])
-        shown = "" if value is _MISSING else f" (value: {value!r})"
+        shown = "" if value is _MISSING else f" (value: {_short(value)})"
         lines.append(f"{source}: {loc}: {reason}{shown}")
     return "\n".join(lines)
 
 
 _MISSING = object()
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict, _REPR.maxlevel = 80, 80, 6, 6, 3
+
+
+def _short(value: Any) -> str:
+    text = _REPR.repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
@@ -48,7 +127,7 @@ def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
             data = data[part]
         else:
             return _MISSING
-    if isinstance(data, Mapping) and len(str(data)) > 80:
+    if isinstance(data, Mapping) and len(_short(data)) > 80:
         return _MISSING
     return data
 
@@ -107,14 +186,7 @@ def _set(data: dict[str, Any], path: list[str], value: Any) -> None:
 
 def load_local_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> LocalConfig:
     source = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise e.ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise e.ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    data = parse_yaml(_read(path, source), source) or {}
     if not isinstance(data, dict):
         raise e.ConfigError(f"{source}: the top level must be a mapping, not {type(data).__name__}")
     for key_path, value in _env_overrides(os.environ if environ is None else environ):
@@ -125,6 +197,17 @@ def load_local_config(path: str | os.PathLike[str], environ: Mapping[str, str] |
         return LocalConfig.model_validate(data)
     except ValidationError as exc:
         raise e.ConfigError(describe(exc, source, data)) from exc
+
+
+def normalized(data: Any, source: str) -> dict[str, Any]:
+    """The dynamic config as it will be stored: the validated values (never the raw input), only
+    the keys that were given, within the size limit."""
+    model = parse_dynamic_config(data, source)
+    out: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True)
+    size = len(json.dumps(out))
+    if size > MAX_DYNAMIC_CONFIG:
+        raise e.ConfigTooLarge(f"{source}: {size} bytes of JSON, more than the {MAX_DYNAMIC_CONFIG} allowed")
+    return out
 
 
 def parse_dynamic_config(data: Any, source: str = "dynamic config") -> DynamicConfig:

@@ -6,12 +6,46 @@ silently ignored.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Postgres' grammar for a parameter name: an identifier, or class.identifier for extensions.
+_PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*")
+MAX_PARAMETER_VALUE = 8192  # characters; longer is a mistake, and would bloat every loop
+MAX_DYNAMIC_CONFIG = 64 * 1024  # bytes of JSON in etcd
+
+
+def check_parameters(v: dict[str, Any]) -> dict[str, Any]:
+    """Names Postgres could parse, scalar values without line breaks: nothing a value can smuggle
+    into postgresql.conf beyond its own line."""
+    for name, value in v.items():
+        if not _PARAMETER.fullmatch(name):
+            raise ValueError(f"{name!r} is not a Postgres parameter name")
+        if isinstance(value, (dict, list)) or value is None:
+            raise ValueError(f"{name}: a value must be a string, number or boolean")
+        text = str(value)
+        if len(text) > MAX_PARAMETER_VALUE:
+            raise ValueError(f"{name}: value longer than {MAX_PARAMETER_VALUE} characters")
+        if any(ord(ch) < 32 for ch in text):
+            raise ValueError(f"{name}: value holds a control character (a line break?)")
+    return v
+
+
+def host_port(v: str) -> str:
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{v!r} is not host:port (port 1-65535)")
+    return v
+
+
+def existing_file(v: str | None) -> str | None:
+    if v is not None and not os.path.isfile(v):
+        raise ValueError(f"file {v!r} does not exist")
+    return v
 
 
 class _Strict(BaseModel):
@@ -19,19 +53,29 @@ class _Strict(BaseModel):
 
 
 class DynamicPostgresql(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
     parameters: dict[str, Any] = Field(default_factory=dict)
     use_pg_rewind: bool = True
     use_slots: bool = True
     pg_hba: list[str] | None = None
 
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_parameters(v)
+
 
 class DynamicConfig(_Strict):
     """Settings shared by every node, stored under ``config`` in etcd and seeded once from
-    ``bootstrap.dcs``."""
+    ``bootstrap.dcs``. Strict: a value of the wrong JSON type is refused, not coerced, so what is
+    stored is exactly what every agent reads."""
 
-    ttl: int = Field(30, ge=2, le=3600)
-    loop_wait: float = Field(10, gt=0)
-    retry_timeout: float = Field(10, gt=0)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    ttl: int = Field(30, ge=5, le=3600)
+    loop_wait: float = Field(10, ge=1, le=3600)
+    retry_timeout: float = Field(10, ge=1, le=3600)
     maximum_lag_on_failover: int = Field(1048576, ge=0)
     check_timeline: bool = False
     primary_start_timeout: float = Field(300, ge=0)
@@ -61,8 +105,13 @@ class EtcdConfig(_Strict):
     cacert: str | None = None
     cert: str | None = None
     key: str | None = None
-    username: str | None = None
-    password: str | None = None
+    username: str | None = Field(None, min_length=1)
+    password: str | None = Field(None, min_length=1, repr=False)
+
+    @field_validator("cacert", "cert", "key")
+    @classmethod
+    def _files(cls, v: str | None) -> str | None:
+        return existing_file(v)
 
     @field_validator("hosts", mode="before")
     @classmethod
@@ -89,8 +138,8 @@ class EtcdConfig(_Strict):
 
 
 class RestApiAuth(_Strict):
-    username: str
-    password: str = Field(repr=False)
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=1, repr=False)
 
 
 class RestApiConfig(_Strict):
@@ -103,6 +152,16 @@ class RestApiConfig(_Strict):
     keyfile: str | None = None
     cafile: str | None = None
     verify_client: Literal["none", "optional", "required"] = "none"
+
+    @field_validator("listen", "connect_address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        return None if v is None else host_port(v)
+
+    @field_validator("certfile", "keyfile", "cafile")
+    @classmethod
+    def _files(cls, v: str | None) -> str | None:
+        return existing_file(v)
 
     @field_validator("allowlist")
     @classmethod
@@ -123,8 +182,8 @@ class RestApiConfig(_Strict):
 
 
 class Credentials(_Strict):
-    username: str
-    password: str | None = None
+    username: str = Field(min_length=1)
+    password: str | None = Field(None, min_length=1, repr=False)
 
 
 class Authentication(_Strict):
@@ -143,6 +202,16 @@ class PostgresqlConfig(_Strict):
     parameters: dict[str, Any] = Field(default_factory=dict)
     pg_hba: list[str] | None = None
     basebackup: list[str] = Field(default_factory=lambda: ["--checkpoint=fast"])
+
+    @field_validator("listen", "connect_address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        return None if v is None else host_port(v)
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_parameters(v)
 
     @property
     def host(self) -> str:
@@ -201,7 +270,7 @@ class LocalConfig(_Strict):
     @field_validator("scope", "name")
     @classmethod
     def _valid_name(cls, v: str) -> str:
-        if not _NAME.match(v):
+        if not _NAME.fullmatch(v):
             raise ValueError(f"{v!r} may hold only letters, digits, '_', '.', '-'")
         return v
 

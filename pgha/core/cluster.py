@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pgha.core import schedule
 from pgha.core.settings import ClusterSettings
 
 
@@ -90,9 +92,10 @@ class FailoverRequest:
     def from_json(cls, raw: str) -> FailoverRequest | None:
         try:
             d = json.loads(raw)
-            at = d.get("scheduled_at")
-            return cls(leader=str(d.get("leader") or ""), candidate=str(d.get("candidate") or ""),
-                       scheduled_at=float(at) if at is not None else None)
+            at = None if d.get("scheduled_at") is None else float(d["scheduled_at"])
+            if at is not None and not schedule.valid(at):
+                at = math.inf  # a time no calendar holds is never due; DELETE /switchover clears it
+            return cls(leader=str(d.get("leader") or ""), candidate=str(d.get("candidate") or ""), scheduled_at=at)
         except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
             return None
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
-from pgha.core import fitness, lease, sync
+from pgha.core import fitness, lease, schedule, sync
 from pgha.core.cluster import ClusterView, Member
 from pgha.core.health import NodeHealth
 from pgha.core.jobs import Busy
@@ -102,10 +101,6 @@ def member_state(r: NodeReport) -> str:
     return "streaming" if r.pg.streaming else "running" if r.pg.running else "stopped"
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
-
-
 def member(r: NodeReport) -> Member:
     """The record published under ``members/<name>`` (bound to our lease)."""
     pg = r.pg
@@ -113,7 +108,7 @@ def member(r: NodeReport) -> Member:
         name=r.name, role=pg.role, state=member_state(r), conn_url=f"postgres://{r.host}:{r.port}",
         api_url=r.api_url, host=r.host, port=r.port, timeline=pg.timeline, lsn=pg.lsn,
         replayed_lsn=pg.replayed_lsn, tags=r.tags.model_dump(), version=r.version,
-        pending_restart=pg.pending_restart, scheduled_restart=_iso(r.restart_at) if r.restart_at else "",
+        pending_restart=pg.pending_restart, scheduled_restart=schedule.iso(r.restart_at) if r.restart_at else "",
         pause=r.config.pause, note=r.note)
 
 
@@ -144,7 +139,7 @@ def status(r: NodeReport, now: float, wall_now: float) -> dict[str, Any]:
     }
     out.update(_sync_status(r))
     if r.restart_at:
-        out["scheduled_restart"] = {"schedule": datetime.fromtimestamp(r.restart_at, timezone.utc).isoformat()}
+        out["scheduled_restart"] = {"schedule": schedule.iso(r.restart_at, "auto")}
     if role == "primary":
         out["writes_acknowledged"] = writes_acknowledged(r)
         out["xlog"] = {"location": pg.lsn}

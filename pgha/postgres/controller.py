@@ -7,6 +7,7 @@ raises PostgresError.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -20,9 +21,9 @@ import psycopg
 from psycopg import sql
 
 from pgha import errors as e
-from pgha.config.model import Credentials, LocalConfig
+from pgha.config.model import LocalConfig
 from pgha.core.snapshot import PgState
-from pgha.postgres import conf
+from pgha.postgres import conf, guc, roles
 from pgha.postgres.runas import RunAs
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class PostgresController:
         self._sysid: str | None = None
         self.replication: list[dict[str, Any]] = []  # pg_stat_replication rows, as last observed
         self.replayed_timestamp: str | None = None
+        self.catalog: dict[str, guc.Setting] | None = None  # pg_settings, read once
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -194,6 +196,9 @@ class PostgresController:
             # Starting up, shutting down or in crash recovery: the postmaster lives but refuses us.
             return replace(base, down_since=previous.down_since if previous.down_since is not None else now)
         in_rec, cur, received, replayed, tli, streaming, sysid, replication, replay_ts, sync_setting, pending = rows[0]
+        if self.catalog is None:
+            with contextlib.suppress(e.PostgresError):
+                self.catalog = guc.catalog(await self.query(guc.CATALOG_QUERY, timeout=5))
         self._sysid = sysid
         self.replication = replication or []
         self.replayed_timestamp = replay_ts
@@ -325,21 +330,7 @@ class PostgresController:
         self._sysid = None
 
     async def create_roles(self) -> None:
-        auth = self.settings.authentication
-        await self._ensure_role(auth.replication, "REPLICATION")
-        if auth.rewind is not None:
-            await self._ensure_role(auth.rewind, "")
-            for fn in ("pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)",
-                       "pg_read_binary_file(text)", "pg_read_binary_file(text, bigint, bigint, boolean)"):
-                await self.query(sql.SQL("GRANT EXECUTE ON FUNCTION pg_catalog.{} TO {}").format(
-                    sql.SQL(fn), sql.Identifier(auth.rewind.username)))
-
-    async def _ensure_role(self, creds: Credentials, options: str) -> None:
-        exists = await self.query("SELECT 1 FROM pg_roles WHERE rolname = %s", (creds.username,))
-        verb = "ALTER" if exists else "CREATE"
-        stmt = sql.SQL("{} ROLE {} WITH LOGIN {} PASSWORD {}").format(
-            sql.SQL(verb), sql.Identifier(creds.username), sql.SQL(options), sql.Literal(creds.password))
-        await self.query(stmt)
+        await roles.ensure(self._superuser_dsn(), self.settings.authentication)
 
     async def basebackup(self, host: str, port: int) -> None:
         """Clone the leader into an empty data directory."""

@@ -44,12 +44,32 @@ class RunAs:
         self.chown(p)
 
     def write_file(self, path: str | Path, text: str, mode: int = 0o600) -> None:
+        """Replace ``path`` atomically with ``text``. The new file is created with its final
+        mode and owner before a byte is written (never readable by others, not even briefly)."""
         p = Path(path)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(text)
-        tmp.chmod(mode)
-        self.chown(tmp)
-        tmp.replace(p)
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        try:
+            os.fchmod(fd, mode)  # the umask may have narrowed it; the mode is exactly what we ask
+            if self.active:
+                uid, gid = self._ids()
+                os.fchown(fd, uid, gid)
+            with os.fdopen(fd, "w") as f:
+                fd = -1
+                f.write(text)
+            tmp.replace(p)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def open_log(self, path: str | Path) -> int:
+        """A log file for appending, readable by its owner only (statements may name roles)."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)
+        return fd
 
     def remove_tree(self, path: str | Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
@@ -87,10 +107,10 @@ class RunAs:
 
     async def spawn(self, argv: Sequence[str], log_path: str) -> asyncio.subprocess.Process:
         """Start a long-running process in its own session (it survives the agent's death)."""
-        log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+        log = self.open_log(log_path)  # handed to the child
         try:
             return await asyncio.create_subprocess_exec(
                 *argv, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL, env=self._env(None),
                 cwd="/", start_new_session=True, **self._kwargs())  # type: ignore[arg-type]
         finally:
-            log.close()
+            os.close(log)

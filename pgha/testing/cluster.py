@@ -4,6 +4,7 @@ base directory on free 127.0.0.1 ports; every process is killed by ``stop``."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ class Node:
     config: dict[str, Any]
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    nofile: int | None = None  # the agent's open-file limit (soft and hard), as an operator may set it
 
     @property
     def config_path(self) -> Path:
@@ -53,8 +55,15 @@ class Node:
     def start(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config))
         log = open(self.dir / "agent.log", "ab")  # noqa: SIM115
+        limit = self.nofile
+
+        def limits() -> None:
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         self.proc = subprocess.Popen([sys.executable, "-m", "pgha", "agent", "-c", str(self.config_path)],
-                                     stdout=log, stderr=log, start_new_session=True, env={**os.environ, **self.env})
+                                     stdout=log, stderr=log, start_new_session=True, env={**os.environ, **self.env},
+                                     preexec_fn=limits)
         log.close()
 
     @property

@@ -65,7 +65,7 @@ def test_config_changes_are_validated_compare_and_set_and_applied(make_cluster: 
     before = call(leader, "GET", "/config")[1]
     assert call(leader, "PATCH", "/config", raw=b"{not json")[0] == 400
     assert call(leader, "PATCH", "/config", [1, 2])[0] == 400
-    code, err = call(leader, "PATCH", "/config", {"ttl": 3})
+    code, err = call(leader, "PATCH", "/config", {"ttl": 5, "loop_wait": 2})
     assert code == 400 and "loop_wait + 2*retry_timeout" in err["error"]
     code, err = call(leader, "PATCH", "/config", {"ttll": 30})
     assert code == 400 and "ttll: unknown key" in err["error"]

@@ -153,7 +153,7 @@ def test_edit_config_validates_before_storing(make_cluster: Callable[..., LocalC
     c = make_cluster()
     c.start()
     before = ok(c, "show-config")
-    assert "loop_wait + 2*retry_timeout" in refused(c, "edit-config", "-s", "ttl=3", "--force")
+    assert "loop_wait + 2*retry_timeout" in refused(c, "edit-config", "-s", "ttl=5", "-s", "loop_wait=2", "--force")
     assert "ttll: unknown key" in refused(c, "edit-config", "-s", "ttll=30", "--force")
     assert "maximum_lag_on_failover" in refused(c, "edit-config", "-s", "maximum_lag_on_failover=lots", "--force")
     assert ok(c, "show-config") == before

@@ -48,7 +48,7 @@ def test_environment_overrides_nested_keys_and_free_form_maps(tmp_path: Path) ->
 @pytest.mark.parametrize(("text", "needle"), [
     (GOOD.replace("data_dir:", "data_dirr:"), "postgresql.data_dirr: unknown key"),
     (GOOD.replace("ttl: 6", "ttl: six"), "bootstrap.dcs.ttl: Input should be a valid integer"),
-    (GOOD.replace("ttl: 6", "ttl: 4"), "loop_wait + 2*retry_timeout must be <= ttl"),
+    (GOOD.replace("ttl: 6, loop_wait: 1", "ttl: 5, loop_wait: 2"), "loop_wait + 2*retry_timeout must be <= ttl"),
     (GOOD.replace("127.0.0.1:2379,", "nohostport,"), "etcd.hosts"),
     (GOOD.replace("name: n1", "name: 'n 1'"), "name"),
     ("[1, 2]", "top level must be a mapping"),
