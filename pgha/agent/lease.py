@@ -27,10 +27,11 @@ GUARD_TICK = 0.1
 
 class LeaseKeeper:
     def __init__(self, client: EtcdClient, config: Callable[[], ClusterSettings],
-                 on_change: Callable[[], None]) -> None:
+                 on_change: Callable[[], None], on_renewed: Callable[[], None] = lambda: None) -> None:
         self.client = client
         self._config = config
         self._on_change = on_change  # wake the loop: a renewal failed, or the lease is about to be unusable
+        self._on_renewed = on_renewed  # move the fence's deadline with the lease
         self.lease: int | None = None
         self.valid_until: float | None = None  # when the lease can first expire, by our clock
         self.ok = False  # the last renewal succeeded
@@ -91,6 +92,7 @@ class LeaseKeeper:
         self.valid_until = sent + ttl
         self.ok = True
         self.renewals += 1
+        self._on_renewed()
 
     async def guard(self, due: Callable[[float], bool], stop: Callable[[], Awaitable[None]]) -> None:
         """Every tick: if ``due(now)`` (``core.lease.guard_due`` on the latest report), ``stop``."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from pgha import errors as e
 from pgha.agent.execute import Executor
+from pgha.agent.fence import Fence
 from pgha.agent.jobs import Result
 from pgha.agent.lease import LeaseKeeper
 from pgha.config.model import LocalConfig
@@ -42,15 +43,16 @@ class LoopState:
     chosen_sync: str | None = None
     note: str = ""
     exit: bool = False
+    fence_ok: bool = True
 
 
 class HaLoop:
     def __init__(self, local: LocalConfig, keeper: LeaseKeeper, cache: WatchedCluster, store: ClusterStore,
-                 postgres: PostgresController, executor: Executor, inbox: Inbox,
+                 postgres: PostgresController, executor: Executor, inbox: Inbox, fence: Fence,
                  publish: Callable[[], None], current: Callable[[], report.NodeReport]) -> None:
         self.local = local
         self.keeper, self.cache, self.store = keeper, cache, store
-        self.postgres, self.executor, self.inbox = postgres, executor, inbox
+        self.postgres, self.executor, self.inbox, self.fence = postgres, executor, inbox, fence
         self._publish = publish  # rebuild the node report from this loop's state
         self._current = current  # the node report as published
         self.state, self.shutting_down, self.loop_at = LoopState(), False, time.monotonic()
@@ -68,6 +70,7 @@ class HaLoop:
         decision = decide(snap)
         if decision.note != self.state.note:
             log.info("%s", decision.note)
+        self.state = replace(self.state, fence_ok=self.fence.follow(snap, decision.actions, self.keeper.valid_until))
         results = []
         for action in decision.actions:
             try:
@@ -116,7 +119,7 @@ class HaLoop:
             shutting_down=self.shutting_down, busy=self.executor.busy, wall_now=time.time(),
             restart_at=self.inbox.restart_at, reinit_requested=self.inbox.reinit_requested,
             reload_requested=self.inbox.reload_requested, applied_parameters=st.applied_parameters,
-            chosen_sync=st.chosen_sync)
+            chosen_sync=st.chosen_sync, fence_ok=st.fence_ok)
 
     def _fold(self, snap: Snapshot, note: str, results: list[Result]) -> LoopState:
         st = replace(self.state, note=note)
@@ -136,13 +139,6 @@ class HaLoop:
         return st
 
     async def announce(self) -> None:
-        """Publish our member record when it differs from the one etcd holds (the lease keeps
-        an unchanged record alive, so an idle node writes nothing)."""
-        lease = self.keeper.lease
-        record = report.member(self._current())
-        if lease is None or self.state.view.members.get(self.local.name) == record:
-            return
-        try:
-            await self.store.publish_member(record, lease, self.dynamic.retry_timeout)
-        except e.DcsError as exc:
-            log.warning("could not publish member record: %s", exc)
+        """Publish our member record if it differs from etcd's (the lease keeps it alive)."""
+        await self.store.publish_member_if_changed(report.member(self._current()), self.state.view,
+                                                   self.keeper.lease, self.dynamic.retry_timeout)

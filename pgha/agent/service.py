@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from pgha import __version__
 from pgha.agent.execute import Executor
+from pgha.agent.fence import Fence
 from pgha.agent.jobs import PostgresJobs
 from pgha.agent.lease import LeaseKeeper
 from pgha.agent.loop import HaLoop
@@ -46,11 +47,14 @@ class Agent:
         self.store = ClusterStore(self.client, local.prefix, local.name)
         self.postgres = PostgresController(local)
         self.inbox = Inbox(self.wake)
-        self.keeper = LeaseKeeper(self.client, lambda: self.loop.dynamic, self.wake)
+        self.fence = Fence(local.postgresql.data_dir)
+        self.fence_fired = 0
+        self.keeper = LeaseKeeper(self.client, lambda: self.loop.dynamic, self.wake,
+                                  lambda: self.fence.extend(self.keeper.valid_until, self.loop.dynamic))
         self.cache = WatchedCluster(self.client, local.prefix, self._changed)
         jobs = PostgresJobs(local, self.store, self.postgres, self.keeper)
         self.executor = Executor(jobs, self.publish, lambda: self.loop.announce(), self.wake)
-        self.loop = HaLoop(local, self.keeper, self.cache, self.store, self.postgres, self.executor, self.inbox,
+        self.loop = HaLoop(local, self.keeper, self.cache, self.store, self.postgres, self.executor, self.inbox, self.fence,
                            self.publish, lambda: self._report)
         self._report = report.NodeReport(
             name=local.name, scope=local.scope, host=local.postgresql.host, port=local.postgresql.port,
@@ -81,9 +85,10 @@ class Agent:
             renewals=k.renewals, renewal_failures=k.failures, max_renewal_gap=k.max_gap,
             promotions=t.promotions, promotion_seconds=sum(t.promotion_seconds),
             last_promotion_seconds=t.promotion_seconds[-1] if t.promotion_seconds else 0.0,
-            demotions=t.demotions, restarts=self.executor.jobs.restarts, reloads=t.reloads)
+            demotions=t.demotions, restarts=self.executor.jobs.restarts, reloads=t.reloads,
+            fence_fired=self.fence_fired)
         return replace(self._report, lease_valid_until=k.valid_until, dcs_seen_at=k.seen_at, counters=counters,
-                       restart_at=self.inbox.restart_at)
+                       restart_at=self.inbox.restart_at, fence_armed=self.fence.armed)
 
     def _guard_due(self, now: float) -> bool:
         r = self._report
@@ -103,11 +108,13 @@ class Agent:
         tasks = [loop.create_task(self.keeper.run(lambda: self._report.view.leader == self.local.name)),
                  loop.create_task(self.keeper.guard(self._guard_due, self.executor.fence_stop)),
                  loop.create_task(self.cache.run(lambda: self.loop.dynamic.retry_timeout)),
-                 loop.create_task(self._postmaster_exit())]
+                 loop.create_task(self._postmaster_exit()), loop.create_task(self._watch_fence())]
         log.info("agent started (etcd %s, api %s)", ",".join(self.client.urls), self.local.restapi.listen)
         try:
             await self._turn()
         finally:
+            if self.postgres.postmaster_pid() is None:
+                self.fence.disarm("postgres stopped")
             for t in tasks:
                 t.cancel()
             await api.stop()
@@ -133,6 +140,18 @@ class Agent:
         log.info("received %s: shutting down", signal.Signals(sig).name)
         self.loop.shutting_down = True
         self.wake()
+
+    async def _watch_fence(self) -> None:
+        """Count firings; restart a fence that died while armed, and demote if that fails."""
+        while True:
+            await asyncio.sleep(0.1)
+            fired = self.fence.newly_fired()
+            if fired:
+                self.fence_fired += fired
+                self.wake()
+            if self.fence.deadline is not None and not self.fence.arm(self.fence.deadline):
+                self.loop.state = replace(self.loop.state, fence_ok=False)
+                self.wake()
 
     async def _postmaster_exit(self) -> None:
         while True:

@@ -2,7 +2,8 @@
 
 Rules, in the order they are checked:
 1. shutting down: stop Postgres cleanly, then give up the lease (the leader key goes with it).
-2. a long job (clone, rewind) runs: wait; the lease keeper keeps renewing meanwhile.
+2. a long job (clone, rewind) runs: wait; the lease keeper keeps renewing meanwhile. A writable
+   Postgres whose fence cannot be armed demotes.
 3. etcd unreachable: a writable primary demotes once its lease is within ``retry_timeout`` of
    expiring; nobody else acts.
 4. bootstrap: race for ``initialize``; a node whose data belongs to another cluster refuses.
@@ -77,6 +78,9 @@ def _decide(s: Snapshot) -> Decision:
         return _shutdown(s)
     if s.busy:
         return _wait(f"{s.busy} in progress")
+    if s.pg.writable and not s.fence_ok and not s.config.pause:
+        return Decision((Demote("immediate", reason="the fence process cannot be armed"),),
+                        "no fence outlives this agent: demoting")
     if not s.dcs_ok:
         return _without_dcs(s)
     c = s.cluster

@@ -3,7 +3,13 @@ must stop a writable Postgres because the loop did not demote in time."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from pgha.core import actions as a
 from pgha.core.settings import ClusterSettings
+
+# Actions after which Postgres takes writes.
+_MAKES_WRITABLE = (a.Promote, a.ResumeAsPrimary, a.InitializeCluster)
 
 
 def holds(valid_until: float | None, now: float, config: ClusterSettings) -> bool:
@@ -25,3 +31,19 @@ def guard_due(valid_until: float | None, now: float, config: ClusterSettings, le
     takes writes. Checked beside the loop, so a stuck loop cannot keep a writable primary."""
     return (leader and writable and valid_until is not None
             and now >= valid_until - config.retry_timeout / 2)
+
+
+def fence_deadline(valid_until: float | None, now: float, config: ClusterSettings) -> float:
+    """When the fence stops Postgres unless the lease is renewed: like the guard, half of the
+    demotion margin before the lease could expire (at once when there is no lease)."""
+    return now if valid_until is None else valid_until - config.retry_timeout / 2
+
+
+def fence_wanted(writable: bool, paused: bool, actions: Sequence[a.Action]) -> bool:
+    """The fence is armed while Postgres takes writes or is about to, except in maintenance mode
+    (where pgha takes no automatic action at all)."""
+    if paused:
+        return False
+    return writable or any(
+        isinstance(x, _MAKES_WRITABLE) or (isinstance(x, (a.StartPostgres, a.RestartPostgres)) and x.primary)
+        for x in actions)

@@ -31,6 +31,7 @@ class Counters:
     demotions: int = 0
     restarts: int = 0
     reloads: int = 0
+    fence_fired: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class NodeReport:
     loop_at: float = 0.0
     replication: tuple[Mapping[str, Any], ...] = ()  # the primary's pg_stat_replication rows
     replayed_timestamp: str | None = None
+    fence_armed: bool = False  # the fence process stops Postgres unless the lease is renewed
 
 
 def holds_leader(r: NodeReport, now: float) -> bool:
@@ -136,6 +138,7 @@ def status(r: NodeReport, now: float, wall_now: float) -> dict[str, Any]:
         "pause": r.config.pause, "tags": r.tags.model_dump(), "version": r.version,
         "database_system_identifier": pg.sysid, "note": r.note, "pending_restart": pg.pending_restart,
         "sync_standby": sync_standby(r),
+        "fence": {"armed": r.fence_armed, "fired": r.counters.fence_fired},
     }
     out.update(_sync_status(r))
     if r.restart_at:
@@ -188,6 +191,9 @@ def metric_values(r: NodeReport, now: float, wall_now: float) -> list[MetricValu
         g("pgha_lease_renewal_failures", "failed lease renewals", c.renewal_failures, counter=True),
         g("pgha_lease_renewal_max_gap_seconds", "longest interval between two successful lease renewals",
           c.max_renewal_gap),
+        g("pgha_fence_armed", "1 if the fence stops Postgres unless the lease is renewed", float(r.fence_armed)),
+        g("pgha_fence_fired", "times the fence stopped Postgres (the lease was not renewed in time)",
+          c.fence_fired, counter=True),
         g("pgha_promotions", "promotions performed by this node", c.promotions, counter=True),
         g("pgha_demotions", "demotions performed by this node", c.demotions, counter=True),
         g("pgha_promotion_seconds", "total time spent promoting", c.promotion_seconds, counter=True),

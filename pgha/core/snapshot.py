@@ -79,6 +79,7 @@ class Snapshot:
     reload_requested: bool = False
     applied_parameters: Mapping[str, Any] | None = None
     chosen_sync: str | None = None
+    fence_ok: bool = True  # False: the fence process could not be armed
 
     def holds_lease(self) -> bool:
         """True while our lease is alive with enough margin left to demote before it can expire."""

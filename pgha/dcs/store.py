@@ -12,7 +12,10 @@ Every call raises DcsError when etcd does not answer within its deadline.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
+
+from pgha import errors as e
 
 from pgha.config.load import parse_dynamic_config
 from pgha.core.cluster import (
@@ -26,6 +29,8 @@ from pgha.core.cluster import (
     parse_cluster,
 )
 from pgha.dcs.etcd import Compare, EtcdClient, delete_op, put_op
+
+log = logging.getLogger("pgha")
 
 
 class ClusterStore:
@@ -70,6 +75,17 @@ class ClusterStore:
 
     async def publish_member(self, member: Member, lease: int, deadline: float) -> None:
         await self.client.put(self.key(f"members/{self.name}"), member.to_json(), deadline, lease=lease)
+
+    async def publish_member_if_changed(self, member: Member, view: ClusterView, lease: int | None,
+                                        deadline: float) -> None:
+        """Write our record only when ``view`` holds another one: an idle node writes nothing.
+        A failure is logged, never raised (the next loop tries again)."""
+        if lease is None or view.members.get(self.name) == member:
+            return
+        try:
+            await self.publish_member(member, lease, deadline)
+        except e.DcsError as exc:
+            log.warning("could not publish member record: %s", exc)
 
     async def publish_status(self, status: LeaderStatus, deadline: float) -> None:
         # Only while we still hold the leader key, so a deposed leader cannot overwrite its successor.

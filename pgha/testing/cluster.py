@@ -118,6 +118,17 @@ class Node:
         if pid:
             os.kill(pid, signal.SIGQUIT)
             wait_for("postmaster exit", lambda: self.postmaster_pid() is None, 20)
+        fence = self.fence_pid()
+        if fence:
+            os.kill(fence, signal.SIGKILL)
+
+    def fence_pid(self) -> int | None:
+        """The pid of this node's fence process, if one runs."""
+        try:
+            pid = int(Path(f"{self.data_dir}.fence.pid").read_text())
+            return pid if b"pgha/fence" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
+        except (OSError, ValueError):
+            return None
 
 
 def with_cont(pid: int) -> None:

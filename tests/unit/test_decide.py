@@ -268,3 +268,28 @@ def test_keepalive_of_a_leader_never_outlasts_its_demotion_margin() -> None:
     assert lease.keepalive_deadline(106.0, 103.5, CFG, leader=True) == 0.5
     assert lease.keepalive_deadline(106.0, 103.9, CFG, leader=True) == 0.2
     assert lease.keepalive_deadline(106.0, 103.9, CFG, leader=False) == 2.0
+
+
+# -- the fence ------------------------------------------------------------------------------
+
+
+def test_fence_is_wanted_while_postgres_takes_writes_or_is_about_to_but_never_when_paused() -> None:
+    assert lease.fence_wanted(writable=True, paused=False, actions=())
+    assert not lease.fence_wanted(writable=False, paused=False, actions=(a.FollowLeader("n1"),))
+    for act in (a.Promote(), a.ResumeAsPrimary(), a.StartPostgres(primary=True), a.RestartPostgres(primary=True),
+                a.InitializeCluster()):
+        assert lease.fence_wanted(writable=False, paused=False, actions=(act,)), act
+    assert not lease.fence_wanted(writable=False, paused=False, actions=(a.StartPostgres(primary=False),))
+    assert not lease.fence_wanted(writable=True, paused=True, actions=(a.Promote(),))
+
+
+def test_fence_deadline_is_half_the_demotion_margin_before_the_lease_can_expire() -> None:
+    assert lease.fence_deadline(106.0, 100.0, CFG) == 105.0
+    assert lease.fence_deadline(None, 100.0, CFG) == 100.0  # no lease: no writes
+
+
+def test_primary_whose_fence_cannot_be_armed_demotes() -> None:
+    d = decide(snap(PRIMARY, view(), name="n1", fence_ok=False))
+    assert [type(x) for x in d.actions] == [a.Demote] and "fence" in d.note
+    paused = DynamicConfig(**{**CFG.model_dump(), "pause": True})
+    assert kinds(snap(PRIMARY, view(), name="n1", fence_ok=False, config=paused)) == [a.PublishLeaderStatus]

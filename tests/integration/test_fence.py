@@ -1,0 +1,177 @@
+"""The fence outlives the agent: a frozen or killed agent never leaves a writable Postgres behind
+for clients that connect straight to it. Real etcd, Postgres and agents; the old primary is
+written to directly (as libpq multi-host clients and poolers do), not through HAProxy."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgha.testing import LocalCluster, Node, wait_for
+from tests.conftest import sql
+
+pytestmark = pytest.mark.slow
+FENCE = Path(__file__).resolve().parents[2] / "pgha" / "fence" / "__main__.py"
+
+
+class DirectWriter(threading.Thread):
+    """Commits a row every 20 ms straight to one node; records when each commit was acknowledged."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(daemon=True)
+        self.node, self.acks, self.halt = node, [], threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            try:
+                with psycopg.connect(self.node.dsn(), autocommit=True, connect_timeout=1) as conn:
+                    while not self.halt.is_set():
+                        conn.execute("INSERT INTO direct VALUES (now())")
+                        self.acks.append(time.monotonic())
+                        time.sleep(0.02)
+            except psycopg.Error:
+                time.sleep(0.02)
+
+
+def first_write_elsewhere(c: LocalCluster, old: Node, timeout: float) -> tuple[Node, float]:
+    """The node that took over and when it first acknowledged a write of ours."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for n in c.nodes:
+            if n is old:
+                continue
+            try:
+                sql(n.dsn(), "INSERT INTO direct VALUES (now())")
+                return n, time.monotonic()
+            except Exception:  # noqa: BLE001 - read-only or down: keep trying
+                pass
+        time.sleep(0.05)
+    raise TimeoutError("no other node took writes")
+
+
+@contextmanager
+def writing_to(node: Node) -> Iterator[DirectWriter]:
+    w = DirectWriter(node)
+    w.start()
+    try:
+        wait_for("direct writes acknowledged", lambda: len(w.acks) > 5, 10)
+        yield w
+    finally:
+        w.halt.set()
+        w.join(5)
+
+
+def accepts_connections(node: Node) -> bool:
+    try:
+        sql(node.dsn(), "SELECT 1")
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def fired(node: Node) -> int:
+    p = Path(f"{node.data_dir}.fence.fired")
+    return len(p.read_text().splitlines()) if p.exists() else 0
+
+
+def started(make_cluster: Callable[..., LocalCluster]) -> tuple[LocalCluster, Node]:
+    c = make_cluster()
+    c.start()
+    leader = c.leader()
+    sql(leader.dsn(), "CREATE TABLE direct (at timestamptz)")
+    wait_for("the leader's fence armed", lambda: (leader.status() or {}).get("fence", {}).get("armed"), 10)
+    return c, leader
+
+
+def test_frozen_agent_leaves_no_writable_primary_behind(make_cluster: Callable[..., LocalCluster]) -> None:
+    c, old = started(make_cluster)
+    assert old.proc is not None
+    with writing_to(old) as w:
+        old.proc.send_signal(signal.SIGSTOP)
+        try:
+            new, first = first_write_elsewhere(c, old, 30)
+            time.sleep(1)  # let the writer try the old primary a while longer
+            late = [t for t in w.acks if t >= first]
+            assert not late, f"{old.name} acknowledged {len(late)} writes after {new.name} took its first"
+            assert fired(old) == 1 and not accepts_connections(old)
+        finally:
+            old.proc.send_signal(signal.SIGCONT)
+    wait_for(f"{old.name} back as a replica", lambda: old.health("/replica") == 200, 60)
+    assert len(c.primaries()) == 1
+
+
+def test_killed_agent_leaves_no_writable_primary_behind(make_cluster: Callable[..., LocalCluster]) -> None:
+    c, old = started(make_cluster)
+    with writing_to(old) as w:
+        old.signal_agent(signal.SIGKILL)  # Postgres keeps running, nobody restarts the agent
+        new, first = first_write_elsewhere(c, old, 30)
+        time.sleep(1)
+        late = [t for t in w.acks if t >= first]
+        assert not late, f"{old.name} acknowledged {len(late)} writes after {new.name} took its first"
+    assert fired(old) == 1 and not accepts_connections(old)
+
+
+def test_a_killed_fence_is_started_again_and_the_primary_stays(make_cluster: Callable[..., LocalCluster]) -> None:
+    c, leader = started(make_cluster)
+    first = leader.fence_pid()
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    wait_for("a new fence", lambda: leader.fence_pid() not in (None, first), 5)
+    time.sleep(2)
+    assert c.leader().name == leader.name and fired(leader) == 0
+
+
+def test_pause_disarms_the_fence_and_resume_arms_it(make_cluster: Callable[..., LocalCluster]) -> None:
+    c, leader = started(make_cluster)
+
+    def armed() -> bool:
+        return bool((leader.status() or {}).get("fence", {}).get("armed"))
+
+    run = [sys.executable, "-m", "pgha"]
+    subprocess.run([*run, "pause", "-c", str(leader.config_path), "--wait"], check=True, timeout=60)
+    wait_for("fence disarmed", lambda: not armed(), 10)
+    assert leader.fence_pid() is None
+    subprocess.run([*run, "resume", "-c", str(leader.config_path), "--wait"], check=True, timeout=60)
+    wait_for("fence armed again", armed, 10)
+    assert c.leader().name == leader.name
+
+
+def test_fence_stops_the_postmaster_once_its_deadline_passes(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    dummy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "postgres"])
+    try:
+        (data / "postmaster.pid").write_text(f"{dummy.pid}\n")
+        boot = time.clock_gettime(time.CLOCK_BOOTTIME)
+        Path(f"{data}.fence").write_text(f"{boot + 0.5}\n")
+        fence = subprocess.Popen([sys.executable, str(FENCE), str(data)], start_new_session=True)
+        assert dummy.wait(5) == -signal.SIGKILL
+        assert fence.wait(5) == 0 and "late=" in Path(f"{data}.fence.fired").read_text()
+        assert time.clock_gettime(time.CLOCK_BOOTTIME) >= boot + 0.5
+    finally:
+        dummy.kill()
+
+
+def test_disarmed_fence_exits_and_leaves_postgres_alone(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    dummy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "postgres"])
+    try:
+        (data / "postmaster.pid").write_text(f"{dummy.pid}\n")
+        Path(f"{data}.fence").write_text(f"{time.clock_gettime(time.CLOCK_BOOTTIME) + 30}\n")
+        fence = subprocess.Popen([sys.executable, str(FENCE), str(data)], start_new_session=True)
+        time.sleep(0.3)
+        Path(f"{data}.fence").unlink()
+        assert fence.wait(5) == 0 and dummy.poll() is None
+    finally:
+        dummy.kill()
