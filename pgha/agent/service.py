@@ -18,7 +18,7 @@ from pgha.agent.loop import HaLoop
 from pgha.api.server import ApiContext, ApiServer
 from pgha.config.model import LocalConfig
 from pgha.core import lease as lease_rule
-from pgha.core import report
+from pgha.core import report as node_report
 from pgha.dcs.cache import WatchedCluster
 from pgha.log import Repeats
 from pgha.dcs.etcd import EtcdClient
@@ -56,9 +56,12 @@ class Agent:
         self.executor = Executor(jobs, self.publish, lambda: self.loop.announce(), self.wake)
         self.loop = HaLoop(local, self.keeper, self.cache, self.store, self.postgres, self.executor, self.inbox, self.fence,
                            self.publish, lambda: self._report)
-        self._report = report.NodeReport(
+        self._report = node_report.NodeReport(
             name=local.name, scope=local.scope, host=local.postgresql.host, port=local.postgresql.port,
-            api_url=local.restapi.url, version=__version__, tags=local.tags, config=local.bootstrap.dcs)
+            api_url=local.restapi.url, version=__version__, tags=local.tags.model_dump(),
+            config=local.bootstrap.dcs)
+        self._live, self._version = self._report, 0
+        self._live_key: tuple[object, ...] = ()
 
     def wake(self) -> None:
         self._wake.set()
@@ -72,16 +75,26 @@ class Agent:
     def publish(self) -> None:
         """Rebuild the node report from the loop's state (after each loop, and when a job starts)."""
         st, pg = self.loop.state, self.postgres
+        self._version += 1
         self._report = replace(
             self._report, config=self.loop.dynamic, view=st.view, pg=st.pg, busy=self.executor.busy,
             note=st.note, restart_at=self.inbox.restart_at, loop_at=self.loop.loop_at,
             replication=tuple(pg.replication), replayed_timestamp=pg.replayed_timestamp)
 
-    def report(self) -> report.NodeReport:
+    def report(self) -> node_report.NodeReport:
         """The published report with the live facts: the lease keeper's, the counters and the
-        operator's pending restart."""
+        operator's pending restart. Rebuilt only when one of them changed (health checks call
+        this on every request)."""
         k, t = self.keeper, self.executor.tally
-        counters = report.Counters(
+        key = (self._version, k.valid_until, k.seen_at, k.renewals, k.failures, t.promotions, t.demotions,
+               t.reloads, self.executor.jobs.restarts, self.fence_fired, self.inbox.restart_at, self.fence.armed)
+        if key != self._live_key:
+            self._live, self._live_key = self._merge(), key
+        return self._live
+
+    def _merge(self) -> node_report.NodeReport:
+        k, t = self.keeper, self.executor.tally
+        counters = node_report.Counters(
             renewals=k.renewals, renewal_failures=k.failures, max_renewal_gap=k.max_gap,
             promotions=t.promotions, promotion_seconds=sum(t.promotion_seconds),
             last_promotion_seconds=t.promotion_seconds[-1] if t.promotion_seconds else 0.0,
@@ -93,7 +106,7 @@ class Agent:
     def _guard_due(self, now: float) -> bool:
         r = self._report
         return lease_rule.guard_due(self.keeper.valid_until, now, self.loop.dynamic,
-                                    leader=r.view.leader == r.name, writable=report.postgres_up(r) and r.pg.writable)
+                                    leader=r.view.leader == r.name, writable=node_report.postgres_up(r) and r.pg.writable)
 
     # -- running -----------------------------------------------------------------------
 

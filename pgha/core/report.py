@@ -16,7 +16,7 @@ from pgha.core import fitness, lease, schedule, sync
 from pgha.core.cluster import ClusterView, Member
 from pgha.core.health import NodeHealth
 from pgha.core.jobs import Busy
-from pgha.core.settings import ClusterSettings, NodeTags
+from pgha.core.settings import ClusterSettings
 from pgha.core.snapshot import PgState
 
 
@@ -45,7 +45,7 @@ class NodeReport:
     port: int
     api_url: str
     version: str
-    tags: NodeTags
+    tags: Mapping[str, Any]  # the node's tags, as published
     config: ClusterSettings
     view: ClusterView = field(default_factory=ClusterView)
     pg: PgState = field(default_factory=PgState)
@@ -92,7 +92,7 @@ def health(r: NodeReport, now: float) -> NodeHealth:
     up = postgres_up(r)
     return NodeHealth(
         holds_leader=holds_leader(r, now), pg_running=up, in_recovery=r.pg.in_recovery,
-        streaming=up and r.pg.streaming, lag=lag(r), tags=r.tags.model_dump(), sync_standby=sync_standby(r),
+        streaming=up and r.pg.streaming, lag=lag(r), tags=r.tags, sync_standby=sync_standby(r),
         loop_age=now - r.loop_at, dcs_age=now - r.dcs_seen_at if r.dcs_seen_at is not None else float("inf"),
         ttl=r.config.ttl)
 
@@ -109,7 +109,7 @@ def member(r: NodeReport) -> Member:
     return Member(
         name=r.name, role=pg.role, state=member_state(r), conn_url=f"postgres://{r.host}:{r.port}",
         api_url=r.api_url, host=r.host, port=r.port, timeline=pg.timeline, lsn=pg.lsn,
-        replayed_lsn=pg.replayed_lsn, tags=r.tags.model_dump(), version=r.version,
+        replayed_lsn=pg.replayed_lsn, tags=dict(r.tags), version=r.version,
         pending_restart=pg.pending_restart, scheduled_restart=schedule.iso(r.restart_at) if r.restart_at else "",
         pause=r.config.pause, note=r.note)
 
@@ -135,7 +135,7 @@ def status(r: NodeReport, now: float, wall_now: float) -> dict[str, Any]:
         "role": role, "timeline": pg.timeline, "leader": r.view.leader,
         "holds_leader_key": holds_leader(r, now), "server_version": 150000,
         "dcs_last_seen": int(wall_now - (now - r.dcs_seen_at)) if r.dcs_seen_at is not None else None,
-        "pause": r.config.pause, "tags": r.tags.model_dump(), "version": r.version,
+        "pause": r.config.pause, "tags": dict(r.tags), "version": r.version,
         "database_system_identifier": pg.sysid, "note": r.note, "pending_restart": pg.pending_restart,
         "sync_standby": sync_standby(r),
         "fence": {"armed": r.fence_armed, "fired": r.counters.fence_fired},

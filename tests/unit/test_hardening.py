@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from pgha import errors as e
 from pgha.config import load_local_config
 from pgha.config.load import normalized, parse_dynamic_config
-from pgha.config.model import DynamicConfig, Tags
+from pgha.config.model import DynamicConfig
 from pgha.core import report, schedule
 from pgha.core.cluster import ClusterView, FailoverRequest
 from pgha.log import Repeats
@@ -246,7 +246,7 @@ def test_a_stored_schedule_no_calendar_holds_is_never_due_and_never_breaks_a_vie
         f = FailoverRequest.from_json(raw)
         assert f is not None and f.scheduled_at == math.inf
         assert schedule.iso(f.scheduled_at).startswith("@")
-    r = report.NodeReport(name="n1", scope="demo", host="h", port=1, api_url="u", version="v", tags=Tags(),
+    r = report.NodeReport(name="n1", scope="demo", host="h", port=1, api_url="u", version="v", tags={},
                           config=DynamicConfig(), view=ClusterView(), restart_at=1e300)
     assert report.status(r, 1.0, 2.0)["scheduled_restart"]["schedule"].startswith("@")
     assert report.member(r).scheduled_restart.startswith("@")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pgha.config.model import DynamicConfig, Tags
+from pgha.config.model import DynamicConfig
 from pgha.core import report
 from pgha.core.cluster import ClusterView, LeaderStatus, SyncState
 from pgha.core.health import verdict
@@ -20,7 +20,7 @@ PRIMARY = PgState(data_dir_empty=False, running=True, in_recovery=False, timelin
 def node(name: str, pg: PgState, sync: SyncState | None = None, **kw: object) -> report.NodeReport:
     view = ClusterView(initialize="1", config=SYNC_CFG, leader="n1", status=LeaderStatus("n1", 2, 1000), sync=sync)
     base = report.NodeReport(name=name, scope="demo", host="127.0.0.1", port=5432, api_url="http://x", version="t",
-                             tags=Tags(), config=SYNC_CFG, view=view, pg=pg, lease_valid_until=100.0, loop_at=50.0,
+                             tags={}, config=SYNC_CFG, view=view, pg=pg, lease_valid_until=100.0, loop_at=50.0,
                              dcs_seen_at=50.0)
     return replace(base, **kw)  # type: ignore[arg-type]
 
