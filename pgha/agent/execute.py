@@ -206,7 +206,8 @@ class Executor:
         old_tl, lsn = s.pg.timeline, s.pg.lsn
         # Claim ``status`` before promoting: from here on the old primary can no longer count
         # itself the last primary (rule used in synchronous mode), even if we die mid-promotion.
-        await self.store.publish_status(LeaderStatus(s.name, old_tl, lsn), s.config.retry_timeout)
+        if not await self.store.publish_status(LeaderStatus(s.name, old_tl, lsn), s.config.retry_timeout):
+            raise e.PghaError("the leader key is no longer ours: not promoting")
         await self.postgres.promote()
         took = time.monotonic() - t0
         self.tally.promotions += 1
@@ -242,13 +243,17 @@ class Executor:
     async def _hand_over(self, act: a.HandOver, s: Snapshot) -> Result:
         t0 = time.monotonic()
         log.info("switchover to %s: checkpoint, then clean stop", act.candidate)
+        # Both steps end well within the lease (renewed meanwhile by the lease keeper).
+        limit = max(1.0, s.config.ttl / 2)
         await self._step("checkpoint")
-        await self.postgres.checkpoint()  # makes the shutdown checkpoint, and so the stop, short
+        await self.postgres.checkpoint(limit)  # makes the shutdown checkpoint, and so the stop, short
         await self._step("stopping postgres")
-        await self.postgres.stop("fast")
+        await self.postgres.stop("fast", timeout=limit)
         final_lsn = await self.postgres.shutdown_checkpoint_lsn()
         tl = s.pg.timeline or (self.postgres.disk.primary_on_timeline or 0)
-        await self.store.publish_status(LeaderStatus(s.name, tl, final_lsn), s.config.retry_timeout)
+        if not await self.store.publish_status(LeaderStatus(s.name, tl, final_lsn), s.config.retry_timeout):
+            # Without our final position the candidate could promote short of it: keep the key.
+            raise e.PghaError("switchover: could not publish the final WAL position; the leader key stays")
         self.postgres.remember(handover_lsn=final_lsn)
         await self._step(f"stopped at {final_lsn >> 32:X}/{final_lsn & 0xFFFFFFFF:X}")
         await self.store.release_leader(s.config.retry_timeout)

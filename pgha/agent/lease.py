@@ -43,7 +43,7 @@ class LeaseKeeper:
         self._repeats = Repeats(log)
 
     def holds(self, now: float) -> bool:
-        return rule.holds(self.valid_until, now, self._config())
+        return rule.holds(self.valid_until, now, self._config(), self.seen_at)
 
     def kick(self) -> None:
         """Renew now instead of at the next tick."""
@@ -54,9 +54,10 @@ class LeaseKeeper:
         counting as held, so a leader demotes in time however long the loop sleeps."""
         while True:
             dynamic, now = self._config(), time.monotonic()
-            pause = float(dynamic.loop_wait)
-            if self.valid_until is not None and self.holds(now):
-                pause = min(pause, self.valid_until - dynamic.retry_timeout - now + 0.01)
+            pause = rule.retry_pause(dynamic, self.ok)
+            until = rule.held_until(self.valid_until, self.seen_at, dynamic)
+            if until is not None and now < until:
+                pause = min(pause, until - now + 0.01)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), max(0.01, pause))
             self._kick.clear()
@@ -70,7 +71,7 @@ class LeaseKeeper:
     async def renew(self, leader: bool) -> None:
         dynamic = self._config()
         now = time.monotonic()
-        deadline = rule.keepalive_deadline(self.valid_until, now, dynamic, leader)
+        deadline = rule.keepalive_deadline(self.valid_until, now, dynamic, leader, self.seen_at)
         try:
             sent = time.monotonic()
             ttl = await self.client.lease_keepalive(self.lease, deadline) if self.lease else 0

@@ -105,8 +105,8 @@ class Agent:
 
     def _guard_due(self, now: float) -> bool:
         r = self._report
-        return lease_rule.guard_due(self.keeper.valid_until, now, self.loop.dynamic,
-                                    leader=r.view.leader == r.name, writable=node_report.postgres_up(r) and r.pg.writable)
+        return lease_rule.guard_due(self.keeper.valid_until, now, self.loop.dynamic, leader=r.view.leader == r.name,
+                                    writable=node_report.postgres_up(r) and r.pg.writable, paused=r.config.pause)
 
     # -- running -----------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from pgha.core.actions import (
     StartPostgres,
     StopPostgres,
 )
+from pgha.core.cluster import FailoverRequest
 from pgha.core.snapshot import Snapshot
 
 # Actions after which the running Postgres is no longer the one a reload would reach.
@@ -263,6 +264,8 @@ def _without_leader(s: Snapshot) -> Decision:
 
 def _operator_request(s: Snapshot) -> Decision | None:
     c, pg = s.cluster, s.pg
+    if pg.writable and not s.is_leader() and not s.config.pause:
+        return None  # a due demotion goes first: no restart, reload or reinit of a primary that must stop
     if s.reinit_requested and c.leader != s.name and c.leader in c.members:
         return Decision((Reinitialize(str(c.leader)),), f"reinitializing from {c.leader} as requested")
     if s.restart_at is not None and s.wall_now >= s.restart_at and pg.running:
@@ -294,15 +297,29 @@ def _operator_request(s: Snapshot) -> Decision | None:
             return Decision((NameSwitchoverCandidate(m.name), HandOver(m.name)), f"switchover to {m.name}: handing over")
         return Decision((HandOver(m.name),), f"switchover to {m.name}: handing over")
     if c.leader is None and pg.running and pg.in_recovery:
-        waited = 0.0 if s.leader_lost_at is None else s.now - s.leader_lost_at
-        if f.candidate == s.name:
-            why = ineligibility(s)
-            if why is not None:
-                return _wait(f"asked to take over but not eligible: {why}")
-            if pg.lsn < c.status.lsn and waited < s.config.retry_timeout:
-                return _wait(f"switchover: waiting to receive the old primary's final WAL position {c.status.lsn}")
-            return Decision((AcquireLeader(f"chosen by the operator (requested leader {f.leader or 'none'})"),),
-                            "switchover candidate: taking the leader key")
-        if f.candidate and f.candidate in c.members and waited < s.config.retry_timeout:
-            return _wait(f"switchover to {f.candidate} in progress")
+        return _during_switchover(s, f)
+    return None
+
+
+def _during_switchover(s: Snapshot, f: FailoverRequest) -> Decision | None:
+    """No leader key while a request is pending. A switchover's old leader that still lives (its
+    member record is bound to its lease) has published its final WAL position before releasing the
+    key and may have acknowledged every commit up to there: nobody promotes without that position,
+    however long it takes. Once its lease has run out, the request is an ordinary failover."""
+    c, pg = s.cluster, s.pg
+    waited = 0.0 if s.leader_lost_at is None else s.now - s.leader_lost_at
+    handing_over = bool(f.leader) and f.leader != s.name and f.leader in c.members
+    lacks_final = pg.lsn < c.status.lsn
+    if f.candidate == s.name:
+        why = ineligibility(s)
+        if why is not None:
+            return _wait(f"asked to take over but not eligible: {why}")
+        if lacks_final and (handing_over or waited < s.config.retry_timeout):
+            return _wait(f"switchover: waiting to receive the old primary's final WAL position {c.status.lsn}")
+        return Decision((AcquireLeader(f"chosen by the operator (requested leader {f.leader or 'none'})"),),
+                        "switchover candidate: taking the leader key")
+    if handing_over and lacks_final:
+        return _wait(f"switchover from {f.leader}: this node lacks its final WAL position {c.status.lsn}")
+    if f.candidate and f.candidate in c.members and waited < s.config.retry_timeout:
+        return _wait(f"switchover to {f.candidate} in progress")
     return None

@@ -1,5 +1,12 @@
 """The one lease rule: when this node may count on its etcd lease, and when the last-resort guard
-must stop a writable Postgres because the loop did not demote in time."""
+must stop a writable Postgres because the loop did not demote in time.
+
+A node counts on its lease until the earlier of two instants: ``retry_timeout`` before the lease
+could expire (time to demote before etcd can hand the key to anyone else), and ``retry_timeout``
+after a renewal was due and did not come (``renewed_at + loop_wait + retry_timeout``). The second
+bound makes a primary cut off from etcd stop taking writes after failing to renew for
+``retry_timeout``, not only shortly before its lease runs out: every write it would accept after
+that is a write a failover may throw away."""
 
 from __future__ import annotations
 
@@ -12,24 +19,45 @@ from pgha.core.settings import ClusterSettings
 _MAKES_WRITABLE = (a.Promote, a.ResumeAsPrimary, a.InitializeCluster)
 
 
-def holds(valid_until: float | None, now: float, config: ClusterSettings) -> bool:
-    """True while the lease is alive with ``retry_timeout`` to spare: the time a demotion may take
-    before etcd could hand the leader key to another node."""
-    return valid_until is not None and now < valid_until - config.retry_timeout
+def held_until(valid_until: float | None, renewed_at: float | None, config: ClusterSettings) -> float | None:
+    """Until when this node may count on its lease (None: it has none). ``renewed_at`` is when the
+    last successful renewal was sent (None: not known, only the expiry bound applies)."""
+    if valid_until is None:
+        return None
+    until = valid_until - config.retry_timeout
+    if renewed_at is not None:
+        until = min(until, renewed_at + config.loop_wait + config.retry_timeout)
+    return until
 
 
-def keepalive_deadline(valid_until: float | None, now: float, config: ClusterSettings, leader: bool) -> float:
+def holds(valid_until: float | None, now: float, config: ClusterSettings, renewed_at: float | None = None) -> bool:
+    """True while this node may count on its lease (see the module docstring)."""
+    until = held_until(valid_until, renewed_at, config)
+    return until is not None and now < until
+
+
+def keepalive_deadline(valid_until: float | None, now: float, config: ClusterSettings, leader: bool,
+                       renewed_at: float | None = None) -> float:
     """How long one renewal may take: never so long that a leader could not still demote in time."""
     deadline = config.retry_timeout
-    if leader and valid_until is not None:
-        deadline = min(deadline, valid_until - config.retry_timeout - now)
+    until = held_until(valid_until, renewed_at, config)
+    if leader and until is not None:
+        deadline = min(deadline, until - now)
     return max(0.2, deadline)
 
 
-def guard_due(valid_until: float | None, now: float, config: ClusterSettings, leader: bool, writable: bool) -> bool:
+def retry_pause(config: ClusterSettings, ok: bool) -> float:
+    """Time to the next renewal: ``loop_wait``, or soon after a failure, so that a short etcd
+    election is ridden through within ``retry_timeout``."""
+    return float(config.loop_wait) if ok else min(float(config.loop_wait), 0.5)
+
+
+def guard_due(valid_until: float | None, now: float, config: ClusterSettings, leader: bool, writable: bool,
+              paused: bool = False) -> bool:
     """The loop should have demoted by now: half of the demotion margin is gone and Postgres still
-    takes writes. Checked beside the loop, so a stuck loop cannot keep a writable primary."""
-    return (leader and writable and valid_until is not None
+    takes writes. Checked beside the loop, so a stuck loop cannot keep a writable primary. Never in
+    maintenance mode, where pgha takes no automatic action."""
+    return (leader and writable and not paused and valid_until is not None
             and now >= valid_until - config.retry_timeout / 2)
 
 

@@ -63,7 +63,7 @@ class NodeReport:
 
 def holds_leader(r: NodeReport, now: float) -> bool:
     """The leader key names us and our lease, by our own clock, is good with margin to spare."""
-    return r.view.leader == r.name and lease.holds(r.lease_valid_until, now, r.config)
+    return r.view.leader == r.name and lease.holds(r.lease_valid_until, now, r.config, r.dcs_seen_at)
 
 
 def postgres_up(r: NodeReport) -> bool:

@@ -70,6 +70,7 @@ class Snapshot:
     dcs_ok: bool
     pg: PgState
     lease_valid_until: float | None = None
+    lease_renewed_at: float | None = None  # when the last successful renewal was sent
     leader_lost_at: float | None = None
     shutting_down: bool = False
     busy: Busy | None = None
@@ -83,7 +84,7 @@ class Snapshot:
 
     def holds_lease(self) -> bool:
         """True while our lease is alive with enough margin left to demote before it can expire."""
-        return lease.holds(self.lease_valid_until, self.now, self.config)
+        return lease.holds(self.lease_valid_until, self.now, self.config, self.lease_renewed_at)
 
     def is_leader(self) -> bool:
         """The leader key names us and our lease, by our own clock, is still good."""

@@ -87,10 +87,11 @@ class ClusterStore:
         except e.DcsError as exc:
             log.warning("could not publish member record: %s", exc)
 
-    async def publish_status(self, status: LeaderStatus, deadline: float) -> None:
-        # Only while we still hold the leader key, so a deposed leader cannot overwrite its successor.
-        await self.client.txn([Compare(self.key("leader"), "VALUE", self.name)],
-                              [put_op(self.key("status"), status.to_json())], deadline=deadline)
+    async def publish_status(self, status: LeaderStatus, deadline: float) -> bool:
+        """Only while we still hold the leader key, so a deposed leader cannot overwrite its
+        successor; False when we no longer hold it."""
+        return await self.client.txn([Compare(self.key("leader"), "VALUE", self.name)],
+                                     [put_op(self.key("status"), status.to_json())], deadline=deadline)
 
     async def append_history(self, view: ClusterView, entry: HistoryEntry, deadline: float) -> None:
         await self.client.put(self.key("history"), history_json([*view.history, entry]), deadline)

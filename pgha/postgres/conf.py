@@ -91,3 +91,9 @@ def render_pgpass(entries: list[Credentials]) -> str:
         return v.replace("\\", "\\\\").replace(":", "\\:")
 
     return "".join(f"*:*:*:{esc(c.username)}:{esc(c.password or '')}\n" for c in entries if c.password)
+
+
+def rewind_argv(binary: str, data_dir: str, source: str) -> list[str]:
+    """pg_rewind onto ``source``. Never ``--no-sync``: a crash right after a rewind must not leave
+    a torn data directory behind."""
+    return [binary, "-D", data_dir, "--source-server", source, "--progress"]

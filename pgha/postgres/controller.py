@@ -304,13 +304,17 @@ class PostgresController:
         if not rows or not rows[0][0]:
             raise e.PostgresError("pg_promote did not complete within 60s")
 
-    async def checkpoint(self) -> None:
-        """CHECKPOINT on a connection of its own, so the HA loop's queries never queue behind it."""
+    async def checkpoint(self, timeout: float = 600) -> None:
+        """CHECKPOINT on a connection of its own, so the HA loop's queries never queue behind it;
+        given up (the server cancels it when the connection goes) after ``timeout`` seconds."""
         try:
-            async with await psycopg.AsyncConnection.connect(self._superuser_dsn(), autocommit=True) as conn:
-                await conn.execute("CHECKPOINT")
+            async with asyncio.timeout(timeout):
+                async with await psycopg.AsyncConnection.connect(self._superuser_dsn(), autocommit=True) as conn:
+                    await conn.execute("CHECKPOINT")
         except psycopg.Error as exc:
             raise e.PostgresError(f"checkpoint failed: {exc}") from exc
+        except TimeoutError as exc:
+            raise e.PostgresError(f"checkpoint did not finish within {timeout:.0f}s") from exc
 
     # -- data directory ------------------------------------------------------------------
 
@@ -355,8 +359,7 @@ class PostgresController:
         creds = self.settings.authentication.rewind or self.settings.authentication.superuser
         self._write_passfile()
         source = conf.conninfo(host, port, creds, dbname="postgres", passfile=self.passfile, connect_timeout=5)
-        out = await self.runas.run([self._bin("pg_rewind"), "-D", str(self.data_dir), "--source-server", source,
-                                    "--no-sync", "--progress"], timeout=3600)
+        out = await self.runas.run(conf.rewind_argv(self._bin("pg_rewind"), str(self.data_dir), source), timeout=3600)  # synced: a crash right after leaves no torn directory
         if "same timeline" in out and leader_timeline > (self.disk.primary_on_timeline or 0):
             return False
         log.info("pg_rewind: %s", out.strip().splitlines()[-1])

@@ -8,39 +8,18 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from pgha.testing import LocalCluster, Node, wait_for
 from tests.conftest import sql
+from tests.direct import writing_to
 
 pytestmark = pytest.mark.slow
 FENCE = Path(__file__).resolve().parents[2] / "pgha" / "fence" / "__main__.py"
-
-
-class DirectWriter(threading.Thread):
-    """Commits a row every 20 ms straight to one node; records when each commit was acknowledged."""
-
-    def __init__(self, node: Node) -> None:
-        super().__init__(daemon=True)
-        self.node, self.acks, self.halt = node, [], threading.Event()
-
-    def run(self) -> None:
-        while not self.halt.is_set():
-            try:
-                with psycopg.connect(self.node.dsn(), autocommit=True, connect_timeout=1) as conn:
-                    while not self.halt.is_set():
-                        conn.execute("INSERT INTO direct VALUES (now())")
-                        self.acks.append(time.monotonic())
-                        time.sleep(0.02)
-            except psycopg.Error:
-                time.sleep(0.02)
 
 
 def first_write_elsewhere(c: LocalCluster, old: Node, timeout: float) -> tuple[Node, float]:
@@ -57,18 +36,6 @@ def first_write_elsewhere(c: LocalCluster, old: Node, timeout: float) -> tuple[N
                 pass
         time.sleep(0.05)
     raise TimeoutError("no other node took writes")
-
-
-@contextmanager
-def writing_to(node: Node) -> Iterator[DirectWriter]:
-    w = DirectWriter(node)
-    w.start()
-    try:
-        wait_for("direct writes acknowledged", lambda: len(w.acks) > 5, 10)
-        yield w
-    finally:
-        w.halt.set()
-        w.join(5)
 
 
 def accepts_connections(node: Node) -> bool:

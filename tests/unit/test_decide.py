@@ -293,3 +293,54 @@ def test_primary_whose_fence_cannot_be_armed_demotes() -> None:
     assert [type(x) for x in d.actions] == [a.Demote] and "fence" in d.note
     paused = DynamicConfig(**{**CFG.model_dump(), "pause": True})
     assert kinds(snap(PRIMARY, view(), name="n1", fence_ok=False, config=paused)) == [a.PublishLeaderStatus]
+
+
+# -- the lease, demotion first, lossless switchover -------------------------------------------
+
+from pgha.postgres import conf  # noqa: E402
+
+
+def test_cut_off_primary_stops_counting_on_its_lease_retry_timeout_after_a_renewal_failed() -> None:
+    # ttl 6, loop_wait 1, retry_timeout 2: renewed at 100, the next renewal was due at 101
+    assert lease.holds(106.0, 102.9, CFG, renewed_at=100.0)
+    assert not lease.holds(106.0, 103.0, CFG, renewed_at=100.0)
+    s = snap(PRIMARY, view(), name="n1", dcs_ok=False, lease_valid_until=106.0, lease_renewed_at=100.0, now=103.0)
+    assert kinds(s) == [a.Demote]
+    # a long-ttl cluster demotes as early: ttl 20 / loop_wait 2 / retry_timeout 3
+    long = DynamicConfig(ttl=20, loop_wait=2, retry_timeout=3)
+    assert lease.held_until(120.0, 100.0, long) == 105.0
+
+
+def test_renewals_are_retried_quickly_after_a_failure() -> None:
+    assert lease.retry_pause(CFG, ok=True) == 1.0
+    assert lease.retry_pause(DynamicConfig(), ok=False) == 0.5
+
+
+def test_guard_never_fires_in_maintenance_mode() -> None:
+    assert lease.guard_due(106.0, 105.5, CFG, leader=True, writable=True)
+    assert not lease.guard_due(106.0, 105.5, CFG, leader=True, writable=True, paused=True)
+
+
+def test_due_demotion_goes_before_a_requested_restart() -> None:
+    d = decide(snap(PRIMARY, view(leader="n3"), restart_at=0.0, wall_now=5.0))
+    assert [type(x) for x in d.actions] == [a.Demote]
+    d = decide(snap(PRIMARY, view(), name="n1", lease_valid_until=101.5, restart_at=0.0, wall_now=5.0))
+    assert [type(x) for x in d.actions] == [a.Demote]
+
+
+def test_pg_rewind_syncs_the_rewound_directory() -> None:
+    argv = conf.rewind_argv("/bin/pg_rewind", "/data", "host=x")
+    assert "--no-sync" not in argv and argv[:3] == ["/bin/pg_rewind", "-D", "/data"]
+
+
+def test_switchover_candidate_never_promotes_short_of_a_living_old_leaders_final_position() -> None:
+    old_leader = Member("n1", role="replica", state="running", lsn=5200)
+    v = replace(view(leader=None, status_lsn=5200, n1=old_leader), failover=FailoverRequest("n1", "n2"))
+    behind = replace(REPLICA, streaming=False, lsn=5100, replayed_lsn=5100)
+    # long after retry_timeout: still waiting while n1 lives
+    assert kinds(snap(behind, v, leader_lost_at=10.0)) == []
+    # other replicas that lack the final position do not race either
+    assert kinds(snap(behind, v, name="n3", leader_lost_at=10.0)) == []
+    # once the old leader's lease ran out (its record is gone) it is an ordinary failover
+    gone = replace(v, members={})
+    assert kinds(snap(behind, gone, leader_lost_at=10.0)) == [a.AcquireLeader]

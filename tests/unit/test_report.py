@@ -57,9 +57,15 @@ def test_busy_node_is_never_a_writable_primary_even_before_postgres_is_observed_
 
 
 def test_lease_within_retry_timeout_of_expiry_is_not_held() -> None:
-    leader = node("n1", PRIMARY)
+    leader = node("n1", PRIMARY, dcs_seen_at=97.0)  # renewed at 97: valid until 100
     assert report.holds_leader(leader, now=97.9)
     assert not report.holds_leader(leader, now=98.0)
+
+
+def test_lease_is_not_held_once_renewals_failed_for_retry_timeout() -> None:
+    leader = node("n1", PRIMARY, dcs_seen_at=94.0)  # the renewal due at 95 never came
+    assert report.holds_leader(leader, now=96.9)
+    assert not report.holds_leader(leader, now=97.0)
 
 
 def test_hand_over_steps_show_in_the_member_state() -> None:

@@ -1,0 +1,69 @@
+"""The lease rule on real processes: a primary cut off from etcd stops taking writes once it has
+failed to renew for retry_timeout (not shortly before its lease expires), and maintenance mode
+rides out an etcd outage without stopping anything."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+
+from pgha.testing import FAST, LocalCluster, http_request, wait_for
+from tests.conftest import sql
+from tests.direct import writing_to
+
+pytestmark = pytest.mark.slow
+SLOW = {"ttl": 20, "loop_wait": 2, "retry_timeout": 3}
+
+
+def writable(c: LocalCluster, name: str) -> bool:
+    try:
+        return sql(c.node(name).dsn(), "SELECT NOT pg_is_in_recovery()")[0][0] is True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def test_primary_cut_off_from_etcd_stops_writes_after_retry_timeout(make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster(nodes=2, dcs=SLOW)
+    c.start()
+    leader = c.leader()
+    sql(leader.dsn(), "CREATE TABLE direct (at timestamptz)")
+    etcd = c.etcd.members[0].proc
+    assert etcd is not None
+    with writing_to(leader) as w:
+        etcd.send_signal(signal.SIGSTOP)
+        cut = time.monotonic()
+        try:
+            wait_for("the cut-off primary read-only", lambda: not writable(c, leader.name), 25)
+            last = max(w.acks)
+        finally:
+            etcd.send_signal(signal.SIGCONT)
+    # The last renewal came at most loop_wait before the cut; the agent demotes retry_timeout
+    # after the renewal it missed. Before this rule it kept writing until ttl - retry_timeout.
+    assert last - cut < SLOW["loop_wait"] + SLOW["retry_timeout"] + 2.5, f"wrote for {last - cut:.1f} s"
+    wait_for("a primary again", lambda: len(c.primaries()) == 1, 40)
+
+
+def test_paused_primary_rides_out_an_etcd_outage(make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster(nodes=2, dcs=FAST)
+    c.start()
+    leader = c.leader()
+    sql(leader.dsn(), "CREATE TABLE direct (at timestamptz)")
+    assert http_request("PATCH", leader.api + "/config", {"pause": True})[0] == 200
+    wait_for("every agent paused", lambda: all((n.status() or {}).get("pause") for n in c.nodes), 10)
+    etcd = c.etcd.members[0].proc
+    assert etcd is not None
+    with writing_to(leader) as w:
+        etcd.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(2 * FAST["ttl"])
+            before = len(w.acks)
+            time.sleep(1)
+            assert len(w.acks) > before, "the paused primary stopped taking writes"
+        finally:
+            etcd.send_signal(signal.SIGCONT)
+    assert writable(c, leader.name) and "stopping postgres now" not in leader.log_text()
+    assert http_request("PATCH", leader.api + "/config", {"pause": False})[0] == 200
+    wait_for("one primary", lambda: len(c.primaries()) == 1, 30)
