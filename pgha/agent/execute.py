@@ -135,6 +135,10 @@ class Executor:
         match act:
             case a.AcquireLeader():
                 return await self._acquire(act, s)
+            case a.TakeOverLeaderKey():
+                if await self.store.take_over_leader(act.old_lease, act.revision, self._lease(), s.config.retry_timeout):
+                    log.info("took over the leader key from an earlier lease of this agent: no failover")
+                return Result(wake=True)
             case a.Promote():
                 return await self._promote(s)
             case a.FollowLeader():
@@ -143,7 +147,7 @@ class Executor:
                 log.info("now following %s", act.leader)
                 return Result(applied_parameters=params)
             case a.ReleaseLeader():
-                if await self.store.release_leader(s.config.retry_timeout):
+                if await self.store.release_leader(self._lease(), s.cluster.leader_revision, s.config.retry_timeout):
                     log.warning("released leader key: %s", act.reason)
                 return Result(wake=True)
             case a.PublishLeaderStatus():
@@ -166,12 +170,16 @@ class Executor:
                 return await self._set_sync(act, s)
             case a.WriteSyncState():
                 if await self.store.set_sync(SyncState(s.name, act.members, act.quorum), s.cluster.sync_revision,
-                                             s.config.retry_timeout):
+                                             self._lease(), s.config.retry_timeout):
                     log.info("synchronous standbys recorded: %s", ", ".join(act.members) or "none")
                 return Result(wake=True)
         raise e.PghaError(f"no executor for {act!r}")
 
     # -- the actions that run inside the loop --------------------------------------------
+
+    def _lease(self) -> int:
+        """Our lease, for compare-and-set guards (0 matches no key: no lease, no write)."""
+        return self.jobs.keeper.lease or 0
 
     async def _reload(self, s: Snapshot, chosen_sync: str | None, reason: str) -> Result:
         """Rewrite postgresql.conf for the current role and send SIGHUP."""
@@ -206,7 +214,7 @@ class Executor:
         old_tl, lsn = s.pg.timeline, s.pg.lsn
         # Claim ``status`` before promoting: from here on the old primary can no longer count
         # itself the last primary (rule used in synchronous mode), even if we die mid-promotion.
-        if not await self.store.publish_status(LeaderStatus(s.name, old_tl, lsn), s.config.retry_timeout):
+        if not await self.store.publish_status(LeaderStatus(s.name, old_tl, lsn), self._lease(), s.config.retry_timeout):
             raise e.PghaError("the leader key is no longer ours: not promoting")
         await self.postgres.promote()
         took = time.monotonic() - t0
@@ -235,7 +243,7 @@ class Executor:
     async def _publish_status(self, act: a.PublishLeaderStatus, s: Snapshot) -> Result:
         status = LeaderStatus(s.name, s.pg.timeline, s.pg.lsn)
         if status != s.cluster.status:  # an idle leader writes nothing
-            await self.store.publish_status(status, s.config.retry_timeout)
+            await self.store.publish_status(status, self._lease(), s.config.retry_timeout)
         if s.config.postgresql.use_slots:
             await self.postgres.sync_slots(act.slots)
         return Result()
@@ -251,12 +259,13 @@ class Executor:
         await self.postgres.stop("fast", timeout=limit)
         final_lsn = await self.postgres.shutdown_checkpoint_lsn()
         tl = s.pg.timeline or (self.postgres.disk.primary_on_timeline or 0)
-        if not await self.store.publish_status(LeaderStatus(s.name, tl, final_lsn), s.config.retry_timeout):
+        if not await self.store.publish_status(LeaderStatus(s.name, tl, final_lsn), self._lease(),
+                                               s.config.retry_timeout):
             # Without our final position the candidate could promote short of it: keep the key.
             raise e.PghaError("switchover: could not publish the final WAL position; the leader key stays")
         self.postgres.remember(handover_lsn=final_lsn)
         await self._step(f"stopped at {final_lsn >> 32:X}/{final_lsn & 0xFFFFFFFF:X}")
-        await self.store.release_leader(s.config.retry_timeout)
+        await self.store.release_leader(self._lease(), s.cluster.leader_revision, s.config.retry_timeout)
         self.tally.demotions += 1
         log.info("switchover: stopped at %X and released the leader key to %s in %.2f s",
                  final_lsn, act.candidate, time.monotonic() - t0)

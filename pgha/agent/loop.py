@@ -116,7 +116,7 @@ class HaLoop:
         return Snapshot(
             now=now, name=self.local.name, tags=self.local.tags, config=self.dynamic, cluster=cluster,
             dcs_ok=view is not None, pg=pg, lease_valid_until=self.keeper.valid_until,
-            lease_renewed_at=self.keeper.seen_at, leader_lost_at=lost,
+            lease_renewed_at=self.keeper.seen_at, lease_id=self.keeper.lease, leader_lost_at=lost,
             shutting_down=self.shutting_down, busy=self.executor.busy, wall_now=time.time(),
             restart_at=self.inbox.restart_at, reinit_requested=self.inbox.reinit_requested,
             reload_requested=self.inbox.reload_requested, applied_parameters=st.applied_parameters,

@@ -86,7 +86,7 @@ class Agent:
         operator's pending restart. Rebuilt only when one of them changed (health checks call
         this on every request)."""
         k, t = self.keeper, self.executor.tally
-        key = (self._version, k.valid_until, k.seen_at, k.renewals, k.failures, t.promotions, t.demotions,
+        key = (self._version, k.lease, k.valid_until, k.seen_at, k.renewals, k.failures, t.promotions, t.demotions,
                t.reloads, self.executor.jobs.restarts, self.fence_fired, self.inbox.restart_at, self.fence.armed)
         if key != self._live_key:
             self._live, self._live_key = self._merge(), key
@@ -100,7 +100,8 @@ class Agent:
             last_promotion_seconds=t.promotion_seconds[-1] if t.promotion_seconds else 0.0,
             demotions=t.demotions, restarts=self.executor.jobs.restarts, reloads=t.reloads,
             fence_fired=self.fence_fired)
-        return replace(self._report, lease_valid_until=k.valid_until, dcs_seen_at=k.seen_at, counters=counters,
+        return replace(self._report, lease_valid_until=k.valid_until, lease_id=k.lease, dcs_seen_at=k.seen_at,
+                       counters=counters,
                        restart_at=self.inbox.restart_at, fence_armed=self.fence.armed)
 
     def _guard_due(self, now: float) -> bool:

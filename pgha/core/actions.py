@@ -71,6 +71,17 @@ class AcquireLeader(Action):
 
 
 @dataclass(frozen=True)
+class TakeOverLeaderKey(Action):
+    """The leader key names us but is bound to ``old_lease`` (an earlier run of this agent): move
+    it onto our lease in one transaction that holds only if it still names us, is still bound to
+    ``old_lease`` (so that lease is alive) and is unchanged since ``revision``. An agent restart
+    then causes no failover."""
+
+    old_lease: int
+    revision: int
+
+
+@dataclass(frozen=True)
 class Promote(Action):
     """Promote the local standby to a new timeline. Precondition: we hold the leader key."""
 

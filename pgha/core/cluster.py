@@ -148,6 +148,7 @@ class ClusterView:
     config_revision: int = 0
     leader: str | None = None
     leader_lease: int = 0
+    leader_revision: int = 0
     members: Mapping[str, Member] = field(default_factory=dict)
     status: LeaderStatus = field(default_factory=LeaderStatus)
     history: tuple[HistoryEntry, ...] = ()
@@ -177,6 +178,7 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
     config_revision = 0
     leader: str | None = None
     leader_lease = 0
+    leader_revision = 0
     members: dict[str, Member] = {}
     status = LeaderStatus()
     history: tuple[HistoryEntry, ...] = ()
@@ -202,7 +204,7 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
                 except Exception:  # noqa: BLE001 - a bad stored config must not stop the HA loop
                     config = None
         elif rel == "leader":
-            leader, leader_lease = kv.value, kv.lease
+            leader, leader_lease, leader_revision = kv.value, kv.lease, kv.mod_revision
         elif rel == "status":
             status = LeaderStatus.from_json(kv.value)
         elif rel == "history":
@@ -211,7 +213,7 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
             name = rel[len("members/"):]
             members[name] = Member.from_json(name, kv.value)
     return ClusterView(initialize=initialize, config=config, config_revision=config_revision,
-                       leader=leader, leader_lease=leader_lease, members=members, status=status,
+                       leader=leader, leader_lease=leader_lease, leader_revision=leader_revision, members=members, status=status,
                        history=history, failover=failover, failover_revision=failover_revision,
                        config_raw=config_raw, sync=sync, sync_revision=sync_revision, revision=revision)
 

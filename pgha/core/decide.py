@@ -46,6 +46,7 @@ from pgha.core.actions import (
     Rewind,
     StartPostgres,
     StopPostgres,
+    TakeOverLeaderKey,
 )
 from pgha.core.cluster import FailoverRequest
 from pgha.core.snapshot import Snapshot
@@ -99,6 +100,10 @@ def _decide(s: Snapshot) -> Decision:
         if c.leader and c.leader != s.name and c.leader in c.members:
             return Decision((CloneFrom(c.leader),), f"cloning from leader {c.leader}")
         return _wait("no leader to clone from yet")
+    if c.leader == s.name and not s.owns_key() and s.holds_lease():
+        # (without a safe lease of our own the leader rules below demote instead)
+        return Decision((TakeOverLeaderKey(c.leader_lease, c.leader_revision),),
+                        "the leader key is bound to an earlier lease of this agent: taking it over")
     requested = _operator_request(s)
     if requested is not None:
         return requested

@@ -50,6 +50,7 @@ class NodeReport:
     view: ClusterView = field(default_factory=ClusterView)
     pg: PgState = field(default_factory=PgState)
     lease_valid_until: float | None = None
+    lease_id: int | None = None
     dcs_seen_at: float | None = None
     busy: Busy | None = None
     note: str = ""
@@ -63,7 +64,8 @@ class NodeReport:
 
 def holds_leader(r: NodeReport, now: float) -> bool:
     """The leader key names us and our lease, by our own clock, is good with margin to spare."""
-    return r.view.leader == r.name and lease.holds(r.lease_valid_until, now, r.config, r.dcs_seen_at)
+    return (r.view.leader == r.name and r.lease_id is not None and r.view.leader_lease == r.lease_id
+            and lease.holds(r.lease_valid_until, now, r.config, r.dcs_seen_at))
 
 
 def postgres_up(r: NodeReport) -> bool:

@@ -71,6 +71,7 @@ class Snapshot:
     pg: PgState
     lease_valid_until: float | None = None
     lease_renewed_at: float | None = None  # when the last successful renewal was sent
+    lease_id: int | None = None  # our etcd lease (None: not modelled, as in some unit tests)
     leader_lost_at: float | None = None
     shutting_down: bool = False
     busy: Busy | None = None
@@ -86,6 +87,12 @@ class Snapshot:
         """True while our lease is alive with enough margin left to demote before it can expire."""
         return lease.holds(self.lease_valid_until, self.now, self.config, self.lease_renewed_at)
 
+    def owns_key(self) -> bool:
+        """The leader key names us and is bound to our lease: a key left by an earlier run of
+        this agent (bound to its dead lease) is not ours until we take it over."""
+        c = self.cluster
+        return c.leader == self.name and (self.lease_id is None or c.leader_lease == self.lease_id)
+
     def is_leader(self) -> bool:
-        """The leader key names us and our lease, by our own clock, is still good."""
-        return self.cluster.leader == self.name and self.holds_lease()
+        """We own the leader key and our lease, by our own clock, is still good."""
+        return self.owns_key() and self.holds_lease()

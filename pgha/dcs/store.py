@@ -3,7 +3,10 @@
 Atomicity contract of each write:
 - ``claim_initialize``: create-only; exactly one caller ever gets True.
 - ``acquire_leader``: create-only, bound to our lease; True for at most one live holder.
-- ``release_leader``: deletes the key only if it still names us.
+- ``take_over_leader``: moves a key that names us from an earlier lease of ours onto our lease,
+  only if it is unchanged since the revision we read.
+- ``release_leader``: deletes the key only if it names us, is bound to our lease and is unchanged.
+- ``publish_status``/``set_sync``: only while the leader key names us and is bound to our lease.
 - ``set_config``: compare-and-set on the config key's mod revision (0: create-only).
 - member keys are bound to the member's lease and vanish when it expires.
 Every call raises DcsError when etcd does not answer within its deadline.
@@ -69,9 +72,18 @@ class ClusterStore:
         return await self.client.txn([Compare(self.key("leader"), "CREATE", 0)],
                                      [put_op(self.key("leader"), self.name, lease)], deadline=deadline)
 
-    async def release_leader(self, deadline: float) -> bool:
-        return await self.client.txn([Compare(self.key("leader"), "VALUE", self.name)],
-                                     [delete_op(self.key("leader"))], deadline=deadline)
+    def _ours(self, lease: int) -> list[Compare]:
+        """Guards: the leader key names us and is bound to our lease."""
+        return [Compare(self.key("leader"), "VALUE", self.name), Compare(self.key("leader"), "LEASE", lease)]
+
+    async def take_over_leader(self, old_lease: int, revision: int, lease: int, deadline: float) -> bool:
+        guards = [Compare(self.key("leader"), "VALUE", self.name), Compare(self.key("leader"), "LEASE", old_lease),
+                  Compare(self.key("leader"), "MOD", revision)]
+        return await self.client.txn(guards, [put_op(self.key("leader"), self.name, lease)], deadline=deadline)
+
+    async def release_leader(self, lease: int, revision: int, deadline: float) -> bool:
+        guards = [*self._ours(lease), Compare(self.key("leader"), "MOD", revision)]
+        return await self.client.txn(guards, [delete_op(self.key("leader"))], deadline=deadline)
 
     async def publish_member(self, member: Member, lease: int, deadline: float) -> None:
         await self.client.put(self.key(f"members/{self.name}"), member.to_json(), deadline, lease=lease)
@@ -87,11 +99,11 @@ class ClusterStore:
         except e.DcsError as exc:
             log.warning("could not publish member record: %s", exc)
 
-    async def publish_status(self, status: LeaderStatus, deadline: float) -> bool:
+    async def publish_status(self, status: LeaderStatus, lease: int, deadline: float) -> bool:
         """Only while we still hold the leader key, so a deposed leader cannot overwrite its
         successor; False when we no longer hold it."""
-        return await self.client.txn([Compare(self.key("leader"), "VALUE", self.name)],
-                                     [put_op(self.key("status"), status.to_json())], deadline=deadline)
+        return await self.client.txn(self._ours(lease), [put_op(self.key("status"), status.to_json())],
+                                     deadline=deadline)
 
     async def append_history(self, view: ClusterView, entry: HistoryEntry, deadline: float) -> None:
         await self.client.put(self.key("history"), history_json([*view.history, entry]), deadline)
@@ -107,9 +119,9 @@ class ClusterStore:
         return await self.client.txn([Compare(self.key("failover"), "MOD", mod_revision)],
                                      [delete_op(self.key("failover"))], deadline=deadline)
 
-    async def set_sync(self, state: SyncState, mod_revision: int, deadline: float) -> bool:
-        """Compare-and-set the ``sync`` key (create-only when ``mod_revision`` is 0)."""
-        guards = [self._unchanged("sync", mod_revision), Compare(self.key("leader"), "VALUE", self.name)]
+    async def set_sync(self, state: SyncState, mod_revision: int, lease: int, deadline: float) -> bool:
+        """Compare-and-set the ``sync`` key (create-only when ``mod_revision`` is 0), as leader."""
+        guards = [self._unchanged("sync", mod_revision), *self._ours(lease)]
         return await self.client.txn(guards,
                                      [put_op(self.key("sync"), state.to_json())], deadline=deadline)
 

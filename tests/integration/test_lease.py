@@ -67,3 +67,22 @@ def test_paused_primary_rides_out_an_etcd_outage(make_cluster: Callable[..., Loc
     assert writable(c, leader.name) and "stopping postgres now" not in leader.log_text()
     assert http_request("PATCH", leader.api + "/config", {"pause": False})[0] == 200
     wait_for("one primary", lambda: len(c.primaries()) == 1, 30)
+
+
+def test_agent_restarted_within_ttl_keeps_leading_without_a_failover(make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster(nodes=2, dcs=FAST)
+    c.start()
+    leader = c.leader()
+    other = next(n for n in c.nodes if n is not leader)
+    timeline = (leader.status() or {})["timeline"]
+    assert leader.proc is not None
+    leader.proc.kill()  # the agent only; its Postgres keeps running
+    leader.proc.wait()
+    leader.start()
+    end = time.monotonic() + 2.5 * FAST["ttl"]
+    while time.monotonic() < end:  # the old lease expires meanwhile: nobody else may take over
+        assert other.health("/primary") == 503, "a failover followed an agent restart"
+        time.sleep(0.2)
+    wait_for("the restarted agent leading", lambda: leader.health("/primary") == 200, 10)
+    assert (leader.status() or {})["timeline"] == timeline
+    assert "took over the leader key" in leader.log_text()

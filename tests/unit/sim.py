@@ -158,7 +158,8 @@ class SimCluster:
     def snapshot(self, node: SimNode, dcs_ok: bool) -> Snapshot:
         return Snapshot(now=self.now + node.offset, name=node.name, tags=node.tags, config=self.config,
                         cluster=node.view, dcs_ok=dcs_ok, pg=self.pg_state(node),
-                        lease_valid_until=node.valid_until, leader_lost_at=node.leader_lost_at)
+                        lease_valid_until=node.valid_until, leader_lost_at=node.leader_lost_at,
+                        lease_id=node.lease or None)
 
     def tick(self, name: str) -> list[a.Action]:
         node = self.nodes[name]
@@ -193,6 +194,11 @@ class SimCluster:
         if isinstance(act, a.AcquireLeader):
             if dcs_ok and etcd.leader is None and node.lease in etcd.leases:
                 etcd.leader, etcd.leader_lease = node.name, node.lease
+                node.view = etcd.view(self.config)
+        elif isinstance(act, a.TakeOverLeaderKey):
+            if dcs_ok and etcd.leader == node.name and etcd.leader_lease == act.old_lease \
+                    and act.old_lease in etcd.leases:
+                etcd.leader_lease = node.lease
                 node.view = etcd.view(self.config)
         elif isinstance(act, a.Promote):
             lag = etcd.status.lsn - pg.lsn

@@ -344,3 +344,13 @@ def test_switchover_candidate_never_promotes_short_of_a_living_old_leaders_final
     # once the old leader's lease ran out (its record is gone) it is an ordinary failover
     gone = replace(v, members={})
     assert kinds(snap(behind, gone, leader_lost_at=10.0)) == [a.AcquireLeader]
+
+
+def test_restarted_agent_takes_its_leader_key_over_onto_its_new_lease() -> None:
+    v = replace(view(), leader_lease=7, leader_revision=42)
+    d = decide(snap(PRIMARY, v, name="n1", lease_id=8))
+    assert d.actions == (a.TakeOverLeaderKey(7, 42),)
+    assert not snap(PRIMARY, v, name="n1", lease_id=8).is_leader()
+    assert snap(PRIMARY, v, name="n1", lease_id=7).is_leader()
+    # without a safe lease of its own it does not touch the key, and demotes
+    assert kinds(snap(PRIMARY, v, name="n1", lease_id=8, lease_valid_until=101.0)) == [a.Demote]

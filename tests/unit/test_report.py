@@ -18,9 +18,10 @@ PRIMARY = PgState(data_dir_empty=False, running=True, in_recovery=False, timelin
 
 
 def node(name: str, pg: PgState, sync: SyncState | None = None, **kw: object) -> report.NodeReport:
-    view = ClusterView(initialize="1", config=SYNC_CFG, leader="n1", status=LeaderStatus("n1", 2, 1000), sync=sync)
+    view = ClusterView(initialize="1", config=SYNC_CFG, leader="n1", leader_lease=7, status=LeaderStatus("n1", 2, 1000),
+                       sync=sync)
     base = report.NodeReport(name=name, scope="demo", host="127.0.0.1", port=5432, api_url="http://x", version="t",
-                             tags={}, config=SYNC_CFG, view=view, pg=pg, lease_valid_until=100.0, loop_at=50.0,
+                             tags={}, config=SYNC_CFG, view=view, pg=pg, lease_valid_until=100.0, lease_id=7, loop_at=50.0,
                              dcs_seen_at=50.0)
     return replace(base, **kw)  # type: ignore[arg-type]
 
@@ -77,3 +78,8 @@ def test_status_names_role_lag_and_sync_standby() -> None:
     st = report.status(node("n2", REPLICA, SyncState("n1", ("n2",))), now=50.0, wall_now=1000.0)
     assert st["role"] == "replica" and st["lag"] == 200 and st["sync_standby"] is True
     assert st["synchronous_standbys"] == ["n2"] and st["dcs_last_seen"] == 1000
+
+
+def test_leader_key_bound_to_an_earlier_lease_is_not_ours() -> None:
+    restarted = node("n1", PRIMARY, lease_id=8)  # the key still carries lease 7 of the dead agent
+    assert verdict("/primary", {}, report.health(restarted, now=50.0)) == 503
