@@ -27,11 +27,21 @@ GUARD_TICK = 0.1
 
 class LeaseKeeper:
     def __init__(self, client: EtcdClient, config: Callable[[], ClusterSettings],
-                 on_change: Callable[[], None], on_renewed: Callable[[], None] = lambda: None) -> None:
+                 on_change: Callable[[], None], on_renewed: Callable[[], None] = lambda: None,
+                 bound: Callable[[int], bool] = lambda lease: False) -> None:
         self.client = client
         self._config = config
         self._on_change = on_change  # wake the loop: a renewal failed, or the lease is about to be unusable
         self._on_renewed = on_renewed  # move the fence's deadline with the lease
+        self._bound = bound  # whether our leader key or member record is still bound to a lease
+        self.granted_ttl: int | None = None
+        self.granted_retry: float | None = None
+        self._old_retry = 0.0  # the retiring lease's demotion margin
+        self._lock = asyncio.Lock()
+        # After a ttl change: the earlier lease, kept alive until nothing of ours is bound to it
+        # (the leader key moves by compare-and-set), and until when it is known to live.
+        self.retiring: int | None = None
+        self.retiring_until: float | None = None
         self.lease: int | None = None
         self.valid_until: float | None = None  # when the lease can first expire, by our clock
         self.ok = False  # the last renewal succeeded
@@ -68,19 +78,30 @@ class LeaseKeeper:
             if self.ok != was_ok or not self.ok:
                 self._on_change()
 
-    async def renew(self, leader: bool) -> None:
-        dynamic = self._config()
+    def needs_regrant(self, config: ClusterSettings) -> bool:
+        """The lease was granted under another ttl than ``config`` says."""
+        return self.lease is not None and self.granted_ttl not in (None, config.ttl)
+
+    async def renew(self, leader: bool, config: ClusterSettings | None = None) -> None:
+        async with self._lock:  # the loop may renew too, right after a ttl change
+            await self._renew(leader, config or self._config())
+
+    async def _renew(self, leader: bool, dynamic: ClusterSettings) -> None:
         now = time.monotonic()
         deadline = rule.keepalive_deadline(self.valid_until, now, dynamic, leader, self.seen_at)
         try:
             sent = time.monotonic()
             ttl = await self.client.lease_keepalive(self.lease, deadline) if self.lease else 0
-            if ttl <= 0:
+            if ttl > 0 and self.needs_regrant(dynamic):
+                ttl = await self._regrant(dynamic, sent + ttl, max(0.2, now + deadline - time.monotonic()))
+            elif ttl <= 0:
                 if self.lease is not None:
                     log.warning("our lease %x expired: any leader key we held is gone", self.lease)
                 sent = time.monotonic()
                 self.lease = await self.client.lease_grant(dynamic.ttl, max(0.2, now + deadline - sent))
-                ttl = dynamic.ttl
+                ttl = self.granted_ttl = dynamic.ttl
+                self.granted_retry = dynamic.retry_timeout
+            await self._keep_retiring(max(0.2, now + deadline - time.monotonic()))
         except e.DcsError as exc:
             self.ok = False
             self.failures += 1
@@ -91,9 +112,40 @@ class LeaseKeeper:
             self.max_gap = max(self.max_gap, sent - self.seen_at)
         self.seen_at = sent
         self.valid_until = sent + ttl
+        if self.retiring_until is not None:  # the stricter of the two leases until the move is done
+            self.valid_until = min(self.valid_until, self.retiring_until)
         self.ok = True
         self.renewals += 1
         self._on_renewed()
+
+    async def _regrant(self, config: ClusterSettings, old_valid_until: float, deadline: float) -> int:
+        """The ttl changed: a new lease at the new ttl; the old one (just renewed) retires. Until
+        the leader key has moved, the old lease counts with the demotion margin it was granted
+        under (expressed against the new margin, which the lease rule subtracts)."""
+        log.info("ttl changed from %s to %d s: moving to a new lease", self.granted_ttl, config.ttl)
+        new = await self.client.lease_grant(config.ttl, deadline)
+        old_retry = self.granted_retry if self.granted_retry is not None else config.retry_timeout
+        self.retiring, self.retiring_until = self.lease, old_valid_until - old_retry + config.retry_timeout
+        self._old_retry = old_retry
+        self.lease, self.granted_ttl, self.granted_retry = new, config.ttl, config.retry_timeout
+        return config.ttl
+
+    async def _keep_retiring(self, deadline: float) -> None:
+        """Keep a retiring lease alive while our leader key or member record is bound to it."""
+        old = self.retiring
+        if old is None:
+            return
+        if self._bound(old):
+            sent = time.monotonic()
+            left = await self.client.lease_keepalive(old, deadline)
+            margin = (self.granted_retry or 0.0) - self._old_retry
+            self.retiring_until = sent + left + margin if left > 0 else None
+            if left > 0:
+                return
+        else:
+            await self.client.lease_revoke(old, deadline)
+            log.info("retired our earlier lease %x: everything of ours is on lease %x", old, self.lease or 0)
+        self.retiring = self.retiring_until = None
 
     async def guard(self, due: Callable[[float], bool], stop: Callable[[], Awaitable[None]]) -> None:
         """Every tick: if ``due(now)`` (``core.lease.guard_due`` on the latest report), ``stop``."""

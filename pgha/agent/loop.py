@@ -64,6 +64,9 @@ class HaLoop:
 
     async def run_once(self) -> None:
         view = await self._read_view()
+        if view is not None and view.config is not None and self.keeper.needs_regrant(view.config):
+            self.state = replace(self.state, view=view)  # the keeper reads the new ttl from here
+            await self.keeper.renew(view.leader == self.local.name)  # before deciding under it
         pg = await self.postgres.observe(self.state.pg, time.monotonic())
         self.executor.settle()
         snap = self._snapshot(time.monotonic(), view, pg)

@@ -50,7 +50,7 @@ class Agent:
         self.fence = Fence(local.postgresql.data_dir)
         self.fence_fired = 0
         self.keeper = LeaseKeeper(self.client, lambda: self.loop.dynamic, self.wake,
-                                  lambda: self.fence.extend(self.keeper.valid_until, self.loop.dynamic))
+                                  lambda: self.fence.extend(self.keeper.valid_until, self.loop.dynamic), self._bound)
         self.cache = WatchedCluster(self.client, local.prefix, self._changed)
         jobs = PostgresJobs(local, self.store, self.postgres, self.keeper)
         self.executor = Executor(jobs, self.publish, lambda: self.loop.announce(), self.wake)
@@ -65,6 +65,12 @@ class Agent:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _bound(self, lease: int) -> bool:
+        """Whether our leader key or member record is bound to ``lease`` (in the latest view)."""
+        view = self.loop.state.view
+        return view.member_leases.get(self.local.name) == lease or (
+            view.leader == self.local.name and view.leader_lease == lease)
 
     def _changed(self, keys: set[str]) -> None:
         if keys & _URGENT:

@@ -150,6 +150,7 @@ class ClusterView:
     leader_lease: int = 0
     leader_revision: int = 0
     members: Mapping[str, Member] = field(default_factory=dict)
+    member_leases: Mapping[str, int] = field(default_factory=dict)  # the lease each record is bound to
     status: LeaderStatus = field(default_factory=LeaderStatus)
     history: tuple[HistoryEntry, ...] = ()
     failover: FailoverRequest | None = None
@@ -170,52 +171,44 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
                   parse_config: Any = None) -> ClusterView:
     """Build a ClusterView from the key/values under ``prefix`` (``/pgha/<scope>/``).
 
-    ``parse_config`` turns the raw config JSON into a ClusterSettings; an invalid stored config
+    ``parse_config`` turns the raw config JSON into a DynamicConfig; an invalid stored config
     yields ``config=None`` so that the node keeps its last good settings.
     """
-    initialize: str | None = None
-    config: ClusterSettings | None = None
-    config_revision = 0
-    leader: str | None = None
-    leader_lease = 0
-    leader_revision = 0
+    out: dict[str, Any] = {"revision": revision}
     members: dict[str, Member] = {}
-    status = LeaderStatus()
-    history: tuple[HistoryEntry, ...] = ()
-    failover: FailoverRequest | None = None
-    failover_revision = 0
-    config_raw = ""
-    sync: SyncState | None = None
-    sync_revision = 0
+    member_leases: dict[str, int] = {}
     for kv in kvs:
         rel = kv.key[len(prefix):]
         if rel == "initialize":
-            initialize = kv.value
+            out["initialize"] = kv.value
         elif rel == "sync":
-            sync, sync_revision = SyncState.from_json(kv.value), kv.mod_revision
+            out["sync"], out["sync_revision"] = SyncState.from_json(kv.value), kv.mod_revision
         elif rel == "failover":
-            failover, failover_revision = FailoverRequest.from_json(kv.value), kv.mod_revision
+            out["failover"], out["failover_revision"] = FailoverRequest.from_json(kv.value), kv.mod_revision
         elif rel == "config":
-            config_revision = kv.mod_revision
-            config_raw = kv.value
-            if parse_config is not None:
-                try:
-                    config = parse_config(json.loads(kv.value))
-                except Exception:  # noqa: BLE001 - a bad stored config must not stop the HA loop
-                    config = None
+            out["config_revision"], out["config_raw"] = kv.mod_revision, kv.value
+            out["config"] = _config(kv.value, parse_config)
         elif rel == "leader":
-            leader, leader_lease, leader_revision = kv.value, kv.lease, kv.mod_revision
+            out["leader"], out["leader_lease"], out["leader_revision"] = kv.value, kv.lease, kv.mod_revision
         elif rel == "status":
-            status = LeaderStatus.from_json(kv.value)
+            out["status"] = LeaderStatus.from_json(kv.value)
         elif rel == "history":
-            history = parse_history(kv.value)
+            out["history"] = parse_history(kv.value)
         elif rel.startswith("members/"):
             name = rel[len("members/"):]
             members[name] = Member.from_json(name, kv.value)
-    return ClusterView(initialize=initialize, config=config, config_revision=config_revision,
-                       leader=leader, leader_lease=leader_lease, leader_revision=leader_revision, members=members, status=status,
-                       history=history, failover=failover, failover_revision=failover_revision,
-                       config_raw=config_raw, sync=sync, sync_revision=sync_revision, revision=revision)
+            member_leases[name] = kv.lease
+    return ClusterView(members=members, member_leases=member_leases, **out)
+
+
+def _config(raw: str, parse_config: Any) -> ClusterSettings | None:
+    if parse_config is None:
+        return None
+    try:
+        parsed: ClusterSettings = parse_config(json.loads(raw))
+        return parsed
+    except Exception:  # noqa: BLE001 - a bad stored config must not stop the HA loop
+        return None
 
 
 def parse_history(raw: str) -> tuple[HistoryEntry, ...]:

@@ -92,7 +92,7 @@ class ClusterStore:
                                         deadline: float) -> None:
         """Write our record only when ``view`` holds another one: an idle node writes nothing.
         A failure is logged, never raised (the next loop tries again)."""
-        if lease is None or view.members.get(self.name) == member:
+        if lease is None or (view.members.get(self.name) == member and view.member_leases.get(self.name) == lease):
             return
         try:
             await self.publish_member(member, lease, deadline)

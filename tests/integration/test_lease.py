@@ -86,3 +86,22 @@ def test_agent_restarted_within_ttl_keeps_leading_without_a_failover(make_cluste
     wait_for("the restarted agent leading", lambda: leader.health("/primary") == 200, 10)
     assert (leader.status() or {})["timeline"] == timeline
     assert "took over the leader key" in leader.log_text()
+
+
+def test_ttl_changes_at_runtime_keep_the_primary_in_both_directions(make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster(nodes=2, dcs=FAST)
+    c.start()
+    leader = c.leader()
+    sql(leader.dsn(), "CREATE TABLE direct (at timestamptz)")
+    with writing_to(leader) as w:
+        for change in ({"ttl": 30, "retry_timeout": 10}, {"ttl": 6, "retry_timeout": 2}):
+            start = len(w.acks)
+            assert http_request("PATCH", leader.api + "/config", change)[0] == 200
+            time.sleep(2 * FAST["ttl"] + 2)  # past the expiry of every lease granted before the change
+            assert leader.health("/primary") == 200, f"no primary after {change}"
+            acks = w.acks[start:]
+            gaps = [b - a for a, b in zip(acks, acks[1:])]
+            assert acks and time.monotonic() - acks[-1] < 1 and max(gaps) < 3, f"write gap {max(gaps):.1f} s"
+    assert c.leader().name == leader.name
+    text = leader.log_text()
+    assert text.count("moving to a new lease") >= 2 and "took over the leader key" in text
