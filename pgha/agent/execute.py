@@ -172,6 +172,9 @@ class Executor:
                 if await self.store.set_sync(SyncState(s.name, act.members, act.quorum), s.cluster.sync_revision,
                                              self._lease(), s.config.retry_timeout):
                     log.info("synchronous standbys recorded: %s", ", ".join(act.members) or "none")
+                    if act.members and all(s.cluster.members[n].nofailover for n in act.members
+                                           if n in s.cluster.members):
+                        log.warning("failover is impossible: the only synchronous standby is tagged nofailover")
                 return Result(wake=True)
         raise e.PghaError(f"no executor for {act!r}")
 

@@ -18,7 +18,7 @@ from pgha.agent.fence import Fence
 from pgha.agent.jobs import Result
 from pgha.agent.lease import LeaseKeeper
 from pgha.config.model import LocalConfig
-from pgha.core import parameters, report
+from pgha.core import lease, parameters, report
 from pgha.core.cluster import ClusterView
 from pgha.core.decide import decide
 from pgha.core.settings import ClusterSettings
@@ -67,7 +67,7 @@ class HaLoop:
         if view is not None and view.config is not None and self.keeper.needs_regrant(view.config):
             self.state = replace(self.state, view=view)  # the keeper reads the new ttl from here
             await self.keeper.renew(view.leader == self.local.name)  # before deciding under it
-        pg = await self.postgres.observe(self.state.pg, time.monotonic())
+        pg = await self.postgres.observe(self.state.pg, time.monotonic(), lease.observe_timeout(self.dynamic))
         self.executor.settle()
         snap = self._snapshot(time.monotonic(), view, pg)
         decision = decide(snap)

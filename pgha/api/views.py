@@ -23,6 +23,10 @@ def cluster_json(view: ClusterView, scope: str, paused: bool) -> dict[str, Any]:
                                "tags": {k: v for k, v in m.tags.items() if v not in (None, False)}}
         if m.role == "replica" and name != view.leader:
             row["lag"] = fitness.lag(top, m.lsn)
+        if name == view.leader:
+            row["writable"] = m.role == "primary"  # what clients see, not only who holds the key
+            if m.role != "primary":
+                row["note"] = m.note
         members.append(row)
     out: dict[str, Any] = {"scope": scope, "members": members, "pause": paused}
     if view.failover is not None:

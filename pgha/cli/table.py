@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from pgha.core import fitness, schedule
+from pgha.core import fitness, schedule, sync
 from pgha.core.cluster import ClusterView
 
 BASE_COLUMNS = ["Member", "Host", "Role", "State", "TL", "Lag in MB"]
@@ -25,7 +25,8 @@ def rows(view: ClusterView, topology: bool = False) -> list[dict[str, Any]]:
         m = view.members[name]
         is_leader = name == view.leader
         sync_members = view.sync.members if view.sync is not None and view.sync.leader == view.leader else ()
-        role = ("Leader" if is_leader else "Sync Standby" if name in sync_members
+        role = (("Leader" if m.role == "primary" else "Leader (read-only)") if is_leader
+                else "Sync Standby" if name in sync_members
                 else "Replica" if m.role == "replica" else m.role.capitalize())
         tags = {k: v for k, v in m.tags.items() if v not in (None, False) and not (k == "failover_priority" and v == 1)}
         shown = f"+ {name}" if topology and not is_leader and view.leader else name
@@ -48,6 +49,12 @@ def footer(view: ClusterView, paused: bool) -> list[str]:
     if view.leader is None and view.members:
         notes = sorted({m.note for m in view.members.values() if m.note})
         lines += [f" No leader: {n}" for n in notes]
+    leader = view.members.get(view.leader or "")
+    if leader is not None and leader.role != "primary":
+        lines.append(f" Leader {leader.name} does not accept writes: {leader.note or leader.state}")
+    impossible = sync.failover_impossible(view)
+    if impossible:
+        lines.append(f" Warning: {impossible}")
     f = view.failover
     if f is not None:
         when = schedule.iso(f.scheduled_at, "auto") if f.scheduled_at else "now"

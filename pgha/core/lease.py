@@ -75,3 +75,9 @@ def fence_wanted(writable: bool, paused: bool, actions: Sequence[a.Action]) -> b
     return writable or any(
         isinstance(x, _MAKES_WRITABLE) or (isinstance(x, (a.StartPostgres, a.RestartPostgres)) and x.primary)
         for x in actions)
+
+
+def observe_timeout(config: ClusterSettings) -> float:
+    """How long one look at the local Postgres may take: a slow query must not push a demotion
+    past the lease (half the demotion margin, at most 5 s)."""
+    return max(0.5, min(5.0, config.retry_timeout / 2))

@@ -126,6 +126,9 @@ def _sync_status(r: NodeReport) -> dict[str, Any]:
     if r.pg.role == "primary":
         out["synchronous_standby_names"] = r.pg.sync_setting
         out["synchronous_fallback_async"] = r.pg.sync_setting == ""
+    impossible = sync.failover_impossible(r.view)
+    if impossible:
+        out["failover_impossible"] = impossible
     return out
 
 

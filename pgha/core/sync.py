@@ -48,7 +48,9 @@ def parse(setting: str) -> tuple[str, ...]:
 def candidates(s: Snapshot) -> list[str]:
     """Streaming standbys fit to be synchronous, never ``nosync``: those already listed first (a
     standby reconnecting after a primary restart keeps its place while its record says it
-    streams), then the others Postgres sees streaming, most advanced first."""
+    streams), then the others Postgres sees streaming, most advanced first. A standby that may
+    not be promoted (``nofailover``) is chosen only when no promotable one streams: otherwise,
+    once the primary died, the only node allowed to take over would be the one that may not."""
     key = s.cluster.sync
     listed = key.members if key is not None and key.leader == s.name else ()
 
@@ -63,7 +65,19 @@ def candidates(s: Snapshot) -> list[str]:
     kept = [n for n in listed if fit(n)]
     new = sorted((n for n in s.pg.replica_lsns if n not in kept and fit(n)),
                  key=lambda n: (-s.pg.replica_lsns[n], n))
-    return kept + new
+    promotable = [n for n in kept + new if not s.cluster.members[n].nofailover]
+    return promotable or kept + new
+
+
+def failover_impossible(view: ClusterView) -> str | None:
+    """Why no node could take over from the leader in synchronous mode, or None."""
+    key = view.sync
+    if key is None or not key.members or key.leader != view.leader:
+        return None
+    if all(view.members[n].nofailover for n in key.members if n in view.members):
+        return (f"failover is impossible: the only synchronous standby ({', '.join(key.members)}) "
+                "is tagged nofailover")
+    return None
 
 
 def postgres_quorum(setting: str) -> tuple[tuple[str, ...], int]:

@@ -182,7 +182,7 @@ class PostgresController:
                     self._sysid = line.split(":", 1)[1].strip()
         return self._sysid
 
-    async def observe(self, previous: PgState, now: float) -> PgState:
+    async def observe(self, previous: PgState, now: float, timeout: float = 5.0) -> PgState:
         """The local Postgres now; ``previous`` carries the times of last streaming and going down."""
         empty = self.data_dir_empty()
         base = PgState(data_dir_empty=empty, sysid=None if empty else await self.system_identifier(),
@@ -191,7 +191,7 @@ class PostgresController:
         if empty or self.postmaster_pid() is None:
             return replace(base, down_since=previous.down_since if previous.down_since is not None else now)
         try:
-            rows = await self.query(_STATE_QUERY, timeout=5)
+            rows = await self.query(_STATE_QUERY, timeout=timeout)
         except e.PostgresError:
             # Starting up, shutting down or in crash recovery: the postmaster lives but refuses us.
             return replace(base, down_since=previous.down_since if previous.down_since is not None else now)

@@ -104,3 +104,20 @@ def test_quorum_promotion_needs_enough_standbys_to_answer() -> None:
     alive["n3"] = Member("n3", role="replica", state="running")
     s = replace(s, cluster=replace(s.cluster, members=dict(alive)))
     assert promotion_problem(s) is None
+
+
+def test_nofailover_standby_is_never_chosen_while_a_promotable_one_streams() -> None:
+    cfg = DynamicConfig(synchronous_mode=True)
+    members = {"n2": Member("n2", role="replica", state="streaming", tags={"nofailover": True}),
+               "n3": Member("n3", role="replica", state="streaming")}
+    s = snapshot(cfg, SyncState("n1", ()), "", {"n2", "n3"}, members=members)
+    s = replace(s, pg=replace(s.pg, replica_lsns={"n2": 200, "n3": 100}))  # the nofailover one is ahead
+    assert leader_actions(s) == (a.SetSyncStandbys('FIRST 1 ("n3")'),)
+    # it is listed only when nothing else streams, and then everyone is told failover is impossible
+    alone = snapshot(cfg, SyncState("n1", ()), "", {"n2"}, members=members)
+    assert leader_actions(alone) == (a.SetSyncStandbys('FIRST 1 ("n2")'),)
+    from pgha.core.sync import failover_impossible
+
+    view = replace(alone.cluster, sync=SyncState("n1", ("n2",), 1))
+    assert "nofailover" in (failover_impossible(view) or "")
+    assert failover_impossible(replace(view, sync=SyncState("n1", ("n3",), 1))) is None
