@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from pgha import errors as e
+from pgha.agent import peers
 from pgha.agent.jobs import PostgresJobs, Result, member_addr
 from pgha.core import actions as a
 from pgha.core.cluster import FailoverRequest, HistoryEntry, LeaderStatus, SyncState
@@ -135,6 +136,8 @@ class Executor:
         match act:
             case a.AcquireLeader():
                 return await self._acquire(act, s)
+            case a.AskPeers():
+                return await self._ask_peers(act, s)
             case a.TakeOverLeaderKey():
                 if await self.store.take_over_leader(act.old_lease, act.revision, self._lease(), s.config.retry_timeout):
                     log.info("took over the leader key from an earlier lease of this agent: no failover")
@@ -192,6 +195,12 @@ class Executor:
         self.tally.reloads += 1
         log.info("reloaded postgres: %s", reason)
         return Result(applied_parameters=params, reload_done=True)
+
+    async def _ask_peers(self, act: a.AskPeers, s: Snapshot) -> Result:
+        positions = await peers.received_positions(s.cluster.members, act.members, min(2.0, s.config.retry_timeout / 2),
+                                                   self.jobs.local.restapi.cafile)
+        log.info("synchronous standbys answered with their positions: %s", positions or "none")
+        return Result(peer_positions=positions, wake=True)
 
     async def _demote(self, act: a.Demote, s: Snapshot) -> Result:
         t0 = time.monotonic()

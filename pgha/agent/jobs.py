@@ -36,6 +36,7 @@ class Result:
     reload_done: bool = False
     exit: bool = False
     wake: bool = False  # decide again at once: the action changed what a decision depends on
+    peer_positions: Mapping[str, int] | None = None  # answers to AskPeers
 
 
 def member_addr(s: Snapshot, name: str) -> tuple[str, int]:

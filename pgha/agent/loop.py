@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Callable
+from dataclasses import replace
 
 from pgha import errors as e
 from pgha.agent.execute import Executor
 from pgha.agent.fence import Fence
 from pgha.agent.jobs import Result
 from pgha.agent.lease import LeaseKeeper
+from pgha.agent.state import LoopState, fold
 from pgha.config.model import LocalConfig
-from pgha.core import lease, parameters, report
+from pgha.core import lease, report
 from pgha.core.cluster import ClusterView
 from pgha.core.decide import decide
 from pgha.core.settings import ClusterSettings
@@ -30,20 +30,6 @@ from pgha.ops import Inbox
 from pgha.postgres.controller import PostgresController
 
 log = logging.getLogger("pgha")
-
-
-@dataclass(frozen=True)
-class LoopState:
-    """What one loop hands to the next."""
-
-    pg: PgState = PgState()
-    view: ClusterView = ClusterView()
-    leader_lost_at: float | None = None
-    applied_parameters: Mapping[str, Any] | None = None
-    chosen_sync: str | None = None
-    note: str = ""
-    exit: bool = False
-    fence_ok: bool = True
 
 
 class HaLoop:
@@ -123,24 +109,12 @@ class HaLoop:
             shutting_down=self.shutting_down, busy=self.executor.busy, wall_now=time.time(),
             restart_at=self.inbox.restart_at, reinit_requested=self.inbox.reinit_requested,
             reload_requested=self.inbox.reload_requested, applied_parameters=st.applied_parameters,
-            chosen_sync=st.chosen_sync, fence_ok=st.fence_ok)
+            chosen_sync=st.chosen_sync, fence_ok=st.fence_ok, peer_positions=st.peer_positions,
+            peers_asked_at=st.peers_asked_at)
 
     def _fold(self, snap: Snapshot, note: str, results: list[Result]) -> LoopState:
-        st = replace(self.state, note=note)
         finished, self.executor.finished = self.executor.finished, []
-        for r in [*results, *finished]:
-            if r.applied_parameters is not None:
-                st = replace(st, applied_parameters=r.applied_parameters)
-            if r.chosen_sync is not None:
-                st = replace(st, chosen_sync=r.chosen_sync)
-            self.inbox.restart_at = None if r.restart_done else self.inbox.restart_at
-            self.inbox.reinit_requested = self.inbox.reinit_requested and not r.reinit_started
-            self.inbox.reload_requested = self.inbox.reload_requested and not r.reload_done
-            st = replace(st, exit=st.exit or r.exit)
-        if st.applied_parameters is None and snap.pg.running and snap.busy is None:
-            # Postgres found running at our start runs with what its last start wrote.
-            st = replace(st, applied_parameters=parameters.wanted(snap.config, st.chosen_sync))
-        return st
+        return fold(self.state, snap, note, [*results, *finished], self.inbox)
 
     async def announce(self) -> None:
         """Publish our member record if it differs from etcd's (the lease keeps it alive)."""

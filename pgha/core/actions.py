@@ -82,6 +82,15 @@ class TakeOverLeaderKey(Action):
 
 
 @dataclass(frozen=True)
+class AskPeers(Action):
+    """Ask ``members`` (their REST APIs, with a short timeout) for the WAL position each has
+    received and flushed now; the answers arrive in the next snapshot as ``peer_positions``.
+    Member records can be a loop old; a promotion in synchronous mode is proven on answers."""
+
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Promote(Action):
     """Promote the local standby to a new timeline. Precondition: we hold the leader key."""
 

@@ -27,6 +27,7 @@ from pgha.core import fitness, parameters, sync
 from pgha.core.actions import (
     AcquireLeader,
     Action,
+    AskPeers,
     ClearDivergence,
     ClearFailover,
     CloneFrom,
@@ -229,7 +230,7 @@ def ineligibility(s: Snapshot) -> str | None:
     pg, c = s.pg, s.cluster
     if not s.tags.can_promote:
         return "tagged nofailover"
-    lag = c.status.lsn - pg.replayed_lsn
+    lag = c.status.lsn - fitness.failover_position(pg.lsn, pg.replayed_lsn, s.config)
     if lag > s.config.maximum_lag_on_failover:
         return f"{lag} bytes behind the last primary position (maximum_lag_on_failover {s.config.maximum_lag_on_failover})"
     # The primary's death stops streaming a full ttl before its key expires, so "recently" must
@@ -263,8 +264,27 @@ def _without_leader(s: Snapshot) -> Decision:
             return _wait(f"no leader: synchronous standby {', '.join(ahead)} is more advanced")
     if better and waited < s.config.retry_timeout:
         return _wait(f"no leader: {', '.join(better)} is more advanced, letting it take over")
+    proof = _sync_proof(s)
+    if proof is not None:
+        return proof
     return Decision((AcquireLeader("no leader key and this node is the most advanced eligible replica"),),
                     "no leader: racing for the leader key")
+
+
+def _sync_proof(s: Snapshot) -> Decision | None:
+    """In synchronous mode a standby takes over only on live answers of the other synchronous
+    standbys, asked after the leader was lost and within ``retry_timeout``: records can be a loop
+    old, and a standby a loop behind on paper may hold commits nobody else has."""
+    key = s.cluster.sync
+    if sync.mode(s.config) == "off" or key is None or s.name not in key.members:
+        return None
+    others = tuple(n for n in key.members if n != s.name)
+    fresh = (s.peers_asked_at is not None and s.now - s.peers_asked_at <= s.config.retry_timeout
+             and (s.leader_lost_at is None or s.peers_asked_at >= s.leader_lost_at))
+    if others and not fresh:
+        return Decision((AskPeers(others),), "no leader: asking the synchronous standbys for their positions")
+    problem = sync.proof_problem(s)
+    return _wait(f"no leader, not proven to hold every acknowledged commit: {problem}") if problem else None
 
 
 def _operator_request(s: Snapshot) -> Decision | None:

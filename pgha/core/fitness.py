@@ -43,10 +43,18 @@ def rank(lsn: int, priority: int, name: str) -> Rank:
     return (lsn, priority, tuple(-ord(ch) for ch in name))
 
 
+def failover_position(received: int, replayed: int, config: ClusterSettings) -> int:
+    """The position a failover judges a standby by. In synchronous modes the received (flushed)
+    one: a standby that has flushed a commit but not yet replayed it acknowledged it, and it
+    replays everything before it opens for writes. Otherwise the replayed one."""
+    return received if sync.mode(config) != "off" else replayed
+
+
 def peer_eligible(m: Member, view: ClusterView, config: ClusterSettings) -> bool:
     """A peer that may win the race for a free leader key (judged from its record)."""
+    position = failover_position(m.lsn, m.replayed_lsn, config)
     return (m.role == "replica" and m.state in ("running", "streaming") and not m.nofailover
-            and view.status.lsn - m.replayed_lsn <= config.maximum_lag_on_failover)
+            and view.status.lsn - position <= config.maximum_lag_on_failover)
 
 
 def sync_ok(view: ClusterView, config: ClusterSettings, name: str) -> bool:

@@ -82,6 +82,8 @@ class Snapshot:
     applied_parameters: Mapping[str, Any] | None = None
     chosen_sync: str | None = None
     fence_ok: bool = True  # False: the fence process could not be armed
+    peer_positions: Mapping[str, int] = field(default_factory=dict)  # live answers to AskPeers
+    peers_asked_at: float | None = None  # when those answers were asked for
 
     def holds_lease(self) -> bool:
         """True while our lease is alive with enough margin left to demote before it can expire."""

@@ -151,6 +151,27 @@ def promotion_problem(s: Snapshot) -> str | None:
     if len(alive) < need:
         return (f"only {len(alive)} of {len(key.members)} synchronous standbys answer; {need} are needed "
                 f"to prove this node holds every acknowledged commit")
+    ahead = sorted(n for n in alive if n != s.name and s.cluster.members[n].lsn > s.pg.lsn)
+    if ahead:
+        return f"synchronous standby {', '.join(ahead)} has received more: only the most advanced may take over"
+    return None
+
+
+def proof_problem(s: Snapshot) -> str | None:
+    """Whether the live answers prove this node holds every acknowledged commit: enough listed
+    members answer (quorum mode: N - quorum + 1, counting ourselves) and none of them has
+    received more than we have. None when proven."""
+    key = s.cluster.sync
+    if key is None or not key.members or s.name not in key.members:
+        return None
+    need = len(key.members) - key.quorum + 1
+    answered = [n for n in key.members if n == s.name or n in s.peer_positions]
+    if len(answered) < need:
+        return (f"only {len(answered)} of {len(key.members)} synchronous standbys answered; {need} are needed "
+                "to prove this node holds every acknowledged commit")
+    ahead = sorted(n for n in answered if n != s.name and s.peer_positions[n] > s.pg.lsn)
+    if ahead:
+        return f"synchronous standby {', '.join(ahead)} has received more: only the most advanced may take over"
     return None
 
 

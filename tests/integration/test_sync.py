@@ -4,6 +4,7 @@ refusal to promote an asynchronous replica, quorum mode."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -144,3 +145,48 @@ def test_quorum_mode_with_three_replicas_and_node_count_two(make_cluster: Callab
     new = wait_for("a quorum standby promoted", lambda: next((n for n in c.nodes if n is not leader and writable(n)), None),
                    TTL + 10, 0.1)
     assert sql(new.dsn(), "SELECT x FROM q") == [(42,)]
+
+
+def test_quorum_commit_acknowledged_by_a_paused_standby_only_is_never_lost(make_cluster: Callable[..., LocalCluster]) -> None:
+    """The reproduced loss: ANY 1 (b, c), strict; c pauses replay (it still flushes, so it still
+    acknowledges), b is cut off, then the primary dies. Only c holds the last commits; b must not
+    take over, whatever c's replay lag."""
+    c = sync_cluster(make_cluster, synchronous_mode="quorum", synchronous_mode_strict=True)
+    a = c.leader()
+    wait_for("both replicas in the quorum", lambda: len(sync_standbys(a)) == 2, 20)
+    b, paused = [n for n in c.nodes if n is not a]
+    sql(a.dsn(), "CREATE TABLE acked (id bigint PRIMARY KEY, pad text)")
+    sql(paused.dsn(), "SELECT pg_wal_replay_pause()")
+    acked: list[int] = []
+    halt = threading.Event()
+
+    def write() -> None:
+        with psycopg.connect(a.dsn(), autocommit=True) as conn:
+            i = 0
+            while not halt.is_set():
+                i += 1
+                try:
+                    conn.execute("INSERT INTO acked VALUES (%s, repeat('x', 200))", (i,))
+                except psycopg.Error:
+                    return
+                acked.append(i)
+
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+    time.sleep(8)  # c's replay falls well over maximum_lag_on_failover (1 MiB) behind
+    receiver = sql(b.dsn(), "SELECT pid FROM pg_stat_wal_receiver")[0][0]
+    os.kill(receiver, signal.SIGSTOP)  # b stops receiving: from now on only c acknowledges
+    try:
+        time.sleep(1)  # b stays within maximum_lag_on_failover of the last primary position
+        kill_node(a)
+    finally:
+        # Like a dropped connection: whatever the dead primary still had in flight to b is gone
+        # (b's Postgres restarts in standby mode without it) and b could promote now.
+        os.kill(receiver, signal.SIGKILL)
+    halt.set()
+    t.join(10)
+    new = wait_for("a new primary", lambda: next((n for n in (b, paused) if writable(n)), None), TTL + 20, 0.1)
+    assert new is paused, f"{new.name} took over without the commits only {paused.name} held"
+    have = {r[0] for r in sql(new.dsn(), "SELECT id FROM acked")}
+    lost = [i for i in acked if i not in have]
+    assert not lost, f"{len(lost)} acknowledged commits lost"

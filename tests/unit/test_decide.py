@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from pgha.config.model import DynamicConfig, Tags
 from pgha.core import actions as a
-from pgha.core.cluster import ClusterView, LeaderStatus, Member
+from pgha.core.cluster import ClusterView, LeaderStatus, Member, SyncState
 from pgha.core.decide import decide
 from pgha.core.snapshot import PgState, Snapshot
 
@@ -354,3 +354,27 @@ def test_restarted_agent_takes_its_leader_key_over_onto_its_new_lease() -> None:
     assert snap(PRIMARY, v, name="n1", lease_id=7).is_leader()
     # without a safe lease of its own it does not touch the key, and demotes
     assert kinds(snap(PRIMARY, v, name="n1", lease_id=8, lease_valid_until=101.0)) == [a.Demote]
+
+
+def test_quorum_standby_that_flushed_but_has_not_replayed_is_promoted_not_the_one_behind_it() -> None:
+    # ANY 1 (n2, n3): n3 paused replay but flushed every commit; n2 was cut off 2 s earlier
+    quorum = DynamicConfig(**{**CFG.model_dump(), "synchronous_mode": "quorum", "synchronous_mode_strict": True})
+    n2 = Member("n2", role="replica", state="streaming", lsn=5000, replayed_lsn=5000)
+    n3 = Member("n3", role="replica", state="streaming", lsn=5500, replayed_lsn=1000)
+    v = replace(view(leader=None, status_lsn=5500, n2=n2, n3=n3), config=quorum,
+                sync=SyncState("n1", ("n2", "n3"), 1))
+    as_n2 = replace(REPLICA, lsn=5000, replayed_lsn=5000, streaming=False)
+    as_n3 = replace(REPLICA, lsn=5500, replayed_lsn=1000, streaming=False)
+    # n2 never takes over, however long it waits
+    assert kinds(snap(as_n2, v, config=quorum, leader_lost_at=0.0)) == []
+    # n3 may: its received position counts, not its replayed one; it asks the others first ...
+    assert decide(snap(as_n3, v, name="n3", config=quorum, leader_lost_at=99.0)).actions == (a.AskPeers(("n2",)),)
+    answered = dict(config=quorum, leader_lost_at=99.0, peers_asked_at=99.5)
+    assert kinds(snap(as_n3, v, name="n3", peer_positions={"n2": 5000}, **answered)) == [a.AcquireLeader]
+    # ... and a live answer beats a stale record: n2's record says 5000, n2 says it has 6000
+    assert kinds(snap(as_n3, v, name="n3", peer_positions={"n2": 6000}, **answered)) == []
+    # without enough answers nothing is proven (ANY 1 of 2: both must answer)
+    assert kinds(snap(as_n3, v, name="n3", peer_positions={}, **answered)) == []
+    # answers asked before the leader was lost prove nothing
+    stale = dict(config=quorum, leader_lost_at=99.0, peers_asked_at=98.0, peer_positions={"n2": 5000})
+    assert kinds(snap(as_n3, v, name="n3", **stale)) == [a.AskPeers]
