@@ -209,7 +209,21 @@ def _as_follower(s: Snapshot, leader: str) -> Decision:
         return Decision((_rewind(s, leader),), f"data may have diverged from leader {leader}: rewinding")
     if pg.following != leader:
         return Decision((FollowLeader(leader),), f"following new leader {leader}")
+    past = _past_fork(s, leader)
+    if past is not None:
+        return Decision((_rewind(s, leader),), f"received WAL past {leader}'s fork at {past}: rewinding")
     return _wait(f"replica of {leader}")
+
+
+def _past_fork(s: Snapshot, leader: str) -> int | None:
+    """The fork point of the leader's timeline when this replica received WAL beyond it on the
+    old timeline (it was ahead of the node that won): it cannot stream until rewound. A replica
+    that still streams is not forked (the recorded fork point can be a loop older than the real)."""
+    pg, m = s.pg, s.cluster.members.get(leader)
+    if pg.streaming or m is None or m.timeline <= pg.timeline:
+        return None
+    fork = next((h for h in s.cluster.history if h.timeline == pg.timeline), None)
+    return fork.lsn if fork is not None and pg.lsn > fork.lsn else None
 
 
 def _clean_handover(s: Snapshot, leader: str) -> bool | None:

@@ -378,3 +378,16 @@ def test_quorum_standby_that_flushed_but_has_not_replayed_is_promoted_not_the_on
     # answers asked before the leader was lost prove nothing
     stale = dict(config=quorum, leader_lost_at=99.0, peers_asked_at=98.0, peer_positions={"n2": 5000})
     assert kinds(snap(as_n3, v, name="n3", **stale)) == [a.AskPeers]
+
+
+def test_replica_that_received_past_the_new_timelines_fork_is_rewound() -> None:
+    from pgha.core.cluster import HistoryEntry
+
+    leader = Member("n3", role="primary", timeline=4)
+    v = replace(view(leader="n3", n3=leader), history=(HistoryEntry(3, 4800, "failover", "t", "n3"),))
+    forked = replace(REPLICA, following="n3", streaming=False, lsn=5000)  # timeline 3, past 4800
+    assert decide(snap(forked, v)).actions == (a.Rewind("n3", leader_timeline=4),)
+    behind = replace(forked, lsn=4700)  # follows the timeline switch by itself
+    assert kinds(snap(behind, v)) == []
+    streaming = replace(forked, streaming=True)
+    assert kinds(snap(streaming, v)) == []
