@@ -138,10 +138,6 @@ class Executor:
                 return await self._acquire(act, s)
             case a.AskPeers():
                 return await self._ask_peers(act, s)
-            case a.TakeOverLeaderKey():
-                if await self.store.take_over_leader(act.old_lease, act.revision, self._lease(), s.config.retry_timeout):
-                    log.info("took over the leader key from an earlier lease of this agent: no failover")
-                return Result(wake=True)
             case a.Promote():
                 return await self._promote(s)
             case a.FollowLeader():
@@ -149,28 +145,46 @@ class Executor:
                 await self.postgres.query("SELECT pg_reload_conf()")
                 log.info("now following %s", act.leader)
                 return Result(applied_parameters=params)
-            case a.ReleaseLeader():
-                if await self.store.release_leader(self._lease(), s.cluster.leader_revision, s.config.retry_timeout):
-                    log.warning("released leader key: %s", act.reason)
-                return Result(wake=True)
             case a.PublishLeaderStatus():
                 return await self._publish_status(act, s)
-            case a.NameSwitchoverCandidate():
-                await self.store.set_failover(FailoverRequest(s.name, act.candidate), s.cluster.failover_revision,
-                                              s.config.retry_timeout)
-                return Result()
             case a.ClearDivergence():
                 self.postgres.remember(primary_on_timeline=None, handover_lsn=None)
                 log.info("rejoined without a rewind: %s", act.reason)
                 return Result(wake=True)
-            case a.ClearFailover():
-                await self.store.clear_failover(s.cluster.failover_revision, s.config.retry_timeout)
-                log.info("cleared the switchover request: %s", act.reason)
-                return Result()
             case a.ReloadConfig():
                 return await self._reload(s, s.chosen_sync, act.reason)
             case a.SetSyncStandbys():
                 return await self._set_sync(act, s)
+        return await self._execute_keys(act, s)
+
+    async def _execute_keys(self, act: a.Action, s: Snapshot) -> Result:
+        """Actions on the cluster's keys in etcd, each a compare-and-set."""
+        match act:
+            case a.ClaimInitialize():
+                if await self.store.record_initialize(act.sysid, self.jobs.local.bootstrap.dcs.model_dump(mode="json"),
+                                                      s.config.retry_timeout):
+                    log.warning("recorded system identifier %s: the cluster's keys were gone", act.sysid)
+                return Result(wake=True)
+            case a.ReclaimInitialize():
+                if await self.store.reclaim_initialize(act.revision, s.config.retry_timeout):
+                    log.warning("reclaimed a bootstrap claim its winner never completed")
+                return Result(wake=True)
+            case a.TakeOverLeaderKey():
+                if await self.store.take_over_leader(act.old_lease, act.revision, self._lease(), s.config.retry_timeout):
+                    log.info("took over the leader key from an earlier lease of this agent: no failover")
+                return Result(wake=True)
+            case a.ReleaseLeader():
+                if await self.store.release_leader(self._lease(), s.cluster.leader_revision, s.config.retry_timeout):
+                    log.warning("released leader key: %s", act.reason)
+                return Result(wake=True)
+            case a.NameSwitchoverCandidate():
+                await self.store.set_failover(FailoverRequest(s.name, act.candidate), s.cluster.failover_revision,
+                                              s.config.retry_timeout)
+                return Result()
+            case a.ClearFailover():
+                await self.store.clear_failover(s.cluster.failover_revision, s.config.retry_timeout)
+                log.info("cleared the switchover request: %s", act.reason)
+                return Result()
             case a.WriteSyncState():
                 if await self.store.set_sync(SyncState(s.name, act.members, act.quorum), s.cluster.sync_revision,
                                              self._lease(), s.config.retry_timeout):

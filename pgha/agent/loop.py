@@ -101,7 +101,10 @@ class HaLoop:
             lost = None if view.leader is not None else (lost if lost is not None else now)
         if pg.running:
             pg = replace(pg, down_since=None)
-        self.state = replace(st, view=cluster, pg=pg, leader_lost_at=lost)
+        empty = st.initialize_empty_since
+        if view is not None:
+            empty = (empty if empty is not None else now) if view.initialize == "" else None
+        self.state = replace(st, view=cluster, pg=pg, leader_lost_at=lost, initialize_empty_since=empty)
         return Snapshot(
             now=now, name=self.local.name, tags=self.local.tags, config=self.dynamic, cluster=cluster,
             dcs_ok=view is not None, pg=pg, lease_valid_until=self.keeper.valid_until,
@@ -110,7 +113,7 @@ class HaLoop:
             restart_at=self.inbox.restart_at, reinit_requested=self.inbox.reinit_requested,
             reload_requested=self.inbox.reload_requested, applied_parameters=st.applied_parameters,
             chosen_sync=st.chosen_sync, fence_ok=st.fence_ok, peer_positions=st.peer_positions,
-            peers_asked_at=st.peers_asked_at)
+            peers_asked_at=st.peers_asked_at, initialize_empty_since=empty)
 
     def _fold(self, snap: Snapshot, note: str, results: list[Result]) -> LoopState:
         finished, self.executor.finished = self.executor.finished, []

@@ -25,6 +25,7 @@ class LoopState:
     fence_ok: bool = True
     peer_positions: Mapping[str, int] = field(default_factory=dict)
     peers_asked_at: float | None = None
+    initialize_empty_since: float | None = None
 
 
 def fold(state: LoopState, snap: Snapshot, note: str, results: Sequence[Result], inbox: Inbox) -> LoopState:

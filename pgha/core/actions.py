@@ -23,6 +23,22 @@ class InitializeCluster(Action):
 
 
 @dataclass(frozen=True)
+class ClaimInitialize(Action):
+    """Create ``initialize`` holding ``sysid`` (create-only: a node with data never bootstraps a
+    cluster anew), and seed ``config`` from bootstrap.dcs if it is missing too."""
+
+    sysid: str
+
+
+@dataclass(frozen=True)
+class ReclaimInitialize(Action):
+    """Delete an ``initialize`` claim that stayed empty (its winner died mid-bootstrap), only if
+    it is still empty and unchanged since ``revision``; the race for it starts again."""
+
+    revision: int
+
+
+@dataclass(frozen=True)
 class CloneFrom(Action):
     """pg_basebackup from ``leader`` into the empty data directory, then start as its replica."""
 

@@ -144,6 +144,7 @@ class ClusterView:
     """
 
     initialize: str | None = None
+    initialize_revision: int = 0
     config: ClusterSettings | None = None
     config_revision: int = 0
     leader: str | None = None
@@ -180,7 +181,7 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
     for kv in kvs:
         rel = kv.key[len(prefix):]
         if rel == "initialize":
-            out["initialize"] = kv.value
+            out["initialize"], out["initialize_revision"] = kv.value, kv.mod_revision
         elif rel == "sync":
             out["sync"], out["sync_revision"] = SyncState.from_json(kv.value), kv.mod_revision
         elif rel == "failover":

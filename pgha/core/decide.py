@@ -6,7 +6,9 @@ Rules, in the order they are checked:
    Postgres whose fence cannot be armed demotes.
 3. etcd unreachable: a writable primary demotes once its lease is within ``retry_timeout`` of
    expiring; nobody else acts.
-4. bootstrap: race for ``initialize``; a node whose data belongs to another cluster refuses.
+4. bootstrap: only a node without data races for ``initialize``; one with data records its system
+   identifier instead (a wiped key space); an empty claim left by a dead winner is reclaimed
+   after 3 * ttl; a node whose data belongs to another cluster refuses.
 5. operator requests (restart, reinitialize, switchover/failover) run even while paused; then,
    paused: no automatic action; the leader keeps its key.
 6. Postgres down: the leader restarts it in place (until ``primary_start_timeout``); others start
@@ -28,6 +30,7 @@ from pgha.core.actions import (
     AcquireLeader,
     Action,
     AskPeers,
+    ClaimInitialize,
     ClearDivergence,
     ClearFailover,
     CloneFrom,
@@ -40,6 +43,7 @@ from pgha.core.actions import (
     Promote,
     PublishLeaderStatus,
     Reinitialize,
+    ReclaimInitialize,
     ReleaseLeader,
     ReloadConfig,
     RestartPostgres,
@@ -88,9 +92,11 @@ def _decide(s: Snapshot) -> Decision:
         return _without_dcs(s)
     c = s.cluster
     if c.initialize is None:
-        return Decision((InitializeCluster(run_initdb=s.pg.data_dir_empty),),
-                        "cluster is not initialized: racing to bootstrap it")
+        return _uninitialized(s)
     if c.initialize == "":
+        if s.initialize_empty_since is not None and s.now - s.initialize_empty_since > 3 * s.config.ttl:
+            return Decision((ReclaimInitialize(c.initialize_revision),),
+                            "the bootstrap claim was never completed: reclaiming it")
         return _wait("another node is bootstrapping the cluster")
     if s.pg.sysid is not None and s.pg.sysid != c.initialize:
         return _wait(
@@ -117,6 +123,18 @@ def _decide(s: Snapshot) -> Decision:
     if c.leader:
         return _as_follower(s, c.leader)
     return _without_leader(s)
+
+
+def _uninitialized(s: Snapshot) -> Decision:
+    """No ``initialize`` key. Only a node without data bootstraps a new cluster; a node with
+    data (the key space was wiped or lost) records its system identifier and lets the ordinary
+    rules pick the most advanced node, which takes the key through a normal promotion."""
+    if s.pg.data_dir_empty:
+        return Decision((InitializeCluster(run_initdb=True),), "cluster is not initialized: racing to bootstrap it")
+    if s.pg.sysid is None:
+        return _wait("the cluster has no initialize key and our system identifier is not known yet")
+    return Decision((ClaimInitialize(s.pg.sysid),),
+                    "the cluster has no initialize key but this node has data: recording its system identifier")
 
 
 def _shutdown(s: Snapshot) -> Decision:

@@ -84,6 +84,7 @@ class Snapshot:
     fence_ok: bool = True  # False: the fence process could not be armed
     peer_positions: Mapping[str, int] = field(default_factory=dict)  # live answers to AskPeers
     peers_asked_at: float | None = None  # when those answers were asked for
+    initialize_empty_since: float | None = None  # since when ``initialize`` was seen claimed but empty
 
     def holds_lease(self) -> bool:
         """True while our lease is alive with enough margin left to demote before it can expire."""

@@ -64,6 +64,17 @@ class ClusterStore:
                               [put_op(self.key("initialize"), sysid)], deadline=deadline)
         await self.set_config(config, 0, deadline)
 
+    async def record_initialize(self, sysid: str, config: dict[str, Any], deadline: float) -> bool:
+        """Create ``initialize`` = ``sysid`` (create-only) and ``config`` if it is missing."""
+        created = await self.client.txn([Compare(self.key("initialize"), "CREATE", 0)],
+                                        [put_op(self.key("initialize"), sysid)], deadline=deadline)
+        await self.set_config(config, 0, deadline)
+        return created
+
+    async def reclaim_initialize(self, revision: int, deadline: float) -> bool:
+        guards = [Compare(self.key("initialize"), "VALUE", ""), Compare(self.key("initialize"), "MOD", revision)]
+        return await self.client.txn(guards, [delete_op(self.key("initialize"))], deadline=deadline)
+
     async def cancel_initialize(self, deadline: float) -> None:
         await self.client.txn([Compare(self.key("initialize"), "VALUE", "")],
                               [delete_op(self.key("initialize"))], deadline=deadline)

@@ -31,12 +31,15 @@ def writable(n: Node) -> bool:
 def test_replica_that_was_ahead_of_the_winner_is_rewound_and_streams_again(
         make_cluster: Callable[..., LocalCluster]) -> None:
     c = make_cluster(tags={"n3": {"nofailover": True}})
-    c.start()
-    old = c.leader()
-    winner, ahead = (n for n in c.nodes if n is not old) if old.name != "n3" else (c.nodes[1], c.nodes[2])
-    if winner.name == "n3":
-        winner, ahead = ahead, winner
-    assert ahead.name == "n3"
+    old, winner, ahead = c.nodes  # n1 leads, n2 wins the failover, n3 (nofailover) is ahead of it
+    c.etcd.start()
+    for n in c.nodes:
+        n.config["etcd"]["hosts"] = c.etcd.hosts
+    old.start()
+    wait_for("n1 leading", lambda: old.health("/primary") == 200, 60)
+    winner.start()
+    ahead.start()
+    c.wait_healthy(90)
     sql(old.dsn(), "CREATE TABLE t (id int, pad text)")
     wait_for("both replicas streaming", lambda: len(c.streaming_replicas()) == 2, 20)
     receiver = sql(winner.dsn(), "SELECT pid FROM pg_stat_wal_receiver")[0][0]
@@ -55,3 +58,50 @@ def test_replica_that_was_ahead_of_the_winner_is_rewound_and_streams_again(
     assert "past" in ahead.log_text() and "rewinding" in ahead.log_text()
     sql(winner.dsn(), "CREATE TABLE after_fork AS SELECT 1 AS x")
     wait_for("n3 has the new timeline's writes", lambda: sql(ahead.dsn(), "SELECT x FROM after_fork") == [(1,)], 20)
+
+
+def etcdctl(c: LocalCluster, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(["etcdctl", "--endpoints", c.etcd.members[0].client_url, *args],
+                          capture_output=True, text=True, check=True, timeout=10).stdout
+
+
+def current_timeline(n: Node) -> int:
+    try:
+        return int(sql(n.dsn(), "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")[0][0], 16)
+    except Exception:  # noqa: BLE001 - read-only again (or down) meanwhile: not on any timeline as a writer
+        return 1 << 30
+
+
+def test_wiped_key_space_never_gives_a_standby_the_old_timeline(make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster()
+    c.start()
+    old = c.leader()
+    timeline = (old.status() or {})["timeline"]
+    sysid = (old.status() or {})["database_system_identifier"]
+    etcdctl(c, "del", "--prefix", "/pgha/demo/")
+    end = time.monotonic() + 4 * FAST["ttl"]
+    while time.monotonic() < end:
+        writers = [n for n in c.nodes if writable(n)]
+        assert len(writers) <= 1, f"two writable nodes: {[n.name for n in writers]}"
+        for n in writers:  # a former standby writable on the old timeline would be a fork
+            assert n is old or current_timeline(n) > timeline, f"{n.name} writable on the old timeline"
+        time.sleep(0.1)
+    new = c.leader()
+    assert etcdctl(c, "get", "--print-value-only", "/pgha/demo/initialize").strip() == sysid
+    wait_for("every other node streaming", lambda: len(c.streaming_replicas()) == 2, 60)
+    assert "bootstrapped cluster" not in "".join(n.log_text().split("bootstrapped cluster", 1)[-1] for n in c.nodes)
+    assert new.name in {n.name for n in c.nodes}
+
+
+def test_a_bootstrap_claim_left_empty_by_a_dead_winner_is_reclaimed(make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster(nodes=2)
+    c.etcd.start()
+    etcdctl(c, "put", "/pgha/demo/initialize", "")  # a winner that died before initdb finished
+    for n in c.nodes:
+        n.config["etcd"]["hosts"] = c.etcd.hosts
+        n.start()
+    c.wait_healthy(3 * FAST["ttl"] + 60)
+    assert any("reclaimed a bootstrap claim" in n.log_text() for n in c.nodes)
+    assert etcdctl(c, "get", "--print-value-only", "/pgha/demo/initialize").strip().isdigit()

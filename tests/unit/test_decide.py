@@ -210,10 +210,17 @@ from pgha.core import lease, parameters  # noqa: E402
 from pgha.core.jobs import Busy, Job  # noqa: E402
 
 
-def test_bootstrap_runs_initdb_only_into_an_empty_data_directory() -> None:
+def test_only_a_node_without_data_bootstraps_a_cluster() -> None:
     assert decide(snap(PgState(), ClusterView())).actions == (a.InitializeCluster(run_initdb=True),)
-    existing = replace(PRIMARY, running=False)
-    assert decide(snap(existing, ClusterView())).actions == (a.InitializeCluster(run_initdb=False),)
+    # a wiped key space: a node with data (even a writable one) records its system identifier
+    for pg in (replace(PRIMARY, running=False), PRIMARY, REPLICA):
+        assert decide(snap(pg, ClusterView())).actions == (a.ClaimInitialize("42"),)
+
+
+def test_an_empty_bootstrap_claim_is_reclaimed_after_three_ttls() -> None:
+    claimed = ClusterView(initialize="", initialize_revision=9)
+    assert kinds(snap(PgState(), claimed, initialize_empty_since=90.0)) == []
+    assert decide(snap(PgState(), claimed, initialize_empty_since=81.0)).actions == (a.ReclaimInitialize(9),)
 
 
 def test_rewind_carries_the_leaders_timeline_and_whether_pg_rewind_may_be_used() -> None:
