@@ -20,7 +20,7 @@ from pgha.agent.state import LoopState, fold
 from pgha.config.model import LocalConfig
 from pgha.core import lease, report
 from pgha.core.cluster import ClusterView
-from pgha.core.decide import decide
+from pgha.core.decide import Decision, decide
 from pgha.core.settings import ClusterSettings
 from pgha.core.snapshot import PgState, Snapshot
 from pgha.dcs.cache import WatchedCluster
@@ -69,7 +69,7 @@ class HaLoop:
                 break
         if len(results) == len(decision.actions):
             self.failures.clear()
-        self.state = self._fold(snap, decision.note, results)
+        self.state = self._fold(snap, decision, results)
         self.loop_at = time.monotonic()
         self._publish()
         if view is not None and not self.state.exit:
@@ -115,9 +115,9 @@ class HaLoop:
             chosen_sync=st.chosen_sync, fence_ok=st.fence_ok, peer_positions=st.peer_positions,
             peers_asked_at=st.peers_asked_at, initialize_empty_since=empty)
 
-    def _fold(self, snap: Snapshot, note: str, results: list[Result]) -> LoopState:
+    def _fold(self, snap: Snapshot, decision: Decision, results: list[Result]) -> LoopState:
         finished, self.executor.finished = self.executor.finished, []
-        return fold(self.state, snap, note, [*results, *finished], self.inbox)
+        return fold(self.state, snap, decision.note, [*results, *finished], self.inbox, decision.recheck)
 
     async def announce(self) -> None:
         """Publish our member record if it differs from etcd's (the lease keeps it alive)."""

@@ -154,7 +154,8 @@ class Agent:
             if self.loop.state.exit:
                 break
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.loop.dynamic.loop_wait)
+                await asyncio.wait_for(self._wake.wait(), min(self.loop.dynamic.loop_wait,
+                                                               self.loop.state.recheck or float("inf")))
 
     def _on_signal(self, sig: int) -> None:
         log.info("received %s: shutting down", signal.Signals(sig).name)

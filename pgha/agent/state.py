@@ -26,12 +26,14 @@ class LoopState:
     peer_positions: Mapping[str, int] = field(default_factory=dict)
     peers_asked_at: float | None = None
     initialize_empty_since: float | None = None
+    recheck: float | None = None  # the last decision asked to be taken again this soon
 
 
-def fold(state: LoopState, snap: Snapshot, note: str, results: Sequence[Result], inbox: Inbox) -> LoopState:
+def fold(state: LoopState, snap: Snapshot, note: str, results: Sequence[Result], inbox: Inbox,
+         recheck: float | None = None) -> LoopState:
     """The next loop's state after ``results`` (this loop's actions and the jobs that ended);
     operator requests that were carried out leave the inbox."""
-    st = replace(state, note=note)
+    st = replace(state, note=note, recheck=recheck)
     for r in results:
         if r.applied_parameters is not None:
             st = replace(st, applied_parameters=r.applied_parameters)

@@ -32,12 +32,12 @@ class StepPrinter(threading.Thread):
         self.target, self.old = target, old
         self.t0 = time.monotonic()
         self.halt = threading.Event()
-        self.seen: set[str] = set()
+        self.seen: dict[str, float] = {}  # step -> seconds after the start
 
     def say(self, key: str, text: str) -> None:
         if key not in self.seen:
-            self.seen.add(key)
-            click.echo(f"  {time.monotonic() - self.t0:6.2f}s  {text}")
+            self.seen[key] = time.monotonic() - self.t0
+            click.echo(f"  {self.seen[key]:6.2f}s  {text}")
 
     def run(self) -> None:
         while not self.halt.is_set():
@@ -132,7 +132,19 @@ def switchover(target: Target, leader: str | None, candidate: str | None, schedu
         steps.join(15)
     finally:
         steps.halt.set()
-    click.echo(f"switched over to {reply['leader']} in {time.monotonic() - t0:.2f} s")
+    click.echo(_summary(reply["leader"], leader, steps.seen, time.monotonic() - t0))
+
+
+def _summary(new: str, old: str, seen: dict[str, float], total: float) -> str:
+    """The write gap (until the new leader took writes) and the rejoin, told apart."""
+    parts = [f"switched over to {new}"]
+    if "promoted" in seen:
+        parts.append(f"writes went to {new} after {seen['promoted']:.2f} s")
+    if "following" in seen:
+        parts.append(f"{old} rejoined as its replica after {seen['following']:.2f} s")
+    else:
+        parts.append(f"{old} has not rejoined yet")
+    return ", ".join(parts) + f" (request answered in {total:.2f} s)"
 
 
 @click.command()

@@ -65,6 +65,7 @@ _REPLACES_POSTGRES = (CloneFrom, StartPostgres, Demote, Rewind, InitializeCluste
 class Decision:
     actions: tuple[Action, ...]
     note: str
+    recheck: float | None = None  # decide again within this many seconds (sooner than loop_wait)
 
 
 def _wait(note: str) -> Decision:
@@ -230,6 +231,8 @@ def _as_follower(s: Snapshot, leader: str) -> Decision:
     past = _past_fork(s, leader)
     if past is not None:
         return Decision((_rewind(s, leader),), f"received WAL past {leader}'s fork at {past}: rewinding")
+    if not pg.streaming:  # just (re)started or switched: look again soon, so the record says when it streams
+        return Decision((), f"replica of {leader}", recheck=1.0)
     return _wait(f"replica of {leader}")
 
 

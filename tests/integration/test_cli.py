@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -237,3 +238,18 @@ def test_remove_requires_the_cluster_name_and_stopped_agents(make_cluster: Calla
     out = ok(c, "remove", "demo", stdin="demo\n")
     assert "removed cluster demo" in out
     assert "not found" in refused(c, "list")
+
+
+def test_switchover_at_default_timing_reports_the_write_gap_and_a_prompt_rejoin(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster(nodes=2, dcs={"ttl": 30, "loop_wait": 10, "retry_timeout": 10})
+    c.start()
+    leader = c.leader()
+    target = next(n for n in c.nodes if n is not leader)
+    wait_for("the replica streaming", lambda: target.health("/replica") == 200, 30)
+    out = ok(c, "switchover", "--candidate", target.name, "--force")
+    m = re.search(rf"writes went to {target.name} after ([\d.]+) s, {leader.name} rejoined as its replica "
+                  r"after ([\d.]+) s", out)
+    assert m, out
+    # the old primary follows at once (the leader key change is watched), not at its next loop
+    assert float(m.group(2)) < 10, out

@@ -105,3 +105,24 @@ def test_a_bootstrap_claim_left_empty_by_a_dead_winner_is_reclaimed(make_cluster
     c.wait_healthy(3 * FAST["ttl"] + 60)
     assert any("reclaimed a bootstrap claim" in n.log_text() for n in c.nodes)
     assert etcdctl(c, "get", "--print-value-only", "/pgha/demo/initialize").strip().isdigit()
+
+
+def test_takeover_stays_watch_driven_after_etcd_compacted_and_the_watch_reconnected(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    slow_loop = {"ttl": 10, "loop_wait": 4, "retry_timeout": 3}
+    c = make_cluster(dcs=slow_loop)
+    c.start()
+    old = c.leader()
+    import json as _json
+
+    status = _json.loads(etcdctl(c, "endpoint", "status", "-w", "json"))
+    etcdctl(c, "compact", str(status[0]["Status"]["header"]["revision"]))
+    c.etcd.kill(0)  # every watch breaks and reconnects, past the compaction
+    c.etcd.start()
+    wait_for("the leader renewing again", lambda: old.health("/primary") == 200, 20)
+    time.sleep(2)
+    kill_node(old)
+    t0 = time.monotonic()
+    wait_for("a new primary", lambda: any(writable(n) for n in c.nodes if n is not old), 30, 0.05)
+    # the lease runs out at most ttl after the kill; a loop-paced takeover would add up to loop_wait
+    assert time.monotonic() - t0 < slow_loop["ttl"] + 1.5

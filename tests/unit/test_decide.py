@@ -398,3 +398,9 @@ def test_replica_that_received_past_the_new_timelines_fork_is_rewound() -> None:
     assert kinds(snap(behind, v)) == []
     streaming = replace(forked, streaming=True)
     assert kinds(snap(streaming, v)) == []
+
+
+def test_replica_not_yet_streaming_from_its_leader_looks_again_within_a_second() -> None:
+    starting = replace(REPLICA, streaming=False)
+    assert decide(snap(starting, view())).recheck == 1.0
+    assert decide(snap(REPLICA, view())).recheck is None
