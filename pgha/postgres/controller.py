@@ -212,8 +212,9 @@ class PostgresController:
             base, sysid=sysid, running=True, in_recovery=in_rec, timeline=tli or 0,
             lsn=cur if not in_rec else max(received, replayed), replayed_lsn=replayed if in_rec else cur,
             streaming=streaming, last_streaming_at=now if streaming else previous.last_streaming_at,
-            replica_lsns={r["application_name"]: int(r["write_lsn"] or 0) for r in self.replication
-                          if r.get("state") == "streaming"},
+            # A standby that just connected has no write position yet: judge it by its record.
+            replica_lsns={r["application_name"]: int(r["write_lsn"]) for r in self.replication
+                          if r.get("state") == "streaming" and r.get("write_lsn") is not None},
             sync_setting=sync_setting or "", pending_restart=bool(pending),
             sync_confirmed=frozenset(r["application_name"] for r in self.replication
                                      if r.get("state") == "streaming" and r.get("sync_state") in ("sync", "quorum")),

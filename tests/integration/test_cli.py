@@ -85,6 +85,8 @@ def test_scheduled_switchover_happens_at_its_time(make_cluster: Callable[..., Lo
     c = make_cluster()
     c.start()
     leader = c.leader()
+    wait_for("replicas recorded as streaming", lambda: sorted(r["State"] for r in json.loads(ok(c, "list", "-f", "json")))
+             == ["running", "streaming", "streaming"], 15)
     when = datetime.now(timezone.utc) + timedelta(seconds=4)
     out = ok(c, "switchover", "--scheduled", when.isoformat(), "--force")
     assert "scheduled" in out
