@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -113,32 +114,33 @@ def test_pause_disarms_the_fence_and_resume_arms_it(make_cluster: Callable[..., 
     assert c.leader().name == leader.name
 
 
-def test_fence_stops_the_postmaster_once_its_deadline_passes(tmp_path: Path) -> None:
+@contextmanager
+def fenced_stand_in(tmp_path: Path, deadline_in: float) -> Iterator[tuple[Path, subprocess.Popen[bytes],
+                                                                             subprocess.Popen[bytes], float]]:
+    """A stand-in postmaster (its command line names postgres) under a fence armed to fire
+    ``deadline_in`` seconds from now: (data_dir, stand-in, fence, deadline)."""
     data = tmp_path / "data"
     data.mkdir()
     dummy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "postgres"])
     try:
         (data / "postmaster.pid").write_text(f"{dummy.pid}\n")
-        boot = time.clock_gettime(time.CLOCK_BOOTTIME)
-        Path(f"{data}.fence").write_text(f"{boot + 0.5}\n")
+        deadline = time.clock_gettime(time.CLOCK_BOOTTIME) + deadline_in
+        Path(f"{data}.fence").write_text(f"{deadline}\n")
         fence = subprocess.Popen([sys.executable, str(FENCE), str(data)], start_new_session=True)
-        assert dummy.wait(5) == -signal.SIGKILL
-        assert fence.wait(5) == 0 and "late=" in Path(f"{data}.fence.fired").read_text()
-        assert time.clock_gettime(time.CLOCK_BOOTTIME) >= boot + 0.5
+        yield data, dummy, fence, deadline
     finally:
         dummy.kill()
+
+
+def test_fence_stops_the_postmaster_once_its_deadline_passes(tmp_path: Path) -> None:
+    with fenced_stand_in(tmp_path, 0.5) as (data, dummy, fence, deadline):
+        assert dummy.wait(5) == -signal.SIGKILL
+        assert fence.wait(5) == 0 and "late=" in Path(f"{data}.fence.fired").read_text()
+        assert time.clock_gettime(time.CLOCK_BOOTTIME) >= deadline
 
 
 def test_disarmed_fence_exits_and_leaves_postgres_alone(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    dummy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "postgres"])
-    try:
-        (data / "postmaster.pid").write_text(f"{dummy.pid}\n")
-        Path(f"{data}.fence").write_text(f"{time.clock_gettime(time.CLOCK_BOOTTIME) + 30}\n")
-        fence = subprocess.Popen([sys.executable, str(FENCE), str(data)], start_new_session=True)
+    with fenced_stand_in(tmp_path, 30) as (data, dummy, fence, _):
         time.sleep(0.3)
         Path(f"{data}.fence").unlink()
         assert fence.wait(5) == 0 and dummy.poll() is None
-    finally:
-        dummy.kill()
