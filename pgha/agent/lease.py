@@ -9,7 +9,6 @@ half of the demotion margin is gone, the guard asks for Postgres to be stopped. 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -49,15 +48,10 @@ class LeaseKeeper:
         self.renewals = 0
         self.failures = 0
         self.max_gap = 0.0
-        self._kick = asyncio.Event()
         self._repeats = Repeats(log)
 
     def holds(self, now: float) -> bool:
         return rule.holds(self.valid_until, now, self._config(), self.seen_at)
-
-    def kick(self) -> None:
-        """Renew now instead of at the next tick."""
-        self._kick.set()
 
     async def run(self, leader: Callable[[], bool]) -> None:
         """Renew every ``loop_wait`` until cancelled; wake the loop the moment the lease stops
@@ -68,9 +62,7 @@ class LeaseKeeper:
             until = rule.held_until(self.valid_until, self.seen_at, dynamic)
             if until is not None and now < until:
                 pause = min(pause, until - now + 0.01)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), max(0.01, pause))
-            self._kick.clear()
+            await asyncio.sleep(max(0.01, pause))
             if not self.holds(time.monotonic()):
                 self._on_change()
             was_ok = self.ok
