@@ -93,6 +93,10 @@ def _decide(s: Snapshot) -> Decision:
         return _without_dcs(s)
     c = s.cluster
     if c.initialize is None:
+        if _writable(s) and not s.config.pause:
+            # the key space is gone, the leader key with it: stop writes before anything else
+            return Decision((Demote("immediate", reason="the cluster's keys are gone, the leader key with them"),),
+                            "running as primary without any cluster keys: demoting")
         return _uninitialized(s)
     if c.initialize == "":
         if s.initialize_empty_since is not None and s.now - s.initialize_empty_since > 3 * s.config.ttl:
@@ -239,12 +243,18 @@ def _as_follower(s: Snapshot, leader: str) -> Decision:
 def _past_fork(s: Snapshot, leader: str) -> int | None:
     """The fork point of the leader's timeline when this replica received WAL beyond it on the
     old timeline (it was ahead of the node that won): it cannot stream until rewound. A replica
-    that still streams is not forked (the recorded fork point can be a loop older than the real)."""
+    that still streams is not forked (the recorded fork point can be a loop older than the real).
+    When the history does not say where our timeline ended (the key space was wiped, or the leader
+    came from a sibling branch), a standby stalled for a whole ttl behind the leader's timeline is
+    rewound too: pg_rewind finds the divergence itself, or finds none."""
     pg, m = s.pg, s.cluster.members.get(leader)
     if pg.streaming or m is None or m.timeline <= pg.timeline:
         return None
     fork = next((h for h in s.cluster.history if h.timeline == pg.timeline), None)
-    return fork.lsn if fork is not None and pg.lsn > fork.lsn else None
+    if fork is None:
+        stalled = pg.stalled_since is not None and s.now - pg.stalled_since > s.config.ttl
+        return pg.lsn if stalled else None
+    return fork.lsn if pg.lsn > fork.lsn else None
 
 
 def _clean_handover(s: Snapshot, leader: str) -> bool | None:
@@ -291,10 +301,11 @@ def _without_leader(s: Snapshot) -> Decision:
                     if m.name != s.name and fitness.peer_eligible(m, s.cluster, s.config)
                     and fitness.rank(m.lsn, m.priority, m.name) > mine)
     waited = 0.0 if s.leader_lost_at is None else s.now - s.leader_lost_at
-    if sync.mode(s.config) != "off" and s.cluster.sync is not None and s.cluster.sync.members:
+    holders = sync.commit_holders(s.cluster, s.config, s.name)
+    if holders and s.cluster.status.leader != s.name:
         # Only the most advanced synchronous standby is sure to hold every acknowledged commit
-        # (quorum mode); never race it, however long it takes.
-        ahead = [n for n in better if n in s.cluster.sync.members]
+        # (quorum mode, or nothing recorded at all); never race it, however long it takes.
+        ahead = [n for n in better if n in holders]
         if ahead:
             return _wait(f"no leader: synchronous standby {', '.join(ahead)} is more advanced")
     if better and waited < s.config.retry_timeout:
@@ -310,10 +321,10 @@ def _sync_proof(s: Snapshot) -> Decision | None:
     """In synchronous mode a standby takes over only on live answers of the other synchronous
     standbys, asked after the leader was lost and within ``retry_timeout``: records can be a loop
     old, and a standby a loop behind on paper may hold commits nobody else has."""
-    key = s.cluster.sync
-    if sync.mode(s.config) == "off" or key is None or s.name not in key.members:
+    holders = sync.commit_holders(s.cluster, s.config, s.name)
+    if s.name not in holders or s.cluster.status.leader == s.name:
         return None
-    others = tuple(n for n in key.members if n != s.name)
+    others = tuple(n for n in holders if n != s.name)
     fresh = (s.peers_asked_at is not None and s.now - s.peers_asked_at <= s.config.retry_timeout
              and (s.leader_lost_at is None or s.peers_asked_at >= s.leader_lost_at))
     if others and not fresh:

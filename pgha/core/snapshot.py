@@ -34,6 +34,7 @@ class PgState:
     handover_lsn: int | None = None  # where we stopped when we handed over in a switchover
     down_since: float | None = None
     last_streaming_at: float | None = None
+    stalled_since: float | None = None  # a running standby not streaming from whom it follows, since when
     replica_lsns: Mapping[str, int] = field(default_factory=dict)  # primary: live write position per standby
     sync_setting: str = ""  # synchronous_standby_names as Postgres runs with it
     sync_confirmed: frozenset[str] = frozenset()  # primary: standbys Postgres reports as sync/quorum

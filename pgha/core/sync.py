@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from pgha.core.actions import Action, SetSyncStandbys, WriteSyncState
-from pgha.core.cluster import ClusterView
+from pgha.core.cluster import ClusterView, SyncState
 from pgha.core.settings import ClusterSettings
 from pgha.core.snapshot import Snapshot
 
@@ -67,6 +67,32 @@ def candidates(s: Snapshot) -> list[str]:
                  key=lambda n: (-s.pg.replica_lsns[n], n))
     promotable = [n for n in kept + new if not s.cluster.members[n].nofailover]
     return promotable or kept + new
+
+
+def unrecorded(view: ClusterView) -> bool:
+    """Nothing records who holds the acknowledged commits: no ``sync`` key and no last primary in
+    ``status`` (the key space was wiped). Then any member may hold them; the most advanced that
+    answers is the one to take over."""
+    return view.sync is None and not view.status.leader
+
+
+def stale(view: ClusterView) -> bool:
+    """The ``sync`` key was written by an earlier leader than the last one to claim ``status``
+    (a promoting node claims it before it promotes): it says nothing about what that one
+    acknowledged."""
+    key, last = view.sync, view.status.leader
+    return key is not None and bool(last) and key.leader != last
+
+
+def commit_holders(view: ClusterView, config: ClusterSettings, me: str) -> tuple[str, ...]:
+    """The members among which the most advanced holds every acknowledged commit (synchronous
+    modes): the listed synchronous standbys, or every member (``me`` included, whose record may
+    not be back yet) when nothing is recorded."""
+    if mode(config) == "off":
+        return ()
+    if view.sync is not None:
+        return () if stale(view) else view.sync.members
+    return tuple(sorted({*view.members, me})) if unrecorded(view) else ()
 
 
 def failover_impossible(view: ClusterView) -> str | None:
@@ -137,10 +163,12 @@ def promotion_problem(s: Snapshot) -> str | None:
     sync_mode = mode(s.config)
     if sync_mode == "off":
         return None
-    key = s.cluster.sync
-    if s.cluster.status.leader == s.name or key is not None and key.leader == s.name:
+    key, last, old = s.cluster.sync, s.cluster.status.leader, stale(s.cluster)
+    if last == s.name or key is not None and key.leader == s.name and not old:
         return None  # the last primary itself holds every commit it acknowledged
-    if key is None or not key.members:
+    if key is None and unrecorded(s.cluster):
+        return None  # the most advanced member that answers takes over (see commit_holders)
+    if key is None or not key.members or old:
         if s.config.synchronous_mode_strict:
             return "no synchronous standby is recorded, and strict mode promotes only one"
         return None  # non-strict mode fell back to asynchronous replication
@@ -162,9 +190,13 @@ def proof_problem(s: Snapshot) -> str | None:
     members answer (quorum mode: N - quorum + 1, counting ourselves) and none of them has
     received more than we have. None when proven."""
     key = s.cluster.sync
+    if key is None and unrecorded(s.cluster):
+        # Nothing says how many must answer: those that do must not be ahead of us.
+        holders = commit_holders(s.cluster, s.config, s.name)
+        key = SyncState("", holders, len(holders))
     if key is None or not key.members or s.name not in key.members:
         return None
-    need = len(key.members) - key.quorum + 1
+    need = max(1, len(key.members) - key.quorum + 1)
     answered = [n for n in key.members if n == s.name or n in s.peer_positions]
     if len(answered) < need:
         return (f"only {len(answered)} of {len(key.members)} synchronous standbys answered; {need} are needed "

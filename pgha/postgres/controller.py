@@ -212,6 +212,7 @@ class PostgresController:
             base, sysid=sysid, running=True, in_recovery=in_rec, timeline=tli or 0,
             lsn=cur if not in_rec else max(received, replayed), replayed_lsn=replayed if in_rec else cur,
             streaming=streaming, last_streaming_at=now if streaming else previous.last_streaming_at,
+            stalled_since=_stalled_since(previous, in_rec and not streaming, self.disk.following, now),
             # A standby that just connected has no write position yet: judge it by its record.
             replica_lsns={r["application_name"]: int(r["write_lsn"]) for r in self.replication
                           if r.get("state") == "streaming" and r.get("write_lsn") is not None},
@@ -383,3 +384,13 @@ class PostgresController:
         for name, active in rows:
             if name not in wanted and not active:
                 await self.query("SELECT pg_drop_replication_slot(%s)", (name,))
+
+
+def _stalled_since(previous: PgState, stalled: bool, following: str | None, now: float) -> float | None:
+    """Since when a standby has not streamed from the member it follows (None: it streams, or
+    is no standby); pointing it at another member starts the count again."""
+    if not stalled:
+        return None
+    if previous.stalled_since is None or previous.following != following:
+        return now
+    return previous.stalled_since

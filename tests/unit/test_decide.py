@@ -212,9 +212,11 @@ from pgha.core.jobs import Busy, Job  # noqa: E402
 
 def test_only_a_node_without_data_bootstraps_a_cluster() -> None:
     assert decide(snap(PgState(), ClusterView())).actions == (a.InitializeCluster(run_initdb=True),)
-    # a wiped key space: a node with data (even a writable one) records its system identifier
-    for pg in (replace(PRIMARY, running=False), PRIMARY, REPLICA):
+    # a wiped key space: a node with data records its system identifier, a writable one first
+    # demotes (the leader key went with the rest)
+    for pg in (replace(PRIMARY, running=False), REPLICA):
         assert decide(snap(pg, ClusterView())).actions == (a.ClaimInitialize("42"),)
+    assert kinds(snap(PRIMARY, ClusterView())) == [a.Demote]
 
 
 def test_an_empty_bootstrap_claim_is_reclaimed_after_three_ttls() -> None:
