@@ -244,17 +244,18 @@ def _past_fork(s: Snapshot, leader: str) -> int | None:
     """The fork point of the leader's timeline when this replica received WAL beyond it on the
     old timeline (it was ahead of the node that won): it cannot stream until rewound. A replica
     that still streams is not forked (the recorded fork point can be a loop older than the real).
-    When the history does not say where our timeline ended (the key space was wiped, or the leader
-    came from a sibling branch), a standby stalled for a whole ttl behind the leader's timeline is
-    rewound too: pg_rewind finds the divergence itself, or finds none."""
+    Our timeline may have ended more than once (two nodes promoted from it, one after the other):
+    past the earliest of those ends, we cannot tell which branch the leader is on, and pg_rewind
+    finds out. When the history does not say where our timeline ended (the key space was wiped),
+    a standby stalled for a whole ttl behind the leader's timeline is rewound too."""
     pg, m = s.pg, s.cluster.members.get(leader)
     if pg.streaming or m is None or m.timeline <= pg.timeline:
         return None
-    fork = next((h for h in s.cluster.history if h.timeline == pg.timeline), None)
-    if fork is None:
+    ends = [h.lsn for h in s.cluster.history if h.timeline == pg.timeline]
+    if not ends:
         stalled = pg.stalled_since is not None and s.now - pg.stalled_since > s.config.ttl
         return pg.lsn if stalled else None
-    return fork.lsn if pg.lsn > fork.lsn else None
+    return min(ends) if pg.lsn > min(ends) else None
 
 
 def _clean_handover(s: Snapshot, leader: str) -> bool | None:

@@ -120,6 +120,7 @@ class SimNode:
     granted_retry: float = 0.0
     retiring: int = 0  # an earlier lease kept alive while something of ours is bound to it
     retiring_until: float | None = None
+    retiring_retry: float = 0.0  # the demotion margin the retiring lease was granted under
     valid_until: float | None = None  # on this node's clock
     renewed_at: float | None = None
     view: ClusterView = field(default_factory=ClusterView)
@@ -310,6 +311,7 @@ class SimCluster:
             held.expires, ttl = self.now + held.ttl, held.ttl
             if cfg.ttl != node.granted_ttl:
                 node.retiring, node.retiring_until = node.lease, sent + ttl - node.granted_retry + cfg.retry_timeout
+                node.retiring_retry = node.granted_retry
                 node.lease, ttl = etcd.grant(self.now, cfg.ttl), cfg.ttl
                 node.granted_ttl, node.granted_retry = cfg.ttl, cfg.retry_timeout
         else:
@@ -329,7 +331,8 @@ class SimCluster:
         bound = etcd.leader_lease == old or any(lid == old for _, lid in etcd.members.values())
         if bound and held is not None:
             held.expires = self.now + held.ttl
-            node.retiring_until = sent + held.ttl  # the lease rule subtracts the current margin
+            # counted with the margin it was granted under (the lease rule subtracts the current one)
+            node.retiring_until = sent + held.ttl - node.retiring_retry + node.granted_retry
             return
         etcd.revoke(old)
         node.retiring, node.retiring_until = 0, None

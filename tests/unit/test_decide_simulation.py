@@ -22,6 +22,7 @@ CONFIG_CHANGES: list[dict[str, object]] = [
     {"ttl": 10, "loop_wait": 2, "retry_timeout": 3},
     {"ttl": 5, "loop_wait": 1, "retry_timeout": 2},
     {"ttl": 8, "loop_wait": 1, "retry_timeout": 3},
+    {"ttl": 30, "loop_wait": 2, "retry_timeout": 10},  # a margin longer than the lease granted before
     {"maximum_lag_on_failover": 3000},
     {"maximum_lag_on_failover": 1000},
 ]
