@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pgha.agent.watchdog import Watchdog
 from pgha.core import actions as a
 from pgha.core import lease
 from pgha.core.settings import ClusterSettings
@@ -28,8 +29,9 @@ def _boottime_offset() -> float:
 
 
 class Fence:
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, watchdog: Watchdog | None = None) -> None:
         self.data_dir = data_dir
+        self.watchdog = watchdog
         self.state = Path(data_dir + ".fence")
         self.pid_file = Path(data_dir + ".fence.pid")
         self.fired_file = Path(data_dir + ".fence.fired")
@@ -37,6 +39,15 @@ class Fence:
         self._fired_seen = self.fired()
         self._started_at: float | None = None
         self._starts = 0  # starts since the fence was last seen alive
+
+    @property
+    def watchdog_problem(self) -> str | None:
+        """Why leadership must be refused: the watchdog is required and cannot be used."""
+        return self.watchdog.required_but_unusable if self.watchdog is not None else None
+
+    @property
+    def watchdog_state(self) -> str:
+        return self.watchdog.describe() if self.watchdog is not None else "off"
 
     @property
     def armed(self) -> bool:
@@ -102,19 +113,32 @@ class Fence:
         self.deadline = None
         self._starts, self._started_at = 0, None
         self.state.unlink(missing_ok=True)
+        if self.watchdog is not None:
+            self.watchdog.disable()
         log.info("fence disarmed: %s", why)
 
     def follow(self, s: Snapshot, actions: Sequence[a.Action], valid_until: float | None) -> bool:
         """Arm or disarm for this decision (``core.lease.fence_wanted``); False when it had to be
         armed and could not be."""
         if lease.fence_wanted(s.pg.writable, s.config.pause, actions):
+            wd = self.watchdog
+            if wd is not None and not wd.active and (wd.problem is None or wd.mode == "required"):
+                if not wd.activate(s.config.ttl):
+                    return False  # required and unusable: Postgres must not take writes
+                wd.keepalive()
             return self.arm(lease.fence_deadline(valid_until, time.monotonic(), s.config))
         self.disarm("maintenance mode" if s.config.pause else "postgres takes no writes")
+        if self.watchdog is not None and self.watchdog.problem is not None:
+            self.watchdog.probe()  # a device that appeared since is used next time
         return True
 
     def extend(self, valid_until: float | None, config: ClusterSettings) -> None:
-        """A renewal succeeded: move an armed fence's deadline with the lease."""
+        """A renewal succeeded: move an armed fence's deadline with the lease, and pet the
+        watchdog (only here: a pet must always follow a renewal)."""
         if self.armed:
+            if self.watchdog is not None and self.watchdog.active:
+                self.watchdog.activate(config.ttl)  # a ttl change moves the timeout too
+                self.watchdog.keepalive()
             self.arm(lease.fence_deadline(valid_until, time.monotonic(), config))
 
     def newly_fired(self) -> int:

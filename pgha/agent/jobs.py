@@ -128,6 +128,10 @@ class PostgresJobs:
                     await asyncio.sleep(act.retry_after)
                     return Result()
             except e.PostgresError as exc:
+                if _unreachable(exc):
+                    # Re-cloning would wipe this directory and fail the same way: keep it.
+                    log.warning("pg_rewind could not reach %s (%s): starting as its replica, retrying later", act.leader, exc)
+                    return await self.start(s, False, act.leader)
                 log.warning("pg_rewind failed (%s): re-cloning from %s", exc, act.leader)
                 await self.postgres.basebackup(host, port)
         else:
@@ -159,3 +163,9 @@ class PostgresJobs:
         result = await self.start(s, False, act.leader)
         log.info("reinitialized from %s", act.leader)
         return result
+
+
+def _unreachable(exc: Exception) -> bool:
+    """pg_rewind failed because the source did not answer, not because of the data."""
+    text = str(exc).lower()
+    return "could not connect" in text or "connection to server" in text or "timeout expired" in text

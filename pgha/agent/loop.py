@@ -112,7 +112,8 @@ class HaLoop:
             shutting_down=self.shutting_down, busy=self.executor.busy, wall_now=time.time(),
             restart_at=self.inbox.restart_at, reinit_requested=self.inbox.reinit_requested,
             reload_requested=self.inbox.reload_requested, applied_parameters=st.applied_parameters,
-            chosen_sync=st.chosen_sync, fence_ok=st.fence_ok, peer_positions=st.peer_positions,
+            chosen_sync=st.chosen_sync, fence_ok=st.fence_ok, watchdog_problem=self.fence.watchdog_problem,
+            peer_positions=st.peer_positions,
             peers_asked_at=st.peers_asked_at, initialize_empty_since=empty)
 
     def _fold(self, snap: Snapshot, decision: Decision, results: list[Result]) -> LoopState:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pgha import __version__
 from pgha.agent.execute import Executor
 from pgha.agent.fence import Fence
+from pgha.agent.watchdog import Watchdog
 from pgha.agent.jobs import PostgresJobs
 from pgha.agent.lease import LeaseKeeper
 from pgha.agent.loop import HaLoop
@@ -47,7 +48,7 @@ class Agent:
         self.store = ClusterStore(self.client, local.prefix, local.name)
         self.postgres = PostgresController(local)
         self.inbox = Inbox(self.wake)
-        self.fence = Fence(local.postgresql.data_dir)
+        self.fence = Fence(local.postgresql.data_dir, Watchdog(local.watchdog))
         self.fence_fired = 0
         self.keeper = LeaseKeeper(self.client, lambda: self.loop.dynamic, self.wake,
                                   lambda: self.fence.extend(self.keeper.valid_until, self.loop.dynamic), self._bound)
@@ -93,7 +94,8 @@ class Agent:
         this on every request)."""
         k, t = self.keeper, self.executor.tally
         key = (self._version, k.lease, k.valid_until, k.seen_at, k.renewals, k.failures, t.promotions, t.demotions,
-               t.reloads, self.executor.jobs.restarts, self.fence_fired, self.inbox.restart_at, self.fence.armed)
+               t.reloads, self.executor.jobs.restarts, self.fence_fired, self.inbox.restart_at, self.fence.armed,
+               self.fence.watchdog_state)
         if key != self._live_key:
             self._live, self._live_key = self._merge(), key
         return self._live
@@ -108,7 +110,8 @@ class Agent:
             fence_fired=self.fence_fired)
         return replace(self._report, lease_valid_until=k.valid_until, lease_id=k.lease, dcs_seen_at=k.seen_at,
                        counters=counters,
-                       restart_at=self.inbox.restart_at, fence_armed=self.fence.armed)
+                       restart_at=self.inbox.restart_at, fence_armed=self.fence.armed,
+                       watchdog=self.fence.watchdog_state)
 
     def _guard_due(self, now: float) -> bool:
         r = self._report

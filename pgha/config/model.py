@@ -251,6 +251,23 @@ class LogConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class WatchdogConfig(_Strict):
+    """A hardware or kernel watchdog (``/dev/watchdog``), as Patroni uses it: opened when this
+    node is about to take writes, petted on each lease renewal, so that a frozen agent resets the
+    machine ``safety_margin`` seconds before its lease can expire. ``required`` refuses leadership
+    without a working device; ``automatic`` uses one when it can. The fence process runs in
+    every mode."""
+
+    mode: Literal["off", "automatic", "required"] = "off"
+    device: str = "/dev/watchdog"
+    safety_margin: float = Field(5, ge=-1)  # -1: half of ttl
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: object) -> object:
+        return "off" if v is False else v  # YAML reads a bare ``off`` as false
+
+
 class Bootstrap(_Strict):
     dcs: DynamicConfig = Field(default_factory=lambda: DynamicConfig())
     initdb: list[str] = Field(default_factory=lambda: ["--encoding=UTF8", "--data-checksums"])
@@ -265,6 +282,7 @@ class LocalConfig(_Strict):
     restapi: RestApiConfig = Field(default_factory=RestApiConfig)
     postgresql: PostgresqlConfig
     tags: Tags = Field(default_factory=lambda: Tags())
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
 
     @field_validator("scope", "name")

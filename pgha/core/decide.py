@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pgha.core import fitness, parameters, sync
+from pgha.core import fitness, parameters, sync, timelines
 from pgha.core.actions import (
     AcquireLeader,
     Action,
@@ -92,11 +92,12 @@ def _decide(s: Snapshot) -> Decision:
     if not s.dcs_ok:
         return _without_dcs(s)
     c = s.cluster
+    if _writable(s) and not s.config.pause and (not c.initialize or s.pg.sysid not in (None, c.initialize)):
+        # The key space was wiped (or another cluster claimed it), the leader key with it: stop
+        # writes before anything else, bootstrap races included.
+        return Decision((Demote("immediate", reason="the cluster's keys are gone, the leader key with them"),),
+                        "running as primary without this cluster's keys: demoting")
     if c.initialize is None:
-        if _writable(s) and not s.config.pause:
-            # the key space is gone, the leader key with it: stop writes before anything else
-            return Decision((Demote("immediate", reason="the cluster's keys are gone, the leader key with them"),),
-                            "running as primary without any cluster keys: demoting")
         return _uninitialized(s)
     if c.initialize == "":
         if s.initialize_empty_since is not None and s.now - s.initialize_empty_since > 3 * s.config.ttl:
@@ -135,6 +136,8 @@ def _uninitialized(s: Snapshot) -> Decision:
     data (the key space was wiped or lost) records its system identifier and lets the ordinary
     rules pick the most advanced node, which takes the key through a normal promotion."""
     if s.pg.data_dir_empty:
+        if s.watchdog_problem:
+            return _wait(f"cluster is not initialized, but the watchdog is required and unusable ({s.watchdog_problem})")
         return Decision((InitializeCluster(run_initdb=True),), "cluster is not initialized: racing to bootstrap it")
     if s.pg.sysid is None:
         return _wait("the cluster has no initialize key and our system identifier is not known yet")
@@ -179,7 +182,7 @@ def _postgres_down(s: Snapshot) -> Decision:
                 (ReleaseLeader("postgres did not start within primary_start_timeout"),),
                 "postgres did not start within primary_start_timeout: releasing the leader key",
             )
-        return Decision((StartPostgres(primary=pg.primary_on_timeline is not None),),
+        return Decision((StartPostgres(primary=timelines.was_last_primary(s)),),
                         "postgres is down on the leader: restarting it in place")
     if c.leader:
         if pg.primary_on_timeline is not None:
@@ -208,8 +211,7 @@ def _as_leader(s: Snapshot) -> Decision:
                             "leader lease about to expire: demoting")
         return _wait("leader lease about to expire")
     if pg.in_recovery:
-        if (pg.primary_on_timeline == pg.timeline and pg.following is None
-                and s.cluster.status.leader == s.name and pg.timeline >= s.cluster.max_timeline):
+        if timelines.was_last_primary(s) and pg.following is None:
             return Decision((ResumeAsPrimary(),), "holding the leader key again: resuming as primary")
         return Decision((Promote(),), "holding the leader key: promoting")
     if sync.mode(s.config) != "off":
@@ -223,7 +225,7 @@ def _as_follower(s: Snapshot, leader: str) -> Decision:
         return Decision((Demote("immediate", reason=f"{leader} holds the leader key"),),
                         f"{leader} holds the leader key: demoting")
     if pg.primary_on_timeline is not None:
-        clean = _clean_handover(s, leader)
+        clean = timelines.clean_handover(s, leader)
         if clean is True:
             return Decision((ClearDivergence(f"handed over cleanly at {pg.handover_lsn}, before {leader}'s fork"),),
                             f"rejoining {leader} without a rewind")
@@ -232,43 +234,13 @@ def _as_follower(s: Snapshot, leader: str) -> Decision:
         return Decision((_rewind(s, leader),), f"data may have diverged from leader {leader}: rewinding")
     if pg.following != leader:
         return Decision((FollowLeader(leader),), f"following new leader {leader}")
-    past = _past_fork(s, leader)
+    past = timelines.past_fork(s, leader)
     if past is not None:
-        return Decision((_rewind(s, leader),), f"received WAL past {leader}'s fork at {past}: rewinding")
+        return Decision((_rewind(s, leader),), f"cannot stream from {leader}'s newer timeline (our WAL goes past "
+                                               f"its fork at {past}, or the fork is unknown): rewinding")
     if not pg.streaming:  # just (re)started or switched: look again soon, so the record says when it streams
         return Decision((), f"replica of {leader}", recheck=1.0)
     return _wait(f"replica of {leader}")
-
-
-def _past_fork(s: Snapshot, leader: str) -> int | None:
-    """The fork point of the leader's timeline when this replica received WAL beyond it on the
-    old timeline (it was ahead of the node that won): it cannot stream until rewound. A replica
-    that still streams is not forked (the recorded fork point can be a loop older than the real).
-    Our timeline may have ended more than once (two nodes promoted from it, one after the other):
-    past the earliest of those ends, we cannot tell which branch the leader is on, and pg_rewind
-    finds out. When the history does not say where our timeline ended (the key space was wiped),
-    a standby stalled for a whole ttl behind the leader's timeline is rewound too."""
-    pg, m = s.pg, s.cluster.members.get(leader)
-    if pg.streaming or m is None or m.timeline <= pg.timeline:
-        return None
-    ends = [h.lsn for h in s.cluster.history if h.timeline == pg.timeline]
-    if not ends:
-        stalled = pg.stalled_since is not None and s.now - pg.stalled_since > s.config.ttl
-        return pg.lsn if stalled else None
-    return min(ends) if pg.lsn > min(ends) else None
-
-
-def _clean_handover(s: Snapshot, leader: str) -> bool | None:
-    """Whether our WAL ends before the leader's timeline forked (no rewind needed); None while the
-    leader has not recorded its promotion yet."""
-    pg = s.pg
-    if pg.handover_lsn is None or pg.following != leader:
-        return False
-    fork = next((h for h in s.cluster.history if h.timeline == pg.primary_on_timeline), None)
-    if fork is None:
-        m = s.cluster.members.get(leader)
-        return None if m is None or m.timeline <= (pg.primary_on_timeline or 0) else False
-    return fork.lsn > pg.handover_lsn
 
 
 def ineligibility(s: Snapshot) -> str | None:
@@ -276,6 +248,8 @@ def ineligibility(s: Snapshot) -> str | None:
     pg, c = s.pg, s.cluster
     if not s.tags.can_promote:
         return "tagged nofailover"
+    if s.watchdog_problem:
+        return f"watchdog required but unusable ({s.watchdog_problem})"
     lag = c.status.lsn - fitness.failover_position(pg.lsn, pg.replayed_lsn, s.config)
     if lag > s.config.maximum_lag_on_failover:
         return f"{lag} bytes behind the last primary position (maximum_lag_on_failover {s.config.maximum_lag_on_failover})"

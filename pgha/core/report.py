@@ -60,6 +60,7 @@ class NodeReport:
     replication: tuple[Mapping[str, Any], ...] = ()  # the primary's pg_stat_replication rows
     replayed_timestamp: str | None = None
     fence_armed: bool = False  # the fence process stops Postgres unless the lease is renewed
+    watchdog: str = "off"  # off | active (N s) | inactive | unusable: why
 
 
 def holds_leader(r: NodeReport, now: float) -> bool:
@@ -143,7 +144,7 @@ def status(r: NodeReport, now: float, wall_now: float) -> dict[str, Any]:
         "pause": r.config.pause, "tags": dict(r.tags), "version": r.version,
         "database_system_identifier": pg.sysid, "note": r.note, "pending_restart": pg.pending_restart,
         "sync_standby": sync_standby(r),
-        "fence": {"armed": r.fence_armed, "fired": r.counters.fence_fired},
+        "fence": {"armed": r.fence_armed, "fired": r.counters.fence_fired, "watchdog": r.watchdog},
     }
     out.update(_sync_status(r))
     if r.restart_at:
@@ -199,6 +200,8 @@ def metric_values(r: NodeReport, now: float, wall_now: float) -> list[MetricValu
         g("pgha_fence_armed", "1 if the fence stops Postgres unless the lease is renewed", float(r.fence_armed)),
         g("pgha_fence_fired", "times the fence stopped Postgres (the lease was not renewed in time)",
           c.fence_fired, counter=True),
+        g("pgha_watchdog_active", "1 if a watchdog device is petted on each lease renewal",
+          float(r.watchdog.startswith("active"))),
         g("pgha_promotions", "promotions performed by this node", c.promotions, counter=True),
         g("pgha_demotions", "demotions performed by this node", c.demotions, counter=True),
         g("pgha_promotion_seconds", "total time spent promoting", c.promotion_seconds, counter=True),

@@ -83,6 +83,7 @@ class Snapshot:
     applied_parameters: Mapping[str, Any] | None = None
     chosen_sync: str | None = None
     fence_ok: bool = True  # False: the fence process could not be armed
+    watchdog_problem: str | None = None  # the watchdog is required and cannot be used: never lead
     peer_positions: Mapping[str, int] = field(default_factory=dict)  # live answers to AskPeers
     peers_asked_at: float | None = None  # when those answers were asked for
     initialize_empty_since: float | None = None  # since when ``initialize`` was seen claimed but empty

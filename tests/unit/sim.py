@@ -275,7 +275,7 @@ class SimCluster:
             self.etcd.config = self.config
             self.etcd.bump()
 
-    def wipe(self) -> None:
+    def wipe(self, abandoned_claim: bool = False) -> None:
         """``etcdctl del --prefix``, an operator's act rather than a fault, done here while every
         agent runs and reaches etcd. The watch wakes every agent at once, and the agents run
         until a leader is recorded again. A frozen agent would keep a writable primary whose lease
@@ -284,9 +284,12 @@ class SimCluster:
         if any(not n.alive or n.partitioned for n in self.nodes.values()):
             return
         self.etcd.wipe()
+        if abandoned_claim:  # a new node won the bootstrap race and died before initdb finished
+            self.etcd.initialize, self.etcd.initialize_revision = "", self.etcd.bump()
         for node in self.nodes.values():
             node.view = self.etcd.view()  # the watch updates every agent's view at once
-        for step in range(3 * self.config.ttl):
+        limit = 6 * max(n.config.ttl for n in self.nodes.values())  # some may not have read a ttl change yet
+        for step in range(limit):
             for name in sorted(self.nodes, reverse=step % 2 == 1):
                 self.replicate(name)
                 self.tick(name)
@@ -294,11 +297,12 @@ class SimCluster:
             if self.etcd.status.leader:
                 return
             self.advance(1.0)
+        raise Violation(f"no leader {limit} s after the key space was wiped "
+                        f"(initialize {self.etcd.initialize!r})")
 
     def abandon_bootstrap_claim(self) -> None:
-        """A bootstrap winner died after claiming ``initialize`` and before filling it in."""
-        if self.etcd.initialize is None:
-            self.etcd.initialize, self.etcd.initialize_revision = "", self.etcd.bump()
+        """The key space is wiped and a bootstrap winner dies after claiming ``initialize``."""
+        self.wipe(abandoned_claim=True)
 
     # -- the lease keeper ---------------------------------------------------------------
 
@@ -554,16 +558,23 @@ class SimCluster:
     def writable(self) -> list[str]:
         return [n.name for n in self.nodes.values() if n.pg.running and not n.pg.in_recovery]
 
-    def settled(self) -> str | None:
+    def settled(self, gone: frozenset[str] = frozenset()) -> str | None:
         """Why the cluster is not in its steady state (None: one primary holding the key, every
-        other node streaming from it)."""
-        writable = self.writable()
+        other node but those ``gone`` streaming from it, and in synchronous mode a promotable
+        synchronous standby recorded whenever one streams)."""
+        writable = [n for n in self.writable() if n not in gone]
         if self.etcd.failover is not None:
             return f"a switchover to {self.etcd.failover.candidate} is pending"
         if len(writable) != 1 or self.etcd.leader != writable[0]:
             return f"writable: {writable}, leader key: {self.etcd.leader}"
+        key = self.etcd.sync
+        if sync.mode(self.config) != "off" and len(self.nodes) - len(gone) > 1:
+            listed = key.members if key is not None and key.leader == writable[0] else ()
+            promotable = [n for n in self.nodes if n not in gone and n != writable[0] and self.nodes[n].tags.can_promote]
+            if promotable and not any(self.nodes[n].tags.can_promote for n in listed):
+                return f"the sync key lists {list(listed)}: nobody could take over (promotable: {promotable})"
         for name in self.nodes:
-            if name != writable[0] and not self.streams_from(name, writable[0]):
+            if name not in gone and name != writable[0] and not self.streams_from(name, writable[0]):
                 pg = self.nodes[name].pg
                 return (f"{name} does not stream from {writable[0]} (running {pg.running}, following {pg.following}, "
                         f"timeline {pg.timeline} at {pg.lsn})")

@@ -217,6 +217,9 @@ def test_only_a_node_without_data_bootstraps_a_cluster() -> None:
     for pg in (replace(PRIMARY, running=False), REPLICA):
         assert decide(snap(pg, ClusterView())).actions == (a.ClaimInitialize("42"),)
     assert kinds(snap(PRIMARY, ClusterView())) == [a.Demote]
+    # ... also while a new node bootstraps (its claim is empty) or after it did (another cluster)
+    assert kinds(snap(PRIMARY, ClusterView(initialize=""))) == [a.Demote]
+    assert kinds(snap(PRIMARY, ClusterView(initialize="7"))) == [a.Demote]
 
 
 def test_an_empty_bootstrap_claim_is_reclaimed_after_three_ttls() -> None:
@@ -406,3 +409,65 @@ def test_replica_not_yet_streaming_from_its_leader_looks_again_within_a_second()
     starting = replace(REPLICA, streaming=False)
     assert decide(snap(starting, view())).recheck == 1.0
     assert decide(snap(REPLICA, view())).recheck is None
+
+
+# -- found by the simulation (tests/unit/sim.py) ---------------------------------------------------
+
+
+def test_standby_stalled_a_whole_ttl_behind_an_unrecorded_fork_is_rewound() -> None:
+    # the history does not say where timeline 3 ended (wiped): wait a ttl, then let pg_rewind look
+    leader = Member("n3", role="primary", timeline=4)
+    v = view(leader="n3", n3=leader)
+    stalled = replace(REPLICA, following="n3", streaming=False, stalled_since=97.0)
+    assert kinds(snap(stalled, v)) == []
+    assert decide(snap(replace(stalled, stalled_since=93.0), v)).actions == (a.Rewind("n3", leader_timeline=4),)
+
+
+def test_standby_past_the_earliest_of_two_ends_of_its_timeline_is_rewound() -> None:
+    from pgha.core.cluster import HistoryEntry
+
+    # timeline 3 ended twice: at 5200 (a branch that died) and at 4800 (the leader's)
+    ends = (HistoryEntry(3, 5200, "failover", "t", "n4"), HistoryEntry(3, 4800, "failover", "t", "n3"))
+    v = replace(view(leader="n3", n3=Member("n3", role="primary", timeline=5)), history=ends)
+    forked = replace(REPLICA, following="n3", streaming=False, lsn=5000)
+    assert kinds(snap(forked, v)) == [a.Rewind]
+
+
+def test_leader_key_taken_as_a_standby_starts_read_only_after_a_crash_and_promotes() -> None:
+    # we led timeline 3 once, another node promoted to 4 since; we hold the key again, Postgres down
+    pg = replace(PRIMARY, running=False, in_recovery=True, down_since=99.0)
+    v = replace(view(leader="n1"), status=LeaderStatus("n4", 4, 6000))
+    assert decide(snap(pg, v, name="n1")).actions == (a.StartPostgres(primary=False),)
+    assert kinds(snap(replace(pg, running=True), v, name="n1")) == [a.Promote]
+
+
+def _synchronous(strict: bool) -> DynamicConfig:
+    return DynamicConfig(**{**CFG.model_dump(), "synchronous_mode": "on", "synchronous_mode_strict": strict})
+
+
+def test_after_a_wipe_in_synchronous_mode_the_most_advanced_member_that_answers_takes_over() -> None:
+    strict = _synchronous(True)
+    # nothing recorded: no sync key, no status (etcdctl del --prefix)
+    members = dict(n2=Member("n2", role="replica", state="running", lsn=5000),
+                   n3=Member("n3", role="replica", state="running", lsn=4000))
+    wiped = ClusterView(initialize="42", config=strict, members=members)
+    behind = replace(REPLICA, lsn=4000, replayed_lsn=4000, streaming=False)
+    assert kinds(snap(behind, wiped, name="n3", config=strict, leader_lost_at=0.0)) == []
+    ahead = replace(REPLICA, streaming=False)
+    lost = dict(config=strict, leader_lost_at=99.0)
+    assert decide(snap(ahead, wiped, **lost)).actions == (a.AskPeers(("n3",)),)
+    assert kinds(snap(ahead, wiped, peers_asked_at=99.5, peer_positions={"n3": 4000}, **lost)) == [a.AcquireLeader]
+    assert kinds(snap(ahead, wiped, peers_asked_at=99.5, peer_positions={"n3": 5100}, **lost)) == []
+
+
+def test_a_sync_key_older_than_the_last_promotion_names_nobody() -> None:
+    strict = _synchronous(True)
+    # n3 promoted (it claimed status) but died before writing its own sync key: the key still
+    # says what n1 acknowledged, nothing about n3's commits
+    old_key = SyncState("n1", ("n2",), 1)
+    v = replace(view(leader=None, n2=Member("n2", role="replica", state="running", lsn=5000)),
+                config=strict, sync=old_key, status=LeaderStatus("n3", 4, 5000))
+    assert kinds(snap(replace(REPLICA, streaming=False), v, config=strict, leader_lost_at=0.0)) == []
+    assert kinds(snap(replace(REPLICA, streaming=False), v, name="n1", config=strict, leader_lost_at=0.0)) == []
+    assert kinds(snap(replace(REPLICA, streaming=False), v, name="n3", config=strict, leader_lost_at=0.0)) == [
+        a.AcquireLeader]

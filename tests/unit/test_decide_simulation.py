@@ -135,6 +135,16 @@ def settle(cluster: SimCluster) -> None:
         _round(cluster, 1.0, step % 2 == 0, True)
     if cluster.settled() is not None or cluster.etcd.leader != leader:
         raise Violation(f"the steady state did not last: {cluster.settled()} (leader {leader} -> {cluster.etcd.leader})")
+    # Then the primary dies for good: the others, all caught up, must elect a new one.
+    assert leader is not None
+    cluster.set_alive(leader, False)
+    cluster.crash_pg(leader)
+    gone = frozenset({leader})
+    for step in range(10 * cluster.config.ttl):
+        if cluster.settled(gone) is None:
+            return
+        _round(cluster, 1.0, step % 2 == 0, True)
+    raise Violation(f"no new primary {10 * cluster.config.ttl} s after {leader} died: {cluster.settled(gone)}")
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

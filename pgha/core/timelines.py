@@ -1,0 +1,48 @@
+"""Where this node's data stands against the cluster's timelines (pure): whether it may take
+writes again without a promotion, whether it forked off the leader's timeline, whether a
+switchover's old primary stopped before the new timeline began."""
+
+from __future__ import annotations
+
+from pgha.core.snapshot import Snapshot
+
+
+def was_last_primary(s: Snapshot) -> bool:
+    """Our data directory is the last primary's, on the newest timeline: it may take writes again
+    without a promotion. Anything else (we acquired the key as a standby, or another node
+    promoted since) starts read-only and promotes onto a new timeline."""
+    pg = s.pg
+    return (pg.primary_on_timeline == pg.timeline and s.cluster.status.leader == s.name
+            and pg.timeline >= s.cluster.max_timeline)
+
+
+def past_fork(s: Snapshot, leader: str) -> int | None:
+    """The fork point of the leader's timeline when this replica received WAL beyond it on the
+    old timeline (it was ahead of the node that won): it cannot stream until rewound. A replica
+    that still streams is not forked (the recorded fork point can be a loop older than the real).
+    Our timeline may have ended more than once (two nodes promoted from it, one after the other):
+    past the earliest of those ends, we cannot tell which branch the leader is on, and pg_rewind
+    finds out. The history cannot show every fork (it was wiped, or the leader's branch left an
+    ancestor of ours), so a standby stalled for a whole ttl behind the leader's timeline is
+    rewound too; pg_rewind finds the divergence itself, or finds none."""
+    pg, m = s.pg, s.cluster.members.get(leader)
+    if pg.streaming or m is None or m.timeline <= pg.timeline:
+        return None
+    ends = [h.lsn for h in s.cluster.history if h.timeline == pg.timeline]
+    if ends and pg.lsn > min(ends):
+        return min(ends)
+    stalled = pg.stalled_since is not None and s.now - pg.stalled_since > s.config.ttl
+    return pg.lsn if stalled else None
+
+
+def clean_handover(s: Snapshot, leader: str) -> bool | None:
+    """Whether our WAL ends before the leader's timeline forked (no rewind needed); None while the
+    leader has not recorded its promotion yet."""
+    pg = s.pg
+    if pg.handover_lsn is None or pg.following != leader:
+        return False
+    fork = next((h for h in s.cluster.history if h.timeline == pg.primary_on_timeline), None)
+    if fork is None:
+        m = s.cluster.members.get(leader)
+        return None if m is None or m.timeline <= (pg.primary_on_timeline or 0) else False
+    return fork.lsn > pg.handover_lsn
