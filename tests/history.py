@@ -7,6 +7,9 @@ acknowledged, failed and unknown operation.
   branches were acknowledging writes at the same time (two writable primaries; must be 0 in every
   mode). A branch that stopped before the other began is a failover that lost writes: those
   writes are counted as lost, not as a fork;
+- late writes (forks too): a write acknowledged by a node after another node acknowledged its
+  first write as primary on a newer timeline. Clients that write straight to each node's
+  Postgres (as libpq multi-host clients and poolers do) find these where HAProxy hides them;
 - phantoms: ids whose operation definitely failed but which appear.
 """
 
@@ -35,6 +38,8 @@ class Op:
     outcome: str  # ok | failed | unknown
     result: tuple[int, ...] = ()
     at: float = 0.0  # when it was acknowledged (monotonic)
+    node: str = ""  # the address of the server that acknowledged it
+    timeline: int = 0  # the timeline it was written on
 
 
 @dataclass
@@ -47,21 +52,30 @@ class Report:
     forks: list[tuple[int, tuple[int, ...], tuple[int, ...]]]
     phantoms: list[int]
     faults: list[str] = field(default_factory=list)
+    late: list[tuple[int, str, int]] = field(default_factory=list)  # (op id, node, timeline)
 
     def summary(self) -> str:
         return (f"{self.ops} ops ({self.acknowledged} ok, {self.failed} failed, {self.unknown} unknown), "
-                f"{len(self.faults)} faults; lost {len(self.lost)}, forks {len(self.forks)}, phantoms {len(self.phantoms)}")
+                f"{len(self.faults)} faults; lost {len(self.lost)}, forks {len(self.forks)}, "
+                f"late writes {len(self.late)}, phantoms {len(self.phantoms)}")
 
 
-def dsn(port: int) -> str:
-    return (f"host=127.0.0.1 port={port} user=postgres password=supersecret dbname=postgres connect_timeout=2 "
+def dsn(port: int, host: str = "127.0.0.1") -> str:
+    return (f"host={host} port={port} user=postgres password=supersecret dbname=postgres connect_timeout=2 "
             "keepalives_idle=2 keepalives_interval=1 keepalives_count=2")
 
 
+# The timeline a primary writes on, from the name of its current WAL file (right after a promotion,
+# unlike the checkpoint's).
+APPEND = ("UPDATE reg SET v = v || %s WHERE k = %s RETURNING v, host(inet_server_addr()), "
+          "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int")
+
+
 class Client(threading.Thread):
-    def __init__(self, n: int, port: int, stop: threading.Event, ops: list[Op], lock: threading.Lock) -> None:
+    def __init__(self, n: int, port: int, stop: threading.Event, ops: list[Op], lock: threading.Lock,
+                 host: str = "127.0.0.1") -> None:
         super().__init__(daemon=True)
-        self.n, self.port, self.halt, self.ops, self.lock = n, port, stop, ops, lock
+        self.n, self.port, self.host, self.halt, self.ops, self.lock = n, port, host, stop, ops, lock
         self.rng = random.Random(n)
 
     def record(self, op: Op) -> None:
@@ -74,7 +88,7 @@ class Client(threading.Thread):
         while not self.halt.is_set():
             if conn is None:
                 try:
-                    conn = psycopg.connect(dsn(self.port), autocommit=True)
+                    conn = psycopg.connect(dsn(self.port, self.host), autocommit=True)
                 except psycopg.Error:
                     time.sleep(0.05)
                     continue
@@ -82,16 +96,16 @@ class Client(threading.Thread):
             op_id = self.n * 1_000_000 + seq
             key = self.rng.randrange(ROWS)
             try:
-                row = conn.execute("UPDATE reg SET v = v || %s WHERE k = %s RETURNING v",
-                                   ([op_id], key)).fetchone()
+                row = conn.execute(APPEND, ([op_id], key)).fetchone()
                 assert row is not None
-                self.record(Op(op_id, key, "ok", tuple(row[0]), time.monotonic()))
+                self.record(Op(op_id, key, "ok", tuple(row[0]), time.monotonic(), str(row[1]), int(row[2])))
             except (pgerr.ReadOnlySqlTransaction, pgerr.CannotConnectNow, pgerr.AdminShutdown) as exc:
                 # refused by the server before any change: definitely not committed...
                 # ...except an admin shutdown, which can hit a commit in flight
                 self.record(Op(op_id, key, "unknown" if isinstance(exc, pgerr.AdminShutdown) else "failed"))
                 conn.close()
                 conn = None
+                time.sleep(0.05)  # a client of a replica asks again, not in a tight loop
             except psycopg.Error:
                 self.record(Op(op_id, key, "unknown"))  # the connection broke: it may have committed
                 try:
@@ -123,7 +137,19 @@ def check(ops: list[Op], final: dict[int, tuple[int, ...]], faults: list[str]) -
                 seen.add(split)
                 forks.append((key, a, b))
     return Report(len(ops), sum(o.outcome == "ok" for o in ops), sum(o.outcome == "failed" for o in ops),
-                  sum(o.outcome == "unknown" for o in ops), lost, forks, phantoms, faults)
+                  sum(o.outcome == "unknown" for o in ops), lost, forks, phantoms, faults, late_writes(ops))
+
+
+def late_writes(ops: list[Op]) -> list[tuple[int, str, int]]:
+    """Writes acknowledged by a node after another node acknowledged its first write on a newer
+    timeline: for a while, two nodes took writes."""
+    first: dict[tuple[str, int], float] = {}
+    for o in ops:
+        if o.outcome == "ok" and o.node and o.timeline:
+            first[(o.node, o.timeline)] = min(o.at, first.get((o.node, o.timeline), o.at))
+    return [(o.id, o.node, o.timeline) for o in ops
+            if o.outcome == "ok" and o.node and o.timeline
+            and any(n != o.node and tl > o.timeline and at < o.at for (n, tl), at in first.items())]
 
 
 def _sync_standby(c: LocalCluster, leader: Node) -> Node | None:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from pgha.postgres.controller import running_postmaster
+from pgha.testing.netlab import Host, NetLab
 from pgha.testing.procs import (
     EtcdCluster,
     free_port,
@@ -34,6 +35,8 @@ class Node:
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
     nofile: int | None = None  # the agent's open-file limit (soft and hard), as an operator may set it
+    host: str = "127.0.0.1"  # where its Postgres and REST API listen
+    place: Host | None = None  # its namespace in the partition lab (None: the host's loopback)
 
     @property
     def config_path(self) -> Path:
@@ -45,23 +48,26 @@ class Node:
 
     @property
     def api(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"http://{self.host}:{self.api_port}"
 
     def dsn(self, dbname: str = "postgres") -> str:
         su = self.config["postgresql"]["authentication"]["superuser"]
-        return (f"host=127.0.0.1 port={self.pg_port} user={su['username']} password={su['password']} "
+        return (f"host={self.host} port={self.pg_port} user={su['username']} password={su['password']} "
                 f"dbname={dbname} connect_timeout=2")
 
     def start(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config))
         log = open(self.dir / "agent.log", "ab")  # noqa: SIM115
-        limit = self.nofile
+        limit, place = self.nofile, self.place
 
         def limits() -> None:
             if limit is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+            if place is not None:
+                place.join_cgroup()
 
-        self.proc = subprocess.Popen([sys.executable, "-m", "pgha", "agent", "-c", str(self.config_path)],
+        prefix = place.argv() if place is not None else []
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "pgha", "agent", "-c", str(self.config_path)],
                                      stdout=log, stderr=log, start_new_session=True, env={**os.environ, **self.env},
                                      preexec_fn=limits)
         log.close()
@@ -139,13 +145,13 @@ def with_cont(pid: int) -> None:
 
 
 def node_config(scope: str, name: str, d: Path, pg_port: int, api_port: int, etcd_hosts: list[str],
-                dcs: dict[str, Any], tags: dict[str, Any] | None = None) -> dict[str, Any]:
+                dcs: dict[str, Any], tags: dict[str, Any] | None = None, host: str = "127.0.0.1") -> dict[str, Any]:
     return {
         "scope": scope, "name": name,
         "etcd": {"hosts": etcd_hosts},
-        "restapi": {"listen": f"127.0.0.1:{api_port}"},
+        "restapi": {"listen": f"{host}:{api_port}"},
         "postgresql": {
-            "data_dir": str(d / "data"), "listen": f"127.0.0.1:{pg_port}",
+            "data_dir": str(d / "data"), "listen": f"{host}:{pg_port}",
             "bin_dir": "/usr/lib/postgresql/15/bin",
             "authentication": {"superuser": {"username": "postgres", "password": "supersecret"},
                                "replication": {"username": "replicator", "password": "replsecret"}},
@@ -165,24 +171,35 @@ class LocalCluster:
 
     def __init__(self, base: Path, nodes: int = 3, etcd_members: int = 1, dcs: dict[str, Any] | None = None,
                  scope: str = "demo", tags: dict[str, dict[str, Any]] | None = None,
-                 restapi: dict[str, dict[str, Any]] | None = None) -> None:
+                 restapi: dict[str, dict[str, Any]] | None = None, lab: NetLab | None = None) -> None:
+        """With ``lab``, each etcd member (e0.., at .21..) and each node (n1.., at .11..) runs in
+        its own namespace of the partition lab, on the standard ports, and nodes are freezable."""
         require_binary("postgres", "/usr/lib/postgresql/15/bin/postgres")
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
         os.chmod(base, 0o755)
         self.scope = scope
-        self.etcd = EtcdCluster(base, etcd_members)
+        self.lab = lab
+        places = [lab.add_host(f"e{i}", 21 + i) for i in range(etcd_members)] if lab is not None else []
+        self.etcd = EtcdCluster(base, etcd_members, [(h.addr, h.argv()) for h in places])
         self.dcs = dict(FAST if dcs is None else dcs)
+        if lab is not None:  # clients and HAProxy connect from the bridge's address
+            pg = self.dcs.setdefault("postgresql", {})
+            pg.setdefault("pg_hba", [f"host all all {lab.subnet}.0/24 scram-sha-256",
+                                     f"host replication all {lab.subnet}.0/24 scram-sha-256"])
         self.nodes: list[Node] = []
         for i in range(1, nodes + 1):
             name = f"n{i}"
             d = base / name
             d.mkdir(exist_ok=True)
             os.chmod(d, 0o755)
-            pg_port, api_port = free_port(), free_port()
-            cfg = node_config(scope, name, d, pg_port, api_port, self.etcd.hosts, self.dcs, (tags or {}).get(name))
+            place = lab.add_host(name, 10 + i, freezable=True) if lab is not None else None
+            host = place.addr if place is not None else "127.0.0.1"
+            # distinct Postgres ports even in separate namespaces: unix sockets share /tmp
+            pg_port, api_port = (5440 + i, 8008) if place is not None else (free_port(), free_port())
+            cfg = node_config(scope, name, d, pg_port, api_port, self.etcd.hosts, self.dcs, (tags or {}).get(name), host)
             cfg["restapi"].update((restapi or {}).get(name, {}))
-            self.nodes.append(Node(name, d, pg_port, api_port, cfg))
+            self.nodes.append(Node(name, d, pg_port, api_port, cfg, host=host, place=place))
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)

@@ -75,33 +75,44 @@ class EtcdMember:
     peer_port: int
     data_dir: Path
     proc: subprocess.Popen[bytes] | None = None
+    host: str = "127.0.0.1"
+    argv: Sequence[str] = ()  # a prefix, e.g. ``ip netns exec <ns>`` in the partition lab
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"http://{self.host}:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://{self.host}:{self.peer_port}"
 
 
 class EtcdCluster:
-    def __init__(self, base: Path, size: int = 1) -> None:
+    def __init__(self, base: Path, size: int = 1, places: Sequence[tuple[str, Sequence[str]]] = ()) -> None:
+        """``places``: (address, argv prefix) per member, to run each in its own namespace on
+        fixed ports; by default every member runs on 127.0.0.1 on free ports."""
         self.base = base
         self.binary = require_binary("etcd")
-        self.members = [EtcdMember(f"e{i}", free_port(), free_port(), base / f"etcd{i}") for i in range(size)]
+        if places:
+            self.members = [EtcdMember(f"e{i}", 2379, 2380, base / f"etcd{i}", host=addr, argv=tuple(argv))
+                            for i, (addr, argv) in enumerate(places)]
+        else:
+            self.members = [EtcdMember(f"e{i}", free_port(), free_port(), base / f"etcd{i}") for i in range(size)]
 
     @property
     def hosts(self) -> list[str]:
-        return [f"127.0.0.1:{m.client_port}" for m in self.members]
+        return [f"{m.host}:{m.client_port}" for m in self.members]
 
     def _initial(self) -> str:
-        return ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
+        return ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 
     def start_member(self, m: EtcdMember) -> None:
         m.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.base / f"{m.name}.log", "ab")  # noqa: SIM115
         m.proc = subprocess.Popen(
-            [self.binary, "--name", m.name, "--data-dir", str(m.data_dir),
+            [*m.argv, self.binary, "--name", m.name, "--data-dir", str(m.data_dir),
              "--listen-client-urls", m.client_url, "--advertise-client-urls", m.client_url,
-             "--listen-peer-urls", f"http://127.0.0.1:{m.peer_port}",
-             "--initial-advertise-peer-urls", f"http://127.0.0.1:{m.peer_port}",
+             "--listen-peer-urls", m.peer_url, "--initial-advertise-peer-urls", m.peer_url,
              "--initial-cluster", self._initial(), "--initial-cluster-state", "new",
              "--heartbeat-interval", "50", "--election-timeout", "500"],
             stdout=log, stderr=log, start_new_session=True)
@@ -227,7 +238,8 @@ class HAProxy:
         self.binary = require_binary("haproxy")
         self.base = base
         self.write_port, self.read_port = free_port(), free_port()
-        servers = "\n".join(f"    server {n.name} 127.0.0.1:{n.pg_port} check port {n.api_port}" for n in nodes)
+        servers = "\n".join(f"    server {n.name} {getattr(n, 'host', '127.0.0.1')}:{n.pg_port} check port {n.api_port}"
+                            for n in nodes)
         self.config_path = base / "haproxy.cfg"
         self.config_path.write_text(HAPROXY_TEMPLATE.format(write_port=self.write_port, read_port=self.read_port,
                                                             primary_servers=servers, replica_servers=servers))

@@ -26,6 +26,16 @@ def test_checker_finds_lost_forked_and_phantom_writes() -> None:
     assert report.phantoms == [5]
 
 
+def test_checker_finds_writes_a_node_acknowledged_after_a_newer_timeline_began_elsewhere() -> None:
+    ops = [Op(1, 0, "ok", (1,), 1.0, "10.77.0.11", 1),
+           Op(2, 0, "ok", (1, 2), 3.0, "10.77.0.12", 2),  # n2's first write on timeline 2
+           Op(3, 1, "ok", (3,), 3.5, "10.77.0.11", 1),  # n1 still writing on timeline 1: late
+           Op(4, 1, "ok", (3, 4), 5.0, "10.77.0.11", 3)]  # n1 promoted again later: fine
+    report = check(ops, {0: (1, 2), 1: (3, 4)}, [])
+    assert report.late == [(3, "10.77.0.11", 1)]
+    assert report.lost == [] and report.forks == []
+
+
 def test_synchronous_mode_loses_no_acknowledged_write_under_repeated_faults(
         make_cluster: Callable[..., LocalCluster]) -> None:
     c = make_cluster(dcs={**FAST, "synchronous_mode": True, "synchronous_mode_strict": True})

@@ -130,7 +130,7 @@ class SimNode:
     peers_asked_at: float | None = None
     alive: bool = True  # agent process running (False: killed or SIGSTOPped)
     partitioned: bool = False  # cut from etcd and from the other agents' REST APIs
-    wal_cut: bool = False  # its walreceiver gets nothing from its upstream
+    wal_cut: bool = False  # its walreceiver silently gets nothing more from its upstream
 
 
 class Violation(AssertionError):
@@ -185,7 +185,7 @@ class SimCluster:
         setting, pg = primary.pg.sync_setting, primary.pg
         if sync.mode(self.config) == "off" or not setting:
             return  # asynchronous: nothing is promised
-        connected = sorted(n for n in self.nodes if self.streams_from(n, primary.name))
+        connected = sorted(n for n in self.nodes if self.flows(n, primary.name))
         names, need = (connected[:1], 1) if setting.strip() == "*" else sync.postgres_quorum(setting)
         got = [n for n in names if n in connected]
         if len(got) < need:
@@ -199,11 +199,17 @@ class SimCluster:
             self.acked[pg.timeline] = max(self.acked.get(pg.timeline, 0), pg.lsn)
 
     def streams_from(self, name: str, upstream: str) -> bool:
+        """Connected as both ends see it. A cut replication link is silent: both ends keep
+        believing they stream until a timeout far longer than these scenarios."""
         node, up = self.nodes[name], self.nodes.get(upstream)
         pg = node.pg
-        if up is None or pg.following != upstream or not (pg.running and pg.in_recovery) or node.wal_cut:
+        if up is None or pg.following != upstream or not (pg.running and pg.in_recovery):
             return False
         return up.pg.running and not self._forked(pg, up.pg)
+
+    def flows(self, name: str, upstream: str) -> bool:
+        """WAL actually arrives."""
+        return self.streams_from(name, upstream) and not self.nodes[name].wal_cut
 
     def _forked(self, pg: SimPg, up: SimPg) -> bool:
         """Whether ``pg`` holds WAL its upstream's history does not contain."""
@@ -233,7 +239,7 @@ class SimCluster:
 
     def replicate(self, name: str) -> None:
         node = self.nodes[name]
-        if node.pg.following and self.streams_from(name, node.pg.following):
+        if node.pg.following and self.flows(name, node.pg.following):
             self._receive(node, self.nodes[node.pg.following])
 
     def request_switchover(self, candidate: str) -> None:
@@ -529,7 +535,7 @@ class SimCluster:
         """CHECKPOINT, clean stop (the standbys connected receive everything), publish, release."""
         pg, etcd = node.pg, self.etcd
         for other in self.nodes.values():
-            if self.streams_from(other.name, node.name):
+            if self.flows(other.name, node.name):
                 self._receive(other, node)
         pg.running, pg.in_recovery, pg.handover_lsn = False, True, pg.lsn
         pg.down_since = self.local(node)
