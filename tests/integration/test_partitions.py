@@ -1,12 +1,14 @@
 """The partition lab: 3 etcd members and 3 nodes, each in its own network namespace on a test
-bridge, strict synchronous replication, clients writing through HAProxy and straight to every
-node's Postgres. Each scenario injects one fault for real (SIGSTOP, SIGKILL, silent packet drops,
-a one-way cut, a link down, the cgroup freezer, an etcd member lost or in the minority, flapping),
-heals it, and checks the whole history: no fork, no late write (a write acknowledged by a node
-after another node began a newer timeline), no acknowledged write lost, no phantom.
+bridge, clients writing through HAProxy and straight to every node's Postgres. Each scenario
+injects one fault for real (SIGSTOP, SIGKILL, silent packet drops, a one-way cut, a link down, the
+cgroup freezer, an etcd member lost or in the minority, flapping), heals it, and checks the whole
+history: no fork and no late write (a write acknowledged by a node after another node began a
+newer timeline) in either mode, no phantom, and in strict synchronous mode no acknowledged write
+lost. In asynchronous mode the loss is printed, not asserted: what the old primary acknowledged
+and had not shipped is gone by design.
 
-One lab serves every scenario (each starts from a healthy cluster). The async loss bound and the
-per-scenario write counts over many runs are measured by ``bench/fence.py``."""
+One lab per mode serves every scenario (each starts from a healthy cluster). The per-scenario
+write counts over many runs are measured by ``bench/fence.py``."""
 
 from __future__ import annotations
 
@@ -40,21 +42,34 @@ class Lab:
     net: NetLab
     cluster: LocalCluster
     proxy: HAProxy
+    mode: str  # sync (strict synchronous replication) | async
+
+    @property
+    def sync(self) -> bool:
+        return self.mode == "sync"
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
+SYNC_ONLY = pytest.mark.parametrize("lab", ["sync"], indirect=True)
+
+
+@pytest.fixture(scope="module", params=["sync", "async"])
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    mode = str(request.param)
     problem = why_not_available()
     if problem:
         pytest.skip(problem)
-    net = NetLab(str(os.getpid() % 100000))
+    net = NetLab(f"{os.getpid() % 100000}{mode[0]}", subnet="10.77.0" if mode == "sync" else "10.77.1")
     base = Path(tempfile.mkdtemp(prefix="pgha-lab-"))
     cluster: LocalCluster | None = None
     proxy: HAProxy | None = None
     try:
         net.create()
-        cluster = LocalCluster(base, nodes=3, etcd_members=3, lab=net,
-                               dcs={**FAST, "synchronous_mode": "on", "synchronous_mode_strict": True})
+        sync = {"synchronous_mode": "on", "synchronous_mode_strict": True} if mode == "sync" else {}
+        cluster = LocalCluster(base, nodes=3, etcd_members=3, lab=net, dcs={**FAST, **sync})
+        for n in cluster.nodes:
+            # A silently cut synchronous standby holds commits until its walsender times out
+            # (60 s by default); strict-mode deployments shorten it, and so does the lab.
+            n.config["postgresql"]["parameters"]["wal_sender_timeout"] = "5s"
         cluster.start()
         proxy = HAProxy(base, cluster.nodes)
         proxy.start()
@@ -62,7 +77,7 @@ def lab() -> Iterator[Lab]:
             conn.execute("CREATE TABLE IF NOT EXISTS reg (k int PRIMARY KEY, v int[] NOT NULL DEFAULT '{}')")
             conn.execute("INSERT INTO reg (k) SELECT g FROM generate_series(0, %s) g ON CONFLICT DO NOTHING",
                          (ROWS - 1,))
-        yield Lab(net, cluster, proxy)
+        yield Lab(net, cluster, proxy, mode)
     finally:
         if proxy is not None:
             proxy.stop()
@@ -101,8 +116,9 @@ def heal_everything(lab: Lab) -> None:
 def settle(lab: Lab) -> Node:
     heal_everything(lab)
     leader = lab.cluster.wait_healthy(120)
-    wait_for("a synchronous standby recorded", lambda: (lab.cluster.leader(30).status() or {}).get(
-        "synchronous_standbys"), 60)
+    if lab.cluster.dcs.get("synchronous_mode"):
+        wait_for("a synchronous standby recorded", lambda: (lab.cluster.leader(30).status() or {}).get(
+            "synchronous_standbys"), 60)
     return leader
 
 
@@ -142,15 +158,16 @@ class Recorder:
         with psycopg.connect(leader.dsn(), autocommit=True) as conn:
             final = {k: tuple(v) for k, v in conn.execute("SELECT k, v FROM reg").fetchall()}
         report = check(list(self.ops), final, [fault])
-        print(f"{fault}: {report.summary()}")
+        print(f"{self.lab.mode}: {fault}: {report.summary()}")
         return report
 
 
-def assert_clean(report: Report) -> None:
+def assert_clean(report: Report, lab: Lab, late_bound: int = 0) -> None:
     assert report.acknowledged > 50, report.summary()
     assert report.forks == [], f"forked histories: {report.forks[:3]}"
-    assert report.late == [], f"writes acknowledged after a newer timeline began elsewhere: {report.late[:10]}"
-    assert report.lost == [], f"acknowledged writes lost: {report.lost[:20]}"
+    assert len(report.late) <= late_bound, f"writes acknowledged after a newer timeline began elsewhere: {report.late[:10]}"
+    if lab.sync:
+        assert report.lost == [], f"acknowledged writes lost: {report.lost[:20]}"
     assert report.phantoms == [], f"failed writes that appeared: {report.phantoms[:20]}"
 
 
@@ -166,7 +183,7 @@ def test_primary_agent_sigstopped_longer_than_ttl_leaves_one_writer(healthy: Lab
         time.sleep(TTL + 3)
         writes_resumed(rec, t0)
         old.signal_agent(signal.SIGCONT)
-        assert_clean(rec.report("sigstop primary agent"))
+        assert_clean(rec.report("sigstop primary agent"), healthy)
 
 
 def test_primary_agent_killed_with_postgres_left_running_leaves_one_writer(healthy: Lab) -> None:
@@ -177,7 +194,7 @@ def test_primary_agent_killed_with_postgres_left_running_leaves_one_writer(healt
         time.sleep(TTL + 3)
         writes_resumed(rec, t0)
         assert old.postmaster_pid() is None, "the fence let the orphaned primary run"
-        assert_clean(rec.report("sigkill primary agent"))
+        assert_clean(rec.report("sigkill primary agent"), healthy)
 
 
 def test_primary_agent_restarted_within_a_second_causes_no_failover(healthy: Lab) -> None:
@@ -192,7 +209,7 @@ def test_primary_agent_restarted_within_a_second_causes_no_failover(healthy: Lab
         time.sleep(TTL + 2)
         assert healthy.cluster.leader() is old and old.postmaster_pid() == pid
         assert rec.timelines() == before, "a failover happened"
-        assert_clean(rec.report("restart primary agent"))
+        assert_clean(rec.report("restart primary agent"), healthy)
 
 
 def _cut(lab: Lab, node: Node, peers: list[str], both: bool = True) -> None:
@@ -219,7 +236,7 @@ def test_primary_cut_off_stops_writes_and_one_replica_takes_over(healthy: Lab, c
         assert wait_for("a new primary", lambda: [n for n in lab.cluster.primaries() if n is not old], 30)
         lab.net.heal()
         report = rec.report(f"primary cut ({cut})")
-    assert_clean(report)
+    assert_clean(report, lab)
 
 
 def test_primary_isolated_by_link_down_rejoins_as_a_replica(healthy: Lab) -> None:
@@ -230,7 +247,7 @@ def test_primary_isolated_by_link_down_rejoins_as_a_replica(healthy: Lab) -> Non
         writes_resumed(rec, t0 + 1)
         lab.net.link(old.name, True)
         wait_for(f"{old.name} streaming as a replica", lambda: old.health("/replica") == 200, 90)
-        assert_clean(rec.report("primary link down"))
+        assert_clean(rec.report("primary link down"), healthy)
 
 
 def test_whole_primary_node_frozen_then_thawed_leaves_one_writer(healthy: Lab) -> None:
@@ -241,7 +258,12 @@ def test_whole_primary_node_frozen_then_thawed_leaves_one_writer(healthy: Lab) -
         time.sleep(TTL + 3)
         writes_resumed(rec, t0)
         lab.net.freeze(old.name, False)
-        assert_clean(rec.report("primary node frozen"))
+        # A whole frozen node thaws all at once: a commit it had flushed before the freeze is
+        # acknowledged by the thawed backend before its fence (or agent) can act. Asynchronous
+        # mode can therefore see one late write per client connected to it (strict synchronous
+        # mode none: its standbys moved on and never confirm). A watchdog device closes this:
+        # its timer runs on while the node is frozen and resets it.
+        assert_clean(rec.report("primary node frozen"), healthy, late_bound=0 if healthy.sync else 3)
 
 
 def test_etcd_member_of_the_primary_in_the_minority_is_not_trusted(healthy: Lab) -> None:
@@ -252,13 +274,13 @@ def test_etcd_member_of_the_primary_in_the_minority_is_not_trusted(healthy: Lab)
             lab.net.drop(first, other)
         time.sleep(TTL + 3)
         lab.net.heal()
-        assert_clean(rec.report("etcd member in the minority"))
+        assert_clean(rec.report("etcd member in the minority"), healthy)
 
 
 def test_etcd_leader_lost_causes_no_failover_and_no_demotion(healthy: Lab) -> None:
     lab, old = healthy, healthy.cluster.leader()
     pid = old.postmaster_pid()
-    leader_member = next(i for i, m in enumerate(lab.cluster.etcd.members) if _is_etcd_leader(m.client_url))
+    leader_member = wait_for("the etcd leader", lambda: _etcd_leader(lab), 15) - 1
     with Recorder(lab) as rec:
         before = rec.timelines()
         t0 = time.monotonic()
@@ -267,14 +289,22 @@ def test_etcd_leader_lost_causes_no_failover_and_no_demotion(healthy: Lab) -> No
         assert rec.acked(t0 + 2) > 20, "writes stopped"
         assert lab.cluster.leader() is old and old.postmaster_pid() == pid, "the primary changed or restarted"
         assert rec.timelines() == before
-        assert_clean(rec.report("etcd leader lost"))
+        assert_clean(rec.report("etcd leader lost"), healthy)
 
 
-def _is_etcd_leader(url: str) -> bool:
-    status, body, _ = http_request("POST", url + "/v3/maintenance/status", {}, timeout=2)
-    return status == 200 and body.get("leader") == body.get("header", {}).get("member_id")
+def _etcd_leader(lab: Lab) -> int | None:
+    """1 + the index of the etcd member that leads now."""
+    for i, m in enumerate(lab.cluster.etcd.members):
+        try:
+            status, body, _ = http_request("POST", m.client_url + "/v3/maintenance/status", {}, timeout=2)
+        except OSError:
+            continue
+        if status == 200 and isinstance(body, dict) and body.get("leader") == body.get("header", {}).get("member_id"):
+            return i + 1
+    return None
 
 
+@SYNC_ONLY  # asynchronous mode promises nothing about writes a replica never received
 def test_replica_cut_from_the_primary_is_never_promoted_ahead_of_acknowledged_writes(healthy: Lab) -> None:
     lab, old = healthy, healthy.cluster.leader()
     sync_name = (old.status() or {})["synchronous_standbys"][0]
@@ -288,9 +318,10 @@ def test_replica_cut_from_the_primary_is_never_promoted_ahead_of_acknowledged_wr
         new = wait_for("a new primary", lambda: next(iter(lab.cluster.primaries()), None), 60)
         assert new is not cut, f"{cut.name} was promoted though cut off from the primary"
         lab.net.heal()
-        assert_clean(rec.report("replica cut from the primary"))
+        assert_clean(rec.report("replica cut from the primary"), healthy)
 
 
+@SYNC_ONLY  # the ping-pong check does not depend on the mode; one minute of flapping is enough
 def test_flapping_partition_causes_at_most_one_failover(healthy: Lab) -> None:
     lab, old = healthy, healthy.cluster.leader()
     rng = random.Random(7)
@@ -305,4 +336,4 @@ def test_flapping_partition_causes_at_most_one_failover(healthy: Lab) -> None:
         report = rec.report("flapping")
         failovers = len(rec.timelines() - before)
     assert failovers <= 1, f"{failovers} failovers while flapping (ping-pong)"
-    assert_clean(report)
+    assert_clean(report, lab)
