@@ -114,7 +114,10 @@ class EtcdCluster:
              "--listen-client-urls", m.client_url, "--advertise-client-urls", m.client_url,
              "--listen-peer-urls", m.peer_url, "--initial-advertise-peer-urls", m.peer_url,
              "--initial-cluster", self._initial(), "--initial-cluster-state", "new",
-             "--heartbeat-interval", "50", "--election-timeout", "500"],
+             "--heartbeat-interval", "50", "--election-timeout", "500",
+             # as the README recommends for etcd 3.4: a member rejoining after a partition does
+             # not force an election (3.5 has it on by default)
+             "--pre-vote"],
             stdout=log, stderr=log, start_new_session=True)
         log.close()
 

@@ -115,6 +115,8 @@ def heal_everything(lab: Lab) -> None:
 
 def settle(lab: Lab) -> Node:
     heal_everything(lab)
+    wait_for("every etcd member healthy under one leader", lambda: _etcd_leader(lab) and all(
+        _healthy(m.client_url) for m in lab.cluster.etcd.members), 60)
     leader = lab.cluster.wait_healthy(120)
     if lab.cluster.dcs.get("synchronous_mode"):
         wait_for("a synchronous standby recorded", lambda: (lab.cluster.leader(30).status() or {}).get(
@@ -164,7 +166,7 @@ class Recorder:
 
 def assert_clean(report: Report, lab: Lab, late_bound: int = 0) -> None:
     assert report.acknowledged > 50, report.summary()
-    assert report.forks == [], f"forked histories: {report.forks[:3]}"
+    assert len(report.forks) <= late_bound, f"forked histories in rows {[f[0] for f in report.forks]}"
     assert len(report.late) <= late_bound, f"writes acknowledged after a newer timeline began elsewhere: {report.late[:10]}"
     if lab.sync:
         assert report.lost == [], f"acknowledged writes lost: {report.lost[:20]}"
@@ -290,6 +292,13 @@ def test_etcd_leader_lost_causes_no_failover_and_no_demotion(healthy: Lab) -> No
         assert lab.cluster.leader() is old and old.postmaster_pid() == pid, "the primary changed or restarted"
         assert rec.timelines() == before
         assert_clean(rec.report("etcd leader lost"), healthy)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return http_request("GET", url + "/health", timeout=2)[0] == 200
+    except OSError:
+        return False
 
 
 def _etcd_leader(lab: Lab) -> int | None:
