@@ -1,10 +1,17 @@
-"""Fence benchmark (not a test): from the fence's deadline to the postmaster gone.
+"""Fence benchmark (not a test), two parts.
 
-A stand-in postmaster (a sleeping process whose command line names postgres, leading its own
-process group as pgha's postmaster does) is fenced with a deadline 0.3 s ahead; the time from the
-deadline to its death is measured on CLOCK_BOOTTIME, over --runs runs.
+``deadline``: from the fence's deadline to the postmaster gone. A stand-in postmaster (a sleeping
+process whose command line names postgres, leading its own process group as pgha's postmaster
+does) is fenced with a deadline 0.3 s ahead; the time from the deadline to its death is measured
+on CLOCK_BOOTTIME, over --runs runs.
 
-    .venv/bin/python bench/fence.py [--runs 20]
+``lab``: in the partition lab (root), each fault of ``tests/partition.FAULTS`` --runs times in
+strict synchronous and in asynchronous mode, with clients through HAProxy and straight to every
+node: writes acknowledged by the old primary after the new primary's first write ("late"), and
+acknowledged writes lost, per scenario (median and max over the runs).
+
+    .venv/bin/python bench/fence.py deadline [--runs 20]
+    .venv/bin/python bench/fence.py lab [--runs 10] [--modes sync,async]
 """
 
 from __future__ import annotations
@@ -39,15 +46,51 @@ def one(base: Path) -> float:
     return gone - deadline
 
 
+def deadline(runs: int) -> None:
+    with tempfile.TemporaryDirectory() as base:
+        times = sorted(one(Path(base)) * 1000 for _ in range(runs))
+    p95 = times[max(0, int(len(times) * 0.95) - 1)]
+    print(f"deadline to postmaster gone over {runs} runs: median {statistics.median(times):.1f} ms, "
+          f"p95 {p95:.1f} ms, max {times[-1]:.1f} ms (target: under 100 ms)")
+
+
+def lab(runs: int, modes: list[str]) -> None:
+    from pgha.testing.netlab import why_not_available
+    from tests.partition import FAULTS, Recorder, open_lab, settle
+
+    problem = why_not_available()
+    if problem:
+        raise SystemExit(problem)
+    rows: list[tuple[str, str, list[int], list[int]]] = []
+    for mode in modes:
+        with open_lab(mode, f"b{os.getpid() % 10000}{mode[0]}") as made:
+            for name, fault in FAULTS.items():
+                late, lost = [], []
+                for _ in range(runs):
+                    settle(made)
+                    with Recorder(made) as rec:
+                        fault(made, rec)
+                        report = rec.report(name)
+                    late.append(len(report.late))
+                    lost.append(len(report.lost))
+                rows.append((mode, name, late, lost))
+    print(f"\nper scenario over {runs} runs: late = acknowledged by the old primary after the new one's first "
+          "write; lost = acknowledged, then gone")
+    for mode, name, late, lost in rows:
+        print(f"  {mode:5} {name:36} late median {statistics.median(late):5.0f} max {max(late):5}   "
+              f"lost median {statistics.median(lost):6.0f} max {max(lost):6}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("part", nargs="?", choices=["deadline", "lab"], default="deadline")
+    ap.add_argument("--runs", type=int, default=None)
+    ap.add_argument("--modes", default="sync,async")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as base:
-        times = sorted(one(Path(base)) * 1000 for _ in range(args.runs))
-    p95 = times[max(0, int(len(times) * 0.95) - 1)]
-    print(f"deadline to postmaster gone over {args.runs} runs: median {statistics.median(times):.1f} ms, "
-          f"p95 {p95:.1f} ms, max {times[-1]:.1f} ms (target: under 100 ms)")
+    if args.part == "deadline":
+        deadline(args.runs or 20)
+    else:
+        lab(args.runs or 10, args.modes.split(","))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,217 @@
+"""The partition lab in use: a lab per mode (3 etcd members and 3 nodes in network namespaces,
+HAProxy and the clients in the host namespace), a recorder of writes through HAProxy and straight
+to every node, and the faults the scenarios and ``bench/fence.py`` inject."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from pgha.testing import FAST, HAProxy, LocalCluster, Node, http_request, wait_for
+from pgha.testing.netlab import NetLab
+from tests.history import ROWS, Client, Op, Report, check
+
+TTL = float(FAST["ttl"])
+_RECORDERS = itertools.count(1)  # client numbers stay unique across recorders (ids fit in int4)
+
+
+@dataclass
+class Lab:
+    net: NetLab
+    cluster: LocalCluster
+    proxy: HAProxy
+    mode: str  # sync (strict synchronous replication) | async
+
+    @property
+    def sync(self) -> bool:
+        return self.mode == "sync"
+
+
+@contextmanager
+def open_lab(mode: str, tag: str) -> Iterator[Lab]:
+    """A lab in ``mode`` (sync: strict synchronous replication; async), removed on exit."""
+    net = NetLab(tag, subnet="10.77.0" if mode == "sync" else "10.77.1")
+    base = Path(tempfile.mkdtemp(prefix="pgha-lab-"))
+    cluster: LocalCluster | None = None
+    proxy: HAProxy | None = None
+    try:
+        net.create()
+        sync = {"synchronous_mode": "on", "synchronous_mode_strict": True} if mode == "sync" else {}
+        cluster = LocalCluster(base, nodes=3, etcd_members=3, lab=net, dcs={**FAST, **sync})
+        for n in cluster.nodes:
+            # A silently cut synchronous standby holds commits until its walsender times out
+            # (60 s by default); strict-mode deployments shorten it, and so does the lab.
+            n.config["postgresql"]["parameters"]["wal_sender_timeout"] = "5s"
+        cluster.start()
+        proxy = HAProxy(base, cluster.nodes)
+        proxy.start()
+        with psycopg.connect(cluster.leader().dsn(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS reg (k int PRIMARY KEY, v int[] NOT NULL DEFAULT '{}')")
+            conn.execute("INSERT INTO reg (k) SELECT g FROM generate_series(0, %s) g ON CONFLICT DO NOTHING",
+                         (ROWS - 1,))
+        yield Lab(net, cluster, proxy, mode)
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        if cluster is not None:
+            cluster.stop()
+        net.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def heal_everything(lab: Lab) -> None:
+    lab.net.heal()
+    for host in lab.net.hosts.values():
+        if host.cgroup is not None:
+            lab.net.freeze(host.name, False)
+    for n in lab.cluster.nodes:
+        n.signal_agent(signal.SIGCONT)
+        if not n.agent_alive:
+            n.start()
+    for m in lab.cluster.etcd.members:
+        if m.proc is None or m.proc.poll() is not None:
+            lab.cluster.etcd.start_member(m)
+
+
+def settle(lab: Lab) -> Node:
+    heal_everything(lab)
+    wait_for("every etcd member healthy under one leader", lambda: etcd_leader(lab) and all(
+        healthy_member(m.client_url) for m in lab.cluster.etcd.members), 60)
+    leader = lab.cluster.wait_healthy(120)
+    if lab.cluster.dcs.get("synchronous_mode"):
+        wait_for("a synchronous standby recorded", lambda: (lab.cluster.leader(30).status() or {}).get(
+            "synchronous_standbys"), 60)
+    return leader
+
+
+class Recorder:
+    """Two clients through HAProxy and one straight to each node, appending unique ids."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab, self.lock, self.stop = lab, threading.Lock(), threading.Event()
+        self.ops: list[Op] = []
+        base = next(_RECORDERS) * 20
+        self.workers = [Client(base + i, lab.proxy.write_port, self.stop, self.ops, self.lock) for i in (1, 2)]
+        self.workers += [Client(base + 10 + i, n.pg_port, self.stop, self.ops, self.lock, host=n.host)
+                         for i, n in enumerate(lab.cluster.nodes)]
+
+    def __enter__(self) -> Recorder:
+        for w in self.workers:
+            w.start()
+        wait_for("writes acknowledged", lambda: self.acked() > 20, 30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for w in self.workers:
+            w.join(15)
+
+    def acked(self, since: float = 0.0) -> int:
+        with self.lock:
+            return sum(1 for o in self.ops if o.outcome == "ok" and o.at >= since)
+
+    def timelines(self) -> set[int]:
+        with self.lock:
+            return {o.timeline for o in self.ops if o.outcome == "ok"}
+
+    def report(self, fault: str) -> Report:
+        self.__exit__()
+        leader = settle(self.lab)
+        with psycopg.connect(leader.dsn(), autocommit=True) as conn:
+            final = {k: tuple(v) for k, v in conn.execute("SELECT k, v FROM reg").fetchall()}
+        report = check(list(self.ops), final, [fault])
+        print(f"{self.lab.mode}: {fault}: {report.summary()}")
+        return report
+
+
+def healthy_member(url: str) -> bool:
+    try:
+        return http_request("GET", url + "/health", timeout=2)[0] == 200
+    except OSError:
+        return False
+
+
+def etcd_leader(lab: Lab) -> int | None:
+    """1 + the index of the etcd member that leads now."""
+    for i, m in enumerate(lab.cluster.etcd.members):
+        try:
+            status, body, _ = http_request("POST", m.client_url + "/v3/maintenance/status", {}, timeout=2)
+        except OSError:
+            continue
+        if status == 200 and isinstance(body, dict) and body.get("leader") == body.get("header", {}).get("member_id"):
+            return i + 1
+    return None
+
+
+
+# -- faults, each injected and healed (the tests add their own checks) ---------------------------
+
+def cut_primary(lab: Lab, rec: Recorder, cut: str) -> Node:
+    """Silently drop the primary's packets: to etcd and the replicas, to etcd only, or only its
+    own packets to etcd (one way). Healed once another node took writes."""
+    old = lab.cluster.leader()
+    peers = [m.name for m in lab.cluster.etcd.members]
+    if cut == "etcd_and_replicas":
+        peers += [n.name for n in lab.cluster.nodes if n is not old]
+    t0 = time.monotonic()
+    for peer in peers:
+        lab.net.drop(old.name, peer, both=cut != "one_way_to_etcd")
+    writes_resumed(rec, t0 + TTL)
+    wait_for("a new primary", lambda: [n for n in lab.cluster.primaries() if n is not old], 30)
+    lab.net.heal()
+    return old
+
+
+def stop_agent(lab: Lab, rec: Recorder, sig: int) -> Node:
+    """SIGSTOP (continued later) or SIGKILL (not restarted here) of the primary's agent alone."""
+    old = lab.cluster.leader()
+    old.signal_agent(sig)
+    t0 = time.monotonic()
+    time.sleep(TTL + 3)
+    writes_resumed(rec, t0)
+    old.signal_agent(signal.SIGCONT)
+    return old
+
+
+def link_down(lab: Lab, rec: Recorder) -> Node:
+    old = lab.cluster.leader()
+    t0 = time.monotonic()
+    lab.net.link(old.name, False)
+    writes_resumed(rec, t0 + 1)
+    lab.net.link(old.name, True)
+    return old
+
+
+def freeze_node(lab: Lab, rec: Recorder) -> Node:
+    old = lab.cluster.leader()
+    t0 = time.monotonic()
+    lab.net.freeze(old.name, True)
+    time.sleep(TTL + 3)
+    writes_resumed(rec, t0)
+    lab.net.freeze(old.name, False)
+    return old
+
+
+def writes_resumed(rec: Recorder, after: float) -> None:
+    wait_for("writes acknowledged again", lambda: rec.acked(after) > 20, 60)
+
+
+FAULTS: dict[str, Callable[[Lab, Recorder], Node]] = {
+    "sigstop primary agent": lambda lab, rec: stop_agent(lab, rec, signal.SIGSTOP),
+    "sigkill primary agent": lambda lab, rec: stop_agent(lab, rec, signal.SIGKILL),
+    "primary cut from etcd and replicas": lambda lab, rec: cut_primary(lab, rec, "etcd_and_replicas"),
+    "primary cut from etcd": lambda lab, rec: cut_primary(lab, rec, "etcd_only"),
+    "primary's packets to etcd dropped": lambda lab, rec: cut_primary(lab, rec, "one_way_to_etcd"),
+    "primary link down": link_down,
+    "primary node frozen": freeze_node,
+}
