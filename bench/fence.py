@@ -11,7 +11,8 @@ node: writes acknowledged by the old primary after the new primary's first write
 acknowledged writes lost, per scenario (median and max over the runs).
 
     .venv/bin/python bench/fence.py deadline [--runs 20]
-    .venv/bin/python bench/fence.py lab [--runs 10] [--modes sync,async]
+    PYTHONPATH=. .venv/bin/python bench/fence.py lab [--runs 10] [--modes sync,async] [--faults ...] \
+        [--timing 20,2,3]
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def deadline(runs: int) -> None:
           f"p95 {p95:.1f} ms, max {times[-1]:.1f} ms (target: under 100 ms)")
 
 
-def lab(runs: int, modes: list[str]) -> None:
+def lab(runs: int, modes: list[str], faults: list[str] | None, timing: dict[str, float] | None) -> None:
     from pgha.testing.netlab import why_not_available
     from tests.partition import FAULTS, Recorder, open_lab, settle
 
@@ -63,8 +64,10 @@ def lab(runs: int, modes: list[str]) -> None:
         raise SystemExit(problem)
     rows: list[tuple[str, str, list[int], list[int]]] = []
     for mode in modes:
-        with open_lab(mode, f"b{os.getpid() % 10000}{mode[0]}") as made:
+        with open_lab(mode, f"b{os.getpid() % 10000}{mode[0]}", timing) as made:
             for name, fault in FAULTS.items():
+                if faults and name not in faults:
+                    continue
                 late, lost = [], []
                 for _ in range(runs):
                     settle(made)
@@ -86,11 +89,16 @@ def main() -> None:
     ap.add_argument("part", nargs="?", choices=["deadline", "lab"], default="deadline")
     ap.add_argument("--runs", type=int, default=None)
     ap.add_argument("--modes", default="sync,async")
+    ap.add_argument("--faults", default="", help="comma-separated names from tests/partition.FAULTS (default: all)")
+    ap.add_argument("--timing", default="", help="ttl,loop_wait,retry_timeout (default: 6,1,2)")
     args = ap.parse_args()
     if args.part == "deadline":
         deadline(args.runs or 20)
     else:
-        lab(args.runs or 10, args.modes.split(","))
+        timing = dict(zip(("ttl", "loop_wait", "retry_timeout"), map(float, args.timing.split(",")))) if args.timing else None
+        if timing:
+            timing["ttl"] = int(timing["ttl"])
+        lab(args.runs or 10, args.modes.split(","), [f for f in args.faults.split(",") if f], timing)
 
 
 if __name__ == "__main__":

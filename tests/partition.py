@@ -38,8 +38,9 @@ class Lab:
 
 
 @contextmanager
-def open_lab(mode: str, tag: str) -> Iterator[Lab]:
-    """A lab in ``mode`` (sync: strict synchronous replication; async), removed on exit."""
+def open_lab(mode: str, tag: str, timing: dict[str, float] | None = None) -> Iterator[Lab]:
+    """A lab in ``mode`` (sync: strict synchronous replication; async), removed on exit;
+    ``timing`` overrides ttl, loop_wait and retry_timeout (default ``FAST``)."""
     net = NetLab(tag, subnet="10.77.0" if mode == "sync" else "10.77.1")
     base = Path(tempfile.mkdtemp(prefix="pgha-lab-"))
     cluster: LocalCluster | None = None
@@ -47,7 +48,7 @@ def open_lab(mode: str, tag: str) -> Iterator[Lab]:
     try:
         net.create()
         sync = {"synchronous_mode": "on", "synchronous_mode_strict": True} if mode == "sync" else {}
-        cluster = LocalCluster(base, nodes=3, etcd_members=3, lab=net, dcs={**FAST, **sync})
+        cluster = LocalCluster(base, nodes=3, etcd_members=3, lab=net, dcs={**FAST, **(timing or {}), **sync})
         for n in cluster.nodes:
             # A silently cut synchronous standby holds commits until its walsender times out
             # (60 s by default); strict-mode deployments shorten it, and so does the lab.
@@ -166,7 +167,7 @@ def cut_primary(lab: Lab, rec: Recorder, cut: str) -> Node:
     t0 = time.monotonic()
     for peer in peers:
         lab.net.drop(old.name, peer, both=cut != "one_way_to_etcd")
-    writes_resumed(rec, t0 + TTL)
+    writes_resumed(rec, t0 + float(lab.cluster.dcs["ttl"]))
     wait_for("a new primary", lambda: [n for n in lab.cluster.primaries() if n is not old], 30)
     lab.net.heal()
     return old
@@ -177,7 +178,7 @@ def stop_agent(lab: Lab, rec: Recorder, sig: int) -> Node:
     old = lab.cluster.leader()
     old.signal_agent(sig)
     t0 = time.monotonic()
-    time.sleep(TTL + 3)
+    time.sleep(float(lab.cluster.dcs["ttl"]) + 3)
     writes_resumed(rec, t0)
     old.signal_agent(signal.SIGCONT)
     return old
@@ -196,7 +197,7 @@ def freeze_node(lab: Lab, rec: Recorder) -> Node:
     old = lab.cluster.leader()
     t0 = time.monotonic()
     lab.net.freeze(old.name, True)
-    time.sleep(TTL + 3)
+    time.sleep(float(lab.cluster.dcs["ttl"]) + 3)
     writes_resumed(rec, t0)
     lab.net.freeze(old.name, False)
     return old
