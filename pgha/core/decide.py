@@ -92,7 +92,9 @@ def _decide(s: Snapshot) -> Decision:
     if not s.dcs_ok:
         return _without_dcs(s)
     c = s.cluster
-    if _writable(s) and not s.config.pause and (not c.initialize or s.pg.sysid not in (None, c.initialize)):
+    claimed_by_other = c.initialize == "" and c.leader != s.name  # (a bootstrap winner holds the key)
+    if _writable(s) and not s.config.pause and (
+            c.initialize is None or claimed_by_other or s.pg.sysid not in (None, c.initialize or s.pg.sysid)):
         # The key space was wiped (or another cluster claimed it), the leader key with it: stop
         # writes before anything else, bootstrap races included.
         return Decision((Demote("immediate", reason="the cluster's keys are gone, the leader key with them"),),

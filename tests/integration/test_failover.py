@@ -63,6 +63,7 @@ def test_three_nodes_bootstrap_into_one_primary_and_two_streaming_replicas(make_
     assert slots == {r.name for r in replicas}
     status = primary.status()
     assert status is not None and status["role"] == "primary" and status["timeline"] == 1
+    assert not any("demoting" in n.log_text() for n in c.nodes), "a node demoted during a clean bootstrap"
     assert status["xlog"]["location"] > 0 and status["leader"] == primary.name
     rstatus = replicas[0].status()
     assert rstatus is not None and rstatus["replication_state"] == "streaming"

@@ -219,6 +219,8 @@ def test_only_a_node_without_data_bootstraps_a_cluster() -> None:
     assert kinds(snap(PRIMARY, ClusterView())) == [a.Demote]
     # ... also while a new node bootstraps (its claim is empty) or after it did (another cluster)
     assert kinds(snap(PRIMARY, ClusterView(initialize=""))) == [a.Demote]
+    # ... but not the bootstrap winner itself, between its first start and recording the sysid
+    assert a.Demote not in kinds(snap(PRIMARY, ClusterView(initialize="", leader="n2"), name="n2"))
     assert kinds(snap(PRIMARY, ClusterView(initialize="7"))) == [a.Demote]
 
 
