@@ -92,25 +92,9 @@ def _decide(s: Snapshot) -> Decision:
     if not s.dcs_ok:
         return _without_dcs(s)
     c = s.cluster
-    claimed_by_other = c.initialize == "" and c.leader != s.name  # (a bootstrap winner holds the key)
-    if _writable(s) and not s.config.pause and (
-            c.initialize is None or claimed_by_other or s.pg.sysid not in (None, c.initialize or s.pg.sysid)):
-        # The key space was wiped (or another cluster claimed it), the leader key with it: stop
-        # writes before anything else, bootstrap races included.
-        return Decision((Demote("immediate", reason="the cluster's keys are gone, the leader key with them"),),
-                        "running as primary without this cluster's keys: demoting")
-    if c.initialize is None:
-        return _uninitialized(s)
-    if c.initialize == "":
-        if s.initialize_empty_since is not None and s.now - s.initialize_empty_since > 3 * s.config.ttl:
-            return Decision((ReclaimInitialize(c.initialize_revision),),
-                            "the bootstrap claim was never completed: reclaiming it")
-        return _wait("another node is bootstrapping the cluster")
-    if s.pg.sysid is not None and s.pg.sysid != c.initialize:
-        return _wait(
-            f"data directory belongs to another cluster (system identifier {s.pg.sysid}, "
-            f"cluster has {c.initialize}): refusing to join"
-        )
+    unclaimed = _without_initialize(s)
+    if unclaimed is not None:
+        return unclaimed
     if s.pg.data_dir_empty:
         if c.leader and c.leader != s.name and c.leader in c.members:
             return Decision((CloneFrom(c.leader),), f"cloning from leader {c.leader}")
@@ -131,6 +115,32 @@ def _decide(s: Snapshot) -> Decision:
     if c.leader:
         return _as_follower(s, c.leader)
     return _without_leader(s)
+
+
+def _without_initialize(s: Snapshot) -> Decision | None:
+    """Decisions while ``initialize`` does not name our cluster (None: it does). A primary whose
+    key space was wiped (or taken by another cluster), the leader key with it, stops writes
+    before anything else, bootstrap races included. While a claim is empty nobody can take the
+    leader key, so a primary left writable then is still the only writer (and a bootstrap
+    winner's own view can show its claim empty for a moment after it finished): it demotes only
+    before the claim is reclaimed, which lets others lead."""
+    c = s.cluster
+    stop = _writable(s) and not s.config.pause
+    reclaim = (c.initialize == "" and s.initialize_empty_since is not None
+               and s.now - s.initialize_empty_since > 3 * s.config.ttl)
+    if stop and (c.initialize is None or reclaim or s.pg.sysid not in (None, c.initialize or s.pg.sysid)):
+        return Decision((Demote("immediate", reason="the cluster's keys are gone, the leader key with them"),),
+                        "running as primary without this cluster's keys: demoting")
+    if c.initialize is None:
+        return _uninitialized(s)
+    if reclaim:
+        return Decision((ReclaimInitialize(c.initialize_revision),), "the bootstrap claim was never completed: reclaiming it")
+    if c.initialize == "":
+        return _wait("another node is bootstrapping the cluster")
+    if s.pg.sysid is not None and s.pg.sysid != c.initialize:
+        return _wait(f"data directory belongs to another cluster (system identifier {s.pg.sysid}, "
+                     f"cluster has {c.initialize}): refusing to join")
+    return None
 
 
 def _uninitialized(s: Snapshot) -> Decision:
