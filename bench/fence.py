@@ -7,7 +7,8 @@ on CLOCK_BOOTTIME, over --runs runs.
 
 ``lab``: in the partition lab (root), each fault of ``tests/partition.FAULTS`` --runs times in
 strict synchronous and in asynchronous mode, with clients through HAProxy and straight to every
-node: writes acknowledged by the old primary after the new primary's first write ("late"), and
+node: writes the old primary ran after the new primary's first write ("late", by the server's
+clock), acknowledgements the network or a freeze held back past that instant ("delayed"), and
 acknowledged writes lost, per scenario (median and max over the runs).
 
     .venv/bin/python bench/fence.py deadline [--runs 20]
@@ -62,25 +63,29 @@ def lab(runs: int, modes: list[str], faults: list[str] | None, timing: dict[str,
     problem = why_not_available()
     if problem:
         raise SystemExit(problem)
-    rows: list[tuple[str, str, list[int], list[int]]] = []
+    rows: list[tuple[str, str, list[int], list[int], list[int]]] = []
     for mode in modes:
         with open_lab(mode, f"b{os.getpid() % 10000}{mode[0]}", timing) as made:
             for name, fault in FAULTS.items():
                 if faults and name not in faults:
                     continue
-                late, lost = [], []
+                late: list[int] = []
+                delayed: list[int] = []
+                lost: list[int] = []
                 for _ in range(runs):
                     settle(made)
                     with Recorder(made) as rec:
                         fault(made, rec)
                         report = rec.report(name)
                     late.append(len(report.late))
+                    delayed.append(len(report.delayed))
                     lost.append(len(report.lost))
-                rows.append((mode, name, late, lost))
-    print(f"\nper scenario over {runs} runs: late = acknowledged by the old primary after the new one's first "
-          "write; lost = acknowledged, then gone")
-    for mode, name, late, lost in rows:
-        print(f"  {mode:5} {name:36} late median {statistics.median(late):5.0f} max {max(late):5}   "
+                rows.append((mode, name, late, delayed, lost))
+    print(f"\nper scenario over {runs} runs: late = run by the old primary after the new one's first "
+          "write; delayed = run before it, acknowledged after; lost = acknowledged, then gone")
+    for mode, name, late, delayed, lost in rows:
+        print(f"  {mode:5} {name:36} late median {statistics.median(late):3.0f} max {max(late):3}   "
+              f"delayed median {statistics.median(delayed):3.0f} max {max(delayed):3}   "
               f"lost median {statistics.median(lost):6.0f} max {max(lost):6}")
 
 

@@ -7,9 +7,12 @@ acknowledged, failed and unknown operation.
   branches were acknowledging writes at the same time (two writable primaries; must be 0 in every
   mode). A branch that stopped before the other began is a failover that lost writes: those
   writes are counted as lost, not as a fork;
-- late writes (forks too): a write acknowledged by a node after another node acknowledged its
-  first write as primary on a newer timeline. Clients that write straight to each node's
-  Postgres (as libpq multi-host clients and poolers do) find these where HAProxy hides them;
+- late writes (forks too): a write that a node executed after another node executed its first
+  write as primary on a newer timeline. Clients that write straight to each node's Postgres (as
+  libpq multi-host clients and poolers do) find these where HAProxy hides them. Both forks and
+  late writes are judged by the server's clock when the statement ran (one host, one clock), not
+  by when the client heard back: a link that comes back delivers an acknowledgement the network
+  held, and that is a delayed acknowledgement (counted apart), not a second writer;
 - phantoms: ids whose operation definitely failed but which appear.
 """
 
@@ -40,6 +43,11 @@ class Op:
     at: float = 0.0  # when it was acknowledged (monotonic)
     node: str = ""  # the address of the server that acknowledged it
     timeline: int = 0  # the timeline it was written on
+    ran: float = 0.0  # when the server executed it (its wall clock); 0: unknown, use ``at``
+
+    @property
+    def executed(self) -> float:
+        return self.ran or self.at
 
 
 @dataclass
@@ -53,11 +61,12 @@ class Report:
     phantoms: list[int]
     faults: list[str] = field(default_factory=list)
     late: list[tuple[int, str, int]] = field(default_factory=list)  # (op id, node, timeline)
+    delayed: list[tuple[int, str, int]] = field(default_factory=list)  # late to the client only
 
     def summary(self) -> str:
         return (f"{self.ops} ops ({self.acknowledged} ok, {self.failed} failed, {self.unknown} unknown), "
                 f"{len(self.faults)} faults; lost {len(self.lost)}, forks {len(self.forks)}, "
-                f"late writes {len(self.late)}, phantoms {len(self.phantoms)}")
+                f"late writes {len(self.late)}, delayed acks {len(self.delayed)}, phantoms {len(self.phantoms)}")
 
 
 def dsn(port: int, host: str = "127.0.0.1") -> str:
@@ -68,7 +77,8 @@ def dsn(port: int, host: str = "127.0.0.1") -> str:
 # The timeline a primary writes on, from the name of its current WAL file (right after a promotion,
 # unlike the checkpoint's).
 APPEND = ("UPDATE reg SET v = v || %s WHERE k = %s RETURNING v, host(inet_server_addr()), "
-          "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int")
+          "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int, "
+          "extract(epoch FROM clock_timestamp())::float8")
 
 
 class Client(threading.Thread):
@@ -98,7 +108,8 @@ class Client(threading.Thread):
             try:
                 row = conn.execute(APPEND, ([op_id], key)).fetchone()
                 assert row is not None
-                self.record(Op(op_id, key, "ok", tuple(row[0]), time.monotonic(), str(row[1]), int(row[2])))
+                self.record(Op(op_id, key, "ok", tuple(row[0]), time.monotonic(), str(row[1]), int(row[2]),
+                               float(row[3])))
             except (pgerr.ReadOnlySqlTransaction, pgerr.CannotConnectNow, pgerr.AdminShutdown) as exc:
                 # refused by the server before any change: definitely not committed...
                 # ...except an admin shutdown, which can hit a commit in flight
@@ -129,27 +140,29 @@ def check(ops: list[Op], final: dict[int, tuple[int, ...]], faults: list[str]) -
             if b[: len(a)] == a:
                 continue
             p = next(i for i in range(len(a)) if a[i] != b[i]) if any(x != y for x, y in zip(a, b)) else len(a)
-            branch_a = [o.at for o in acked if o.result[: p + 1] == a[: p + 1]]
-            branch_b = [o.at for o in acked if o.result[: p + 1] == b[: p + 1]]
+            branch_a = [o.executed for o in acked if o.result[: p + 1] == a[: p + 1]]
+            branch_b = [o.executed for o in acked if o.result[: p + 1] == b[: p + 1]]
             split = (key, a[:p], frozenset({a[p] if p < len(a) else None, b[p]}))
             if (branch_a and branch_b and min(branch_a) <= max(branch_b) and min(branch_b) <= max(branch_a)
                     and split not in seen):
                 seen.add(split)
                 forks.append((key, a, b))
     return Report(len(ops), sum(o.outcome == "ok" for o in ops), sum(o.outcome == "failed" for o in ops),
-                  sum(o.outcome == "unknown" for o in ops), lost, forks, phantoms, faults, late_writes(ops))
+                  sum(o.outcome == "unknown" for o in ops), lost, forks, phantoms, faults,
+                  late_writes(ops, lambda o: o.executed),
+                  [w for w in late_writes(ops, lambda o: o.at) if w not in late_writes(ops, lambda o: o.executed)])
 
 
-def late_writes(ops: list[Op]) -> list[tuple[int, str, int]]:
-    """Writes acknowledged by a node after another node acknowledged its first write on a newer
+def late_writes(ops: list[Op], when: Callable[[Op], float]) -> list[tuple[int, str, int]]:
+    """Writes that a node took, by ``when``, after another node took its first write on a newer
     timeline: for a while, two nodes took writes."""
     first: dict[tuple[str, int], float] = {}
     for o in ops:
         if o.outcome == "ok" and o.node and o.timeline:
-            first[(o.node, o.timeline)] = min(o.at, first.get((o.node, o.timeline), o.at))
+            first[(o.node, o.timeline)] = min(when(o), first.get((o.node, o.timeline), when(o)))
     return [(o.id, o.node, o.timeline) for o in ops
             if o.outcome == "ok" and o.node and o.timeline
-            and any(n != o.node and tl > o.timeline and at < o.at for (n, tl), at in first.items())]
+            and any(n != o.node and tl > o.timeline and at < when(o) for (n, tl), at in first.items())]
 
 
 def _sync_standby(c: LocalCluster, leader: Node) -> Node | None:

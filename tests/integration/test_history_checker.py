@@ -36,6 +36,18 @@ def test_checker_finds_writes_a_node_acknowledged_after_a_newer_timeline_began_e
     assert report.lost == [] and report.forks == []
 
 
+def test_checker_tells_an_acknowledgement_the_network_held_back_from_a_second_writer() -> None:
+    ops = [Op(1, 0, "ok", (1,), 1.0, "10.77.0.11", 1, ran=101.0),
+           # n1 ran op 2 before n2 began, but its reply arrived after n2's first write
+           Op(2, 1, "ok", (2,), 4.0, "10.77.0.11", 1, ran=101.5),
+           Op(3, 1, "ok", (3,), 3.0, "10.77.0.12", 2, ran=103.0),  # n2's first write on timeline 2
+           Op(4, 0, "ok", (1, 4), 3.5, "10.77.0.12", 2, ran=103.5)]
+    report = check(ops, {0: (1, 4), 1: (3,)}, [])
+    assert report.late == [] and report.forks == []
+    assert report.delayed == [(2, "10.77.0.11", 1)]
+    assert report.lost == [2]
+
+
 def test_synchronous_mode_loses_no_acknowledged_write_under_repeated_faults(
         make_cluster: Callable[..., LocalCluster]) -> None:
     c = make_cluster(dcs={**FAST, "synchronous_mode": True, "synchronous_mode_strict": True})

@@ -63,10 +63,16 @@ def healthy(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Lab]:
     heal_everything(lab)
 
 
-def assert_clean(report: Report, lab: Lab, late_bound: int = 0) -> None:
+# Clients connected to the old primary: two through HAProxy, one straight to its port. Each has at
+# most one statement in flight, so at most this many acknowledgements can be held back.
+PER_NODE_CLIENTS = 3
+
+
+def assert_clean(report: Report, lab: Lab, late_bound: int = 0, delayed_bound: int = 0) -> None:
     assert report.acknowledged > 50, report.summary()
     assert len(report.forks) <= late_bound, f"forked histories in rows {[f[0] for f in report.forks]}"
-    assert len(report.late) <= late_bound, f"writes acknowledged after a newer timeline began elsewhere: {report.late[:10]}"
+    assert len(report.late) <= late_bound, f"writes executed after a newer timeline began elsewhere: {report.late[:10]}"
+    assert len(report.delayed) <= delayed_bound, f"acknowledgements held back: {report.delayed[:10]}"
     if lab.sync:
         assert report.lost == [], f"acknowledged writes lost: {report.lost[:20]}"
     assert report.phantoms == [], f"failed writes that appeared: {report.phantoms[:20]}"
@@ -111,7 +117,10 @@ def test_primary_isolated_by_link_down_rejoins_as_a_replica(healthy: Lab) -> Non
     with Recorder(healthy) as rec:
         old = FAULTS["primary link down"](healthy, rec)
         wait_for(f"{old.name} streaming as a replica", lambda: old.health("/replica") == 200, 90)
-        assert_clean(rec.report("primary link down"), healthy)
+        # A statement the old primary ran just before its link went down is acknowledged when the
+        # link comes back (TCP retransmits the reply), after the new primary began: delayed, not
+        # late. It is lost in asynchronous mode, like any write the replicas had not received.
+        assert_clean(rec.report("primary link down"), healthy, delayed_bound=PER_NODE_CLIENTS)
 
 
 def test_whole_primary_node_frozen_then_thawed_leaves_one_writer(healthy: Lab) -> None:
@@ -119,11 +128,13 @@ def test_whole_primary_node_frozen_then_thawed_leaves_one_writer(healthy: Lab) -
         FAULTS["primary node frozen"](healthy, rec)
         # A whole frozen node thaws all at once: a commit it had flushed before the freeze (and,
         # in synchronous mode, whose confirmation from the standby was already in its socket) is
-        # acknowledged by the thawed backend before its fence or agent can act: at most one late
-        # acknowledgement per client connected to it. In synchronous mode that commit is on the
-        # new primary too (nothing is lost, checked below); in asynchronous mode it is lost with
-        # its branch. A watchdog device closes this: its timer runs on while the node is frozen.
-        assert_clean(rec.report("primary node frozen"), healthy, late_bound=3)
+        # acknowledged by the thawed backend (delayed), and a statement already in a backend's
+        # socket may run before the thawed fence fires (late): at most one per client connected
+        # to it. In synchronous mode such a commit is on the new primary too (nothing is lost,
+        # checked below); in asynchronous mode it is lost with its branch. A watchdog device
+        # closes this: its timer runs on while the node is frozen.
+        assert_clean(rec.report("primary node frozen"), healthy, late_bound=PER_NODE_CLIENTS,
+                     delayed_bound=PER_NODE_CLIENTS)
 
 
 def test_etcd_member_of_the_primary_in_the_minority_is_not_trusted(healthy: Lab) -> None:
