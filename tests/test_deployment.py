@@ -1,6 +1,6 @@
-"""The deployment files, checked statically (no container engine on the build machines):
-docker-compose.yml parses and is self-consistent, its configs exist and validate, and HAProxy's
-health checks point at endpoints pgha really serves."""
+"""The deployment files, checked statically: docker-compose.yml parses and is self-consistent,
+its configs exist and validate, HAProxy's health checks point at endpoints pgha really serves and
+the image is pinned. tests/test_compose.py runs the deployment for real."""
 
 from __future__ import annotations
 
@@ -91,3 +91,33 @@ def test_haproxy_accepts_the_config(tmp_path: Path) -> None:
     (tmp_path / "haproxy.cfg").write_text(local)
     out = subprocess.run([binary, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_haproxy_resolves_nodes_while_running_and_starts_with_a_node_down() -> None:
+    text = (ROOT / "configs" / "haproxy.cfg").read_text()
+    assert re.search(r"^resolvers (\w+)\n(?:    .*\n)*    parse-resolv-conf", text, re.M)
+    defaults = re.findall(r"default-server (.*)", text)
+    assert defaults and all("resolvers dns" in d and "init-addr last,libc,none" in d for d in defaults)
+
+
+def test_nodes_share_one_named_image_and_wait_for_healthy_etcd() -> None:
+    services = compose()["services"]
+    images = {services[n].get("image") for n in ("pg1", "pg2", "pg3")}
+    assert images == {"pgha:local"}
+    for n in ("pg1", "pg2", "pg3"):
+        assert services[n]["depends_on"] == {f"etcd{i}": {"condition": "service_healthy"} for i in (1, 2, 3)}
+    for i in (1, 2, 3):
+        assert services[f"etcd{i}"]["healthcheck"]["test"][:2] == ["CMD", "etcdctl"]
+
+
+def test_image_is_pinned_to_the_tested_runtime_dependencies_and_puts_its_venv_on_path() -> None:
+    from pgha.testing.constraints import closure
+
+    pinned = {line.split("==")[0] for line in (ROOT / "constraints.txt").read_text().splitlines()
+              if line and not line.startswith("#")}
+    assert pinned == set(closure()), "constraints.txt is out of date: run ./dev constraints"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "-c /opt/pgha/constraints.txt" in dockerfile
+    assert re.search(r"^ENV PATH=/opt/pgha/venv/bin:", dockerfile, re.M)
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert ignored[ignored.index("*") + 1:][:4] == ["!pyproject.toml", "!README.md", "!constraints.txt", "!pgha/"]

@@ -36,7 +36,7 @@ from tests.partition import (
     writes_resumed,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.lab]
 
 SYNC_ONLY = pytest.mark.parametrize("lab", ["sync"], indirect=True)
 
