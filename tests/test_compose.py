@@ -129,6 +129,8 @@ def test_cluster_comes_up_with_one_leader_two_streaming_replicas_and_both_ports_
 def test_pgha_list_works_inside_a_node_container(deployment: Deployment) -> None:
     out = deployment.exec("pg2", "pgha", "list", "-c", "/etc/pgha/node.yml").stdout
     assert "Leader" in out and all(n in out for n in NODES)
+    out = deployment.compose("exec", "-T", "pg3", "pgha", "list", "-c", "/etc/pgha/node.yml").stdout
+    assert "Leader" in out and all(n in out for n in NODES)
 
 
 def test_one_etcd_member_killed_causes_no_failover(deployment: Deployment) -> None:

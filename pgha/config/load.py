@@ -7,6 +7,7 @@ file is invalid.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import reprlib
 from collections.abc import Mapping
@@ -19,6 +20,8 @@ from pgha import errors as e
 from pgha.config.model import MAX_DYNAMIC_CONFIG, DynamicConfig, LocalConfig
 
 ENV_PREFIX = "PGHA_"
+
+log = logging.getLogger(__name__)
 MAX_FILE = 1 << 20  # bytes; a node's config is a few KiB
 MAX_ALIASES = 100  # YAML aliases
 MAX_VALUES = 100_000  # values after expanding aliases; "billion laughs" files expand to billions
@@ -141,10 +144,27 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any]]:
             continue
         words = var[len(ENV_PREFIX) :].lower().split("_")
         path = _resolve(LocalConfig, words)
-        if path is None:
+        if path is None and _names_a_section(words):
             raise e.ConfigError(f"environment: {var}: names no configuration key")
+        if path is None:
+            # PGHA_VENV and the like belong to wrapper scripts, not to pgha: a warning, not a stop
+            log.warning("environment: %s names no pgha setting: ignored", var)
+            continue
         out.append((path, yaml.safe_load(raw) if raw != "" else None))
     return out
+
+
+def _names_a_section(words: list[str]) -> bool:
+    """Whether ``words`` start with a section of the file (``postgresql``, ``etcd``, ``tags``...),
+    so that a variable which names no key in it is a typo to report."""
+    for n in range(1, len(words)):
+        field = LocalConfig.model_fields.get("_".join(words[:n]))
+        if field is None:
+            continue
+        sub = field.annotation if isinstance(field.annotation, type) else None
+        if (sub is not None and issubclass(sub, BaseModel)) or _is_mapping(field.annotation):
+            return True
+    return False
 
 
 def _resolve(model: type[BaseModel] | None, words: list[str]) -> list[str] | None:

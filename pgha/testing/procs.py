@@ -4,6 +4,7 @@ helpers to find free ports, wait and speak HTTP. Not needed by a running agent."
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import signal
@@ -37,21 +38,44 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+class _PortSlice:
+    """Ports on 127.0.0.1 below the ephemeral range (outgoing connections, which churn in these
+    tests, take their local ports from that range and would collide with a listener there), handed
+    out in turn from this process's slice: a port is chosen long before its process binds it, so a
+    port that is merely free now could be handed out twice. Each pytest-xdist worker has a slice
+    of its own."""
+
+    FLOOR = 15000
+
+    def __init__(self) -> None:
+        lo, _ = _ephemeral_range()
+        top = max(self.FLOOR + 1000, lo)
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+        count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+        span = (top - self.FLOOR) // count
+        self.lo = self.FLOOR + span * (int(worker) % count if worker.isdigit() else 0)
+        self.span = span
+        self.next = random.randrange(self.lo, self.lo + span)
+
+    def take(self) -> int:
+        for _ in range(self.span):
+            port = self.next
+            self.next = self.lo + (port + 1 - self.lo) % self.span
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+        raise RuntimeError(f"no free port in {self.lo}..{self.lo + self.span - 1}")
+
+
+_PORTS = _PortSlice()
+
+
 def free_port() -> int:
-    """A free port on 127.0.0.1 below the ephemeral range: outgoing connections (which churn in
-    these tests) take their local ports from that range and would collide with a listener there."""
-    lo, _ = _ephemeral_range()
-    for _ in range(200):
-        port = random.randrange(15000, max(15001, lo))
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port on 127.0.0.1 that this process has not handed out lately (see _PortSlice)."""
+    return _PORTS.take()
 
 
 def wait_for(what: str, fn: Callable[[], T | None], timeout: float, interval: float = 0.1) -> T:

@@ -61,9 +61,19 @@ def test_invalid_files_name_the_key_and_the_file(tmp_path: Path, text: str, need
     assert str(path) in str(info.value)
 
 
-def test_unknown_environment_variable_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(e.ConfigError, match="PGHA_POSTGRESQL_DATADIR"):
-        load_local_config(write(tmp_path, GOOD), environ={"PGHA_POSTGRESQL_DATADIR": "/x"})
+@pytest.mark.parametrize("var", ["PGHA_POSTGRESQL_DATADIR", "PGHA_ETCD_HOSTZ", "PGHA_RESTAPI_LISTEN_ADDR",
+                                 "PGHA_BOOTSTRAP_DCS_TTLL"])
+def test_a_variable_under_a_known_section_that_names_no_key_is_an_error(tmp_path: Path, var: str) -> None:
+    with pytest.raises(e.ConfigError, match=var):
+        load_local_config(write(tmp_path, GOOD), environ={var: "/x"})
+
+
+def test_an_unrelated_pgha_variable_of_a_wrapper_script_only_warns(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = load_local_config(write(tmp_path, GOOD), environ={"PGHA_VENV": "/opt/venv", "PGHA_HOME": "/srv",
+                                                            "PGHA_POSTGRESQL_DATA_DIR": "/data"})
+    assert str(cfg.postgresql.data_dir) == "/data"
+    assert "PGHA_VENV names no pgha setting: ignored" in caplog.text and "PGHA_HOME" in caplog.text
 
 
 def test_validate_config_command_exits_non_zero_and_names_the_key(tmp_path: Path) -> None:
