@@ -20,6 +20,7 @@ from pgha.api.server import ApiContext, ApiServer
 from pgha.config.model import LocalConfig
 from pgha.core import lease as lease_rule
 from pgha.core import report as node_report
+from pgha.core.jobs import Busy, Job
 from pgha.dcs.cache import WatchedCluster
 from pgha.log import Repeats
 from pgha.dcs.etcd import EtcdClient
@@ -32,6 +33,12 @@ log = logging.getLogger("pgha")
 
 # Keys whose change must wake the loop at once.
 _URGENT = frozenset({"leader", "config", "initialize", "failover"})
+
+# A primary that stops keeps its REST API up this long, answering 503, before it exits: a load
+# balancer then marks it down on a refusal (HAProxy's checks in configs/haproxy.cfg: 500 ms apart,
+# 250 ms once failing, down after two) instead of on check timeouts once its address is gone, as a
+# stopped container's is, while new connections wait on that address for their connect timeout.
+DRAIN_SECONDS = 1.0
 
 
 def make_client(local: LocalConfig) -> EtcdClient:
@@ -50,6 +57,7 @@ class Agent:
         self.inbox = Inbox(self.wake)
         self.fence = Fence(local.postgresql.data_dir, Watchdog(local.watchdog))
         self.fence_fired = 0
+        self._was_primary = False
         self.keeper = LeaseKeeper(self.client, lambda: self.loop.dynamic, self.wake,
                                   lambda: self.fence.extend(self.keeper.valid_until, self.loop.dynamic), self._bound)
         self.cache = WatchedCluster(self.client, local.prefix, self._changed)
@@ -140,6 +148,7 @@ class Agent:
                 self.fence.disarm("postgres stopped")
             for t in tasks:
                 t.cancel()
+            await self._drain()
             await api.stop()
             await self.postgres.disconnect()
             await self.client.close()
@@ -162,8 +171,22 @@ class Agent:
 
     def _on_signal(self, sig: int) -> None:
         log.info("received %s: shutting down", signal.Signals(sig).name)
+        if not self.loop.shutting_down:
+            r = self._report
+            self._was_primary = r.view.leader == self.local.name or (r.pg.running and r.pg.writable)
         self.loop.shutting_down = True
         self.wake()
+
+    async def _drain(self) -> None:
+        """See DRAIN_SECONDS: only a node that was the primary when asked to stop, and only once
+        its Postgres is down, so nothing it answers is stale."""
+        if not self._was_primary or self.postgres.postmaster_pid() is not None:
+            return
+        self._report = replace(self._report, busy=Busy(Job.STOPPING, "agent shutting down"))
+        self._version += 1
+        log.info("stopped being primary: answering 503 for %.1f s so load balancers route elsewhere",
+                 DRAIN_SECONDS)
+        await asyncio.sleep(DRAIN_SECONDS)
 
     async def _watch_fence(self) -> None:
         """Count firings; restart a fence that died while armed, and demote if that fails."""

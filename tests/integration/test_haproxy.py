@@ -107,3 +107,29 @@ def test_writes_through_haproxy_survive_the_primary_being_killed(proxied: tuple[
     assert max(samples) == 1, "two nodes answered 200 on /primary in one sample"
     after = [i for i, t, port in writer.acked if t > t0]
     assert after and all(port == new.pg_port for _, t, port in writer.acked if t > t0 and port != old.pg_port)
+
+
+def test_stopped_primary_answers_503_for_a_moment_so_load_balancers_route_elsewhere(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster()
+    c.start()
+    old = c.leader()
+    old.signal_agent(signal.SIGTERM)
+    seen: list[int] = []
+    end = time.monotonic() + 30
+    while old.agent_alive and time.monotonic() < end:
+        seen.append(old.health("/primary"))
+        time.sleep(0.05)
+    assert not old.agent_alive, "the agent did not stop"
+    first_refusal = seen.index(503) if 503 in seen else len(seen)
+    assert 200 not in seen[first_refusal:], f"answered 200 again after 503: {seen}"
+    # about one second of 503s (20 polls); a loaded host polls less often
+    assert seen.count(503) >= 5, f"no drain before the API went away: {seen}"
+    assert "answering 503 for 1.0 s" in old.log_text()
+    new = c.leader(30)
+    assert new is not old
+    replica_stop = time.monotonic()
+    new_replica = next(n for n in c.nodes if n is not old and n is not new)
+    new_replica.stop()
+    assert time.monotonic() - replica_stop < 3
+    assert "answering 503" not in new_replica.log_text()
