@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from pgha.testing import wait_for
-from pgha.testing.compose import Deployment, host_network_state, new_engine, why_not_available
+from pgha.testing.compose import Deployment, EngineUnavailable, host_network_state, new_engine, why_not_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -70,7 +70,10 @@ def deployment() -> Iterator[Deployment]:
         pytest.skip(problem)
     before = host_network_state()
     engine = new_engine()
-    engine.start()
+    try:
+        engine.start()
+    except EngineUnavailable as exc:
+        pytest.skip(str(exc))
     d = Deployment(engine, f"pghat{os.getpid()}")
     try:
         engine.build_base()

@@ -8,6 +8,7 @@ building."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import hashlib
@@ -69,6 +70,10 @@ def _extra_cas() -> list[str]:
     return sorted(glob.glob(f"{EXTRA_CAS}/*.crt"))
 
 
+class EngineUnavailable(RuntimeError):
+    """This machine cannot run a container engine (the compose test skips, naming why)."""
+
+
 @dataclass
 class Engine:
     """A dockerd of the test's own; ``stop`` ends exactly that daemon."""
@@ -89,16 +94,26 @@ class Engine:
             self.proc = subprocess.Popen(
                 ["dockerd", "--data-root", str(self.base / "root"), "--exec-root", str(self.base / "exec"),
                  "--pidfile", str(self.base / "dockerd.pid"), "-H", f"unix://{self.base / 'docker.sock'}",
-                 "--iptables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none",
-                 "--storage-driver=overlay2"],
+                 "--iptables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none"],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for("dockerd answering", lambda: self.docker("info", check=False).returncode == 0 or None, 60,
-                 interval=0.5)
+        with contextlib.suppress(TimeoutError):
+            wait_for("dockerd answering or gone", lambda: self._exited() or self._answers() or None, 60, interval=0.5)
+        if not self._answers():
+            last = (self.dockerd_log().strip().splitlines() or ["no output"])[-1]
+            self.stop()
+            raise EngineUnavailable(f"dockerd did not start: {last[-300:]}")
+
+    def _exited(self) -> bool:
+        return self.proc is None or self.proc.poll() is not None
+
+    def _answers(self) -> bool:
+        return not self._exited() and self.docker("info", check=False).returncode == 0
 
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:
