@@ -269,7 +269,7 @@ class Executor:
     async def _publish_status(self, act: a.PublishLeaderStatus, s: Snapshot) -> Result:
         status = LeaderStatus(s.name, s.pg.timeline, s.pg.lsn)
         if status != s.cluster.status:  # an idle leader writes nothing
-            await self.store.publish_status(status, self._lease(), s.config.retry_timeout)
+            await self.store.publish_status(status, self._lease(), self.jobs.keeper.deadline(leader=True))
         if s.config.postgresql.use_slots:
             await self.postgres.sync_slots(act.slots)
         return Result()

@@ -53,6 +53,12 @@ class LeaseKeeper:
     def holds(self, now: float) -> bool:
         return rule.holds(self.valid_until, now, self._config(), self.seen_at)
 
+    def deadline(self, leader: bool) -> float:
+        """How long one etcd call of the HA loop may take now: for a leader, never past the
+        instant its lease stops counting as held, or a hung etcd would hold back the demotion
+        that the keeper woke the loop for."""
+        return rule.keepalive_deadline(self.valid_until, time.monotonic(), self._config(), leader, self.seen_at)
+
     async def run(self, leader: Callable[[], bool]) -> None:
         """Renew every ``loop_wait`` until cancelled; wake the loop the moment the lease stops
         counting as held, so a leader demotes in time however long the loop sleeps."""

@@ -83,12 +83,12 @@ class HaLoop:
             return None
         endpoint = self.store.client.endpoint
         if self.cache.fresh_on(endpoint):
-            if await self.cache.caught_up(self.store.client.write_revision, self.dynamic.retry_timeout):
+            if await self.cache.caught_up(self.store.client.write_revision, self._deadline()):
                 return self.cache.view()
         elif self.cache.endpoint is not None:
             self.cache.restart()
         try:
-            return await self.store.load(self.dynamic.retry_timeout)
+            return await self.store.load(self._deadline())
         except e.DcsError as exc:
             log.warning("etcd: %s", exc)
             return None
@@ -123,4 +123,7 @@ class HaLoop:
     async def announce(self) -> None:
         """Publish our member record if it differs from etcd's (the lease keeps it alive)."""
         await self.store.publish_member_if_changed(report.member(self._current()), self.state.view,
-                                                   self.keeper.lease, self.dynamic.retry_timeout)
+                                                   self.keeper.lease, self._deadline())
+
+    def _deadline(self) -> float:
+        return self.keeper.deadline(leader=self.state.view.leader == self.local.name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import time
+from datetime import datetime
 from collections.abc import Callable
 
 import pytest
@@ -43,7 +44,25 @@ def test_primary_cut_off_from_etcd_stops_writes_after_retry_timeout(make_cluster
     # The last renewal came at most loop_wait before the cut; the agent demotes retry_timeout
     # after the renewal it missed. Before this rule it kept writing until ttl - retry_timeout.
     assert last - cut < SLOW["loop_wait"] + SLOW["retry_timeout"] + 2.5, f"wrote for {last - cut:.1f} s"
+    # The first failed renewal ends when the lease stops counting as held (its deadline is cut to
+    # that instant). The demotion follows at once: the loop's own etcd calls (the leader status it
+    # publishes under writes, its member record) may not outlast that instant either, or they
+    # hold the demotion back by up to twice retry_timeout.
+    stamps = agent_log_times(leader.log_text(), "lease renewal failed", "demoting")
+    assert stamps["demoting"] - stamps["lease renewal failed"] < 1.5, stamps
     wait_for("a primary again", lambda: len(c.primaries()) == 1, 40)
+
+
+def agent_log_times(text: str, *events: str) -> dict[str, float]:
+    """When each event was first logged, in seconds (from the agent log's timestamps)."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        for ev in events:
+            if ev in line and ev not in found:
+                stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+                found[ev] = stamp.timestamp()
+    assert set(found) == set(events), f"missing from the agent log: {set(events) - set(found)}"
+    return found
 
 
 def test_paused_primary_rides_out_an_etcd_outage(make_cluster: Callable[..., LocalCluster]) -> None:
