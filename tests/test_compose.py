@@ -90,6 +90,7 @@ def deployment() -> Iterator[Deployment]:
         engine.stop()
         after = host_network_state()
         assert after == before, "the container engine changed the host's networking"
+        assert engine.mounts() == [] and not engine.base.exists(), "the container engine left files or mounts"
 
 
 def members(d: Deployment) -> dict[str, dict[str, object]]:

@@ -120,9 +120,16 @@ class Engine:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         self.proc = None
-        subprocess.run(["umount", "-R", "-l", str(self.base / "root")], capture_output=True)
-        subprocess.run(["umount", "-R", "-l", str(self.base / "exec")], capture_output=True)
+        # dockerd leaves mounts behind under its roots (the host's network namespace bind-mounted
+        # at exec/netns/default, say): unmount the deepest first, then remove the directory.
+        for point in sorted(self.mounts(), key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True)
         shutil.rmtree(self.base, ignore_errors=True)
+
+    def mounts(self) -> list[str]:
+        """Mount points under this engine's directory."""
+        points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+        return [p for p in points if p == str(self.base) or p.startswith(f"{self.base}/")]
 
     def docker(self, *args: str, check: bool = True, timeout: float = 600,
                stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
