@@ -18,7 +18,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from bench.patroni import VERSION, PatroniCluster
+from pgha.testing.patroni import VERSION, PatroniCluster
 from bench.procmem import memory_mib
 from pgha.testing import EtcdCluster, LocalCluster
 

@@ -94,7 +94,7 @@ class Agent:
         self._report = replace(
             self._report, config=self.loop.dynamic, view=st.view, pg=st.pg, busy=self.executor.busy,
             note=st.note, restart_at=self.inbox.restart_at, loop_at=self.loop.loop_at,
-            replication=tuple(pg.replication), replayed_timestamp=pg.replayed_timestamp)
+            replication=tuple(pg.replication), replayed_timestamp=pg.replayed_timestamp, facts=pg.facts)
 
     def report(self) -> node_report.NodeReport:
         """The published report with the live facts: the lease keeper's, the counters and the

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from pgha.api.context import CONTEXT
-from pgha.core import report
+from pgha.core import patroni_metrics, report
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -26,7 +26,8 @@ def collect(current: Callable[[], report.NodeReport]) -> Iterator[Metric]:
 
     r = current()
     labels = [r.scope, r.name]
-    for v in report.metric_values(r, time.monotonic(), time.time()):
+    now, wall_now = time.monotonic(), time.time()
+    for v in [*report.metric_values(r, now, wall_now), *patroni_metrics.values(r, now, wall_now)]:
         family = (CounterMetricFamily if v.counter else GaugeMetricFamily)(v.name, v.doc, labels=_LABELS)
         family.add_metric(labels, v.value)
         yield family

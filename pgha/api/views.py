@@ -13,27 +13,46 @@ from pgha.core import fitness, report, schedule
 from pgha.core.cluster import ClusterView
 
 
+def lsn_text(lsn: int) -> str:
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+def _member_row(view: ClusterView, name: str, top: int) -> dict[str, Any]:
+    m = view.members[name]
+    role = m.role
+    if name == view.leader:
+        role = "leader"
+    elif m.role == "replica" and view.sync is not None and name in view.sync.members:
+        role = "sync_standby"
+    row: dict[str, Any] = {"name": name, "role": role, "state": report.patroni_state(m.state), "host": m.host, "port": m.port,
+                           # Patroni's members name their status URL; pgha's API answers there too
+                           "api_url": m.api_url + "/patroni" if m.api_url else "", "timeline": m.timeline,
+                           "tags": {k: v for k, v in m.tags.items() if v not in (None, False)}}
+    if m.role == "replica" and name != view.leader:
+        row.update(lag=fitness.lag(top, m.lsn), lsn=lsn_text(m.lsn),
+                   receive_lag=fitness.lag(top, m.lsn), receive_lsn=lsn_text(m.lsn),
+                   replay_lag=fitness.lag(top, m.replayed_lsn), replay_lsn=lsn_text(m.replayed_lsn))
+    if row["state"] != m.state:
+        row["activity"] = m.state
+    if m.pending_restart:
+        row.update(pending_restart=True, pending_restart_reason=dict(m.pending_restart_reason))
+    if name == view.leader:
+        row["writable"] = m.role == "primary"  # what clients see, not only who holds the key
+        if m.role != "primary":
+            row["note"] = m.note
+    return row
+
+
 def cluster_json(view: ClusterView, scope: str, paused: bool) -> dict[str, Any]:
+    """The body of ``/cluster``, shaped as Patroni's."""
     top = fitness.cluster_top(view)
-    members = []
-    for name in sorted(view.members):
-        m = view.members[name]
-        row: dict[str, Any] = {"name": name, "role": "leader" if name == view.leader else m.role, "state": m.state,
-                               "host": m.host, "port": m.port, "api_url": m.api_url, "timeline": m.timeline,
-                               "tags": {k: v for k, v in m.tags.items() if v not in (None, False)}}
-        if m.role == "replica" and name != view.leader:
-            row["lag"] = fitness.lag(top, m.lsn)
-        if name == view.leader:
-            row["writable"] = m.role == "primary"  # what clients see, not only who holds the key
-            if m.role != "primary":
-                row["note"] = m.note
-        members.append(row)
-    out: dict[str, Any] = {"scope": scope, "members": members, "pause": paused}
+    out: dict[str, Any] = {"scope": scope, "members": [_member_row(view, n, top) for n in sorted(view.members)],
+                           "pause": paused}
     if view.failover is not None:
         f = view.failover
-        out["scheduled_switchover"] = {
-            "from": f.leader or None, "to": f.candidate or None,
-            "at": schedule.iso(f.scheduled_at, "auto") if f.scheduled_at else None}
+        planned = {"at": schedule.iso(f.scheduled_at, "auto") if f.scheduled_at else None,
+                   "from": f.leader or None, "to": f.candidate or None}
+        out["scheduled_switchover"] = {k: v for k, v in planned.items() if v is not None}
     return out
 
 

@@ -29,6 +29,7 @@ class Member:
     tags: Mapping[str, Any] = field(default_factory=dict)
     version: str = ""
     pending_restart: bool = False
+    pending_restart_reason: Mapping[str, Any] = field(default_factory=dict)  # parameter: old and new value
     scheduled_restart: str = ""
     pause: bool = False
     note: str = ""  # the agent's last decision, e.g. why it does not take over
@@ -44,6 +45,7 @@ class Member:
     def to_json(self) -> str:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "name"}
         d["tags"] = dict(self.tags)
+        d["pending_restart_reason"] = dict(self.pending_restart_reason)
         return json.dumps(d, sort_keys=True)
 
     @classmethod

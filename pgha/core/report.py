@@ -34,6 +34,20 @@ class Counters:
     fence_fired: int = 0
 
 
+# The Patroni release whose REST bodies, roles and states pgha's match (``patroni.version``).
+PATRONI_API = "4.1.5"
+
+
+@dataclass(frozen=True)
+class PgFacts:
+    """Facts about the local Postgres that only the status body reports (Patroni's keys)."""
+
+    server_version: int = 0
+    postmaster_start_time: str | None = None
+    replay_paused: bool = False
+    pending_restart_reason: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class NodeReport:
     """What this node knows about itself. Times are monotonic seconds; ``lease_valid_until`` and
@@ -61,6 +75,7 @@ class NodeReport:
     replayed_timestamp: str | None = None
     fence_armed: bool = False  # the fence process stops Postgres unless the lease is renewed
     watchdog: str = "off"  # off | active (N s) | inactive | unusable: why
+    facts: PgFacts = field(default_factory=PgFacts)
 
 
 def holds_leader(r: NodeReport, now: float) -> bool:
@@ -113,7 +128,8 @@ def member(r: NodeReport) -> Member:
         name=r.name, role=pg.role, state=member_state(r), conn_url=f"postgres://{r.host}:{r.port}",
         api_url=r.api_url, host=r.host, port=r.port, timeline=pg.timeline, lsn=pg.lsn,
         replayed_lsn=pg.replayed_lsn, tags=dict(r.tags), version=r.version,
-        pending_restart=pg.pending_restart, scheduled_restart=schedule.iso(r.restart_at) if r.restart_at else "",
+        pending_restart=pg.pending_restart, pending_restart_reason=r.facts.pending_restart_reason,
+        scheduled_restart=schedule.iso(r.restart_at) if r.restart_at else "",
         pause=r.config.pause, note=r.note)
 
 
@@ -133,20 +149,42 @@ def _sync_status(r: NodeReport) -> dict[str, Any]:
     return out
 
 
+# pgha's jobs in Patroni's state vocabulary (Patroni's ``PostgresqlState``).
+_PATRONI_STATES = {"bootstrapping": "initializing new cluster", "cloning": "creating replica",
+                   "reinitializing": "creating replica", "starting": "starting", "resuming": "starting",
+                   "restarting": "restarting", "stopping": "stopping", "demoting": "stopping",
+                   "rewinding": "stopped"}
+
+
+def patroni_state(state: str) -> str:
+    """A member record's state (``cloning from n1``, ``switchover: …``) as Patroni names it."""
+    if state in ("running", "streaming", "stopped", "crashed", "unknown"):
+        return state
+    word = state.split(":", 1)[0].split(" ", 1)[0]
+    return _PATRONI_STATES.get(word, "running" if word == "switchover" else state)
+
+
 def status(r: NodeReport, now: float, wall_now: float) -> dict[str, Any]:
     """The body of ``/status`` and of every health endpoint."""
     pg, role = r.pg, r.pg.role
     out: dict[str, Any] = {
-        "name": r.name, "scope": r.scope, "state": "running" if pg.running else str(r.busy or "stopped"),
+        "name": r.name, "scope": r.scope,
+        "state": "running" if pg.running else patroni_state(r.busy.state) if r.busy else "stopped",
         "role": role, "timeline": pg.timeline, "leader": r.view.leader,
-        "holds_leader_key": holds_leader(r, now), "server_version": 150000,
+        "holds_leader_key": holds_leader(r, now), "server_version": r.facts.server_version,
+        "postmaster_start_time": r.facts.postmaster_start_time,
+        # Tools written for Patroni read patroni.version to tell which keys and states to expect.
+        "patroni": {"version": PATRONI_API, "scope": r.scope, "name": r.name}, "pgha": {"version": r.version},
         "dcs_last_seen": int(wall_now - (now - r.dcs_seen_at)) if r.dcs_seen_at is not None else None,
         "pause": r.config.pause, "tags": dict(r.tags), "version": r.version,
         "database_system_identifier": pg.sysid, "note": r.note, "pending_restart": pg.pending_restart,
+        "pending_restart_reason": {k: dict(v) for k, v in r.facts.pending_restart_reason.items()},
         "sync_standby": sync_standby(r),
         "fence": {"armed": r.fence_armed, "fired": r.counters.fence_fired, "watchdog": r.watchdog},
     }
     out.update(_sync_status(r))
+    if r.busy is not None:
+        out["activity"] = str(r.busy)  # pgha's own account of the job under way
     if r.restart_at:
         out["scheduled_restart"] = {"schedule": schedule.iso(r.restart_at, "auto")}
     if role == "primary":
@@ -155,8 +193,8 @@ def status(r: NodeReport, now: float, wall_now: float) -> dict[str, Any]:
         out["replication"] = [dict(row) for row in r.replication]
     elif pg.running:
         out["xlog"] = {"received_location": pg.lsn, "replayed_location": pg.replayed_lsn,
-                       "replayed_timestamp": r.replayed_timestamp}
-        out["replication_state"] = "streaming" if pg.streaming else "stopped"
+                       "replayed_timestamp": r.replayed_timestamp, "paused": r.facts.replay_paused}
+        out["replication_state"] = "streaming" if pg.streaming else "in archive recovery"
         out["lag"] = lag(r)
     return out
 

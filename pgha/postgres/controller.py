@@ -22,31 +22,13 @@ from psycopg import sql
 
 from pgha import errors as e
 from pgha.config.model import LocalConfig
+from pgha.core.report import PgFacts
 from pgha.core.snapshot import PgState
 from pgha.postgres import conf, guc, roles
+from pgha.postgres.probe import STATE_QUERY
 from pgha.postgres.runas import RunAs
 
 log = logging.getLogger(__name__)
-
-_STATE_QUERY = """
-SELECT pg_is_in_recovery(),
-       CASE WHEN pg_is_in_recovery() THEN 0 ELSE (pg_current_wal_lsn() - '0/0')::bigint END,
-       COALESCE((pg_last_wal_receive_lsn() - '0/0')::bigint, 0),
-       COALESCE((pg_last_wal_replay_lsn() - '0/0')::bigint, 0),
-       CASE WHEN pg_is_in_recovery()
-            THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'),
-                          (SELECT timeline_id FROM pg_control_checkpoint()))
-            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
-       COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),
-       (SELECT system_identifier::text FROM pg_control_system()),
-       (SELECT json_agg(json_build_object('application_name', application_name, 'client_addr', client_addr,
-                                          'state', state, 'sync_state', sync_state,
-                                          'write_lsn', (write_lsn - '0/0')::bigint))
-          FROM pg_stat_replication),
-       pg_last_xact_replay_timestamp()::text,
-       current_setting('synchronous_standby_names'),
-       EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart)
-"""
 
 
 def running_postmaster(data_dir: Path) -> int | None:
@@ -85,6 +67,7 @@ class PostgresController:
         self._sysid: str | None = None
         self.replication: list[dict[str, Any]] = []  # pg_stat_replication rows, as last observed
         self.replayed_timestamp: str | None = None
+        self.facts = PgFacts()  # what the status body reports and the decision does not need
         self.catalog: dict[str, guc.Setting] | None = None  # pg_settings, read once
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -191,11 +174,14 @@ class PostgresController:
         if empty or self.postmaster_pid() is None:
             return replace(base, down_since=previous.down_since if previous.down_since is not None else now)
         try:
-            rows = await self.query(_STATE_QUERY, timeout=timeout)
+            rows = await self.query(STATE_QUERY, timeout=timeout)
         except e.PostgresError:
             # Starting up, shutting down or in crash recovery: the postmaster lives but refuses us.
             return replace(base, down_since=previous.down_since if previous.down_since is not None else now)
-        in_rec, cur, received, replayed, tli, streaming, sysid, replication, replay_ts, sync_setting, pending = rows[0]
+        (in_rec, cur, received, replayed, tli, streaming, sysid, replication, replay_ts, sync_setting, pending,
+         version, started, paused, reason) = rows[0]
+        self.facts = PgFacts(server_version=version, postmaster_start_time=started, replay_paused=bool(paused),
+                             pending_restart_reason=reason or {})
         if self.catalog is None:
             with contextlib.suppress(e.PostgresError):
                 self.catalog = guc.catalog(await self.query(guc.CATALOG_QUERY, timeout=5))

@@ -1,4 +1,5 @@
-"""A Patroni 4.1.5 cluster beside pgha's, for side-by-side benchmarks (not tests).
+"""A real Patroni 4.1.5 cluster on loopback: for side-by-side benchmarks, for recording the
+reference REST bodies that pgha's must match, and for migrating a running Patroni cluster to pgha.
 
 Patroni is installed from PyPI into its own cached venv (``PATRONI_VENV``, default
 /tmp/pgha-bench-patroni-venv). Its agents run as the ``postgres`` OS user (Postgres refuses root),
@@ -17,28 +18,43 @@ from typing import Any
 
 import yaml
 
-from pgha.testing import free_port, http_get, wait_for
+from pgha.testing.procs import free_port, http_get, wait_for
 
 VERSION = "4.1.5"
 VENV = Path(os.environ.get("PATRONI_VENV", "/tmp/pgha-bench-patroni-venv"))
 
 
+class PatroniUnavailable(RuntimeError):
+    """Patroni cannot be installed here; tests that need it skip with this reason."""
+
+
 def install() -> Path:
     """The patroni executable, installed once into ``VENV``."""
     exe = VENV / "bin" / "patroni"
-    if not exe.exists():
-        # Debian's interpreter: the agents run as ``postgres``, who cannot read a root-only pyenv.
-        python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
-        subprocess.run([python, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", f"patroni[etcd3,psycopg3]=={VERSION}"],
-                       check=True)
+    if exe.exists():
+        return exe
+    # Debian's interpreter: the agents run as ``postgres``, who cannot read a root-only pyenv.
+    python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+    steps = [[python, "-m", "venv", str(VENV)],
+             [str(VENV / "bin" / "pip"), "install", "-q", f"patroni[etcd3,psycopg3]=={VERSION}"]]
+    for argv in steps:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            shutil.rmtree(VENV, ignore_errors=True)
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise PatroniUnavailable(f"could not install Patroni {VERSION} into {VENV}: {last[0]}")
     return exe
+
+
+def patronictl() -> Path:
+    return install().with_name("patronictl")
 
 
 class PatroniCluster:
     def __init__(self, base: Path, etcd_hosts: list[str], dcs: dict[str, Any], nodes: int = 3,
-                 scope: str = "patroni") -> None:
+                 scope: str = "patroni", namespace: str = "/service") -> None:
         self.exe = install()
+        self.scope, self.namespace = scope, namespace
         self.base = base
         pw = pwd.getpwnam("postgres")
         base.mkdir(parents=True, exist_ok=True)
@@ -48,7 +64,7 @@ class PatroniCluster:
         for i in range(1, nodes + 1):
             name, pg_port, api_port = f"p{i}", free_port(), free_port()
             cfg = {
-                "scope": scope, "name": name,
+                "scope": scope, "namespace": namespace, "name": name,
                 "restapi": {"listen": f"127.0.0.1:{api_port}", "connect_address": f"127.0.0.1:{api_port}"},
                 "etcd3": {"hosts": ",".join(etcd_hosts)},
                 "bootstrap": {"dcs": {**dcs, "postgresql": {"use_pg_rewind": True, "use_slots": True}},
@@ -86,6 +102,17 @@ class PatroniCluster:
 
     def pids(self) -> list[int]:
         return [n["proc"].pid for n in self.nodes if n["proc"] is not None]
+
+    def config_path(self, name: str) -> Path:
+        return self.base / name / "patroni.yml"
+
+    def stop_agents(self) -> None:
+        """Stop the Patroni agents only (under pause, their Postgres keeps running)."""
+        for n in self.nodes:
+            proc = n["proc"]
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(60)
 
     def stop(self) -> None:
         for n in self.nodes:

@@ -1,0 +1,31 @@
+"""The one query the agent runs on each loop to observe the local Postgres: role, WAL positions,
+timeline, streaming, the primary's standbys, and the facts the status body reports."""
+
+STATE_QUERY = """
+SELECT pg_is_in_recovery(),
+       CASE WHEN pg_is_in_recovery() THEN 0 ELSE (pg_current_wal_lsn() - '0/0')::bigint END,
+       COALESCE((pg_last_wal_receive_lsn() - '0/0')::bigint, 0),
+       COALESCE((pg_last_wal_replay_lsn() - '0/0')::bigint, 0),
+       CASE WHEN pg_is_in_recovery()
+            THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'),
+                          (SELECT timeline_id FROM pg_control_checkpoint()))
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+       COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),
+       (SELECT system_identifier::text FROM pg_control_system()),
+       (SELECT json_agg(json_build_object('application_name', application_name, 'client_addr', client_addr,
+                                          'state', state, 'sync_state', sync_state,
+                                          'sync_priority', sync_priority, 'usename', usename,
+                                          'write_lsn', (write_lsn - '0/0')::bigint))
+          FROM pg_stat_replication),
+       pg_last_xact_replay_timestamp()::text,
+       current_setting('synchronous_standby_names'),
+       EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart),
+       current_setting('server_version_num')::int,
+       pg_postmaster_start_time()::text,
+       CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END,
+       (SELECT json_object_agg(s.name, json_build_object(
+                   'old_value', s.setting,
+                   'new_value', (SELECT f.setting FROM pg_file_settings f WHERE f.name = s.name
+                                  ORDER BY f.seqno DESC LIMIT 1)))
+          FROM pg_settings s WHERE s.pending_restart)
+"""
