@@ -29,6 +29,7 @@ COMMANDS = {
     "restart": "pgha.cli.operations:restart",
     "reload": "pgha.cli.operations:reload",
     "reinit": "pgha.cli.operations:reinit",
+    "convert-config": "pgha.cli.convert:convert_config",
 }
 
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from pgha import errors as e
+from pgha.config import patroni
 from pgha.config.model import MAX_DYNAMIC_CONFIG, DynamicConfig, LocalConfig
 
 ENV_PREFIX = "PGHA_"
@@ -65,7 +66,7 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _read(path: str | os.PathLike[str], source: str) -> str:
+def read_text(path: str | os.PathLike[str], source: str) -> str:
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_FILE + 1)
@@ -204,12 +205,27 @@ def _set(data: dict[str, Any], path: list[str], value: Any) -> None:
     data[path[-1]] = value
 
 
+def _from_patroni(data: dict[str, Any], source: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """A Patroni config (with Patroni's environment variables over it) in pgha's layout."""
+    env = patroni.environment(environ)
+    if not patroni.is_patroni(data):
+        if env:
+            log.warning("%s is a pgha config: Patroni's PATRONI_* variables are ignored", source)
+        return data
+    native, notes = patroni.convert(patroni.merge(data, env), source)
+    for note in notes:
+        log.info("%s: Patroni config: %s", source, note)
+    return native
+
+
 def load_local_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> LocalConfig:
     source = str(path)
-    data = parse_yaml(_read(path, source), source) or {}
+    data = parse_yaml(read_text(path, source), source) or {}
     if not isinstance(data, dict):
         raise e.ConfigError(f"{source}: the top level must be a mapping, not {type(data).__name__}")
-    for key_path, value in _env_overrides(os.environ if environ is None else environ):
+    environ = os.environ if environ is None else environ
+    data = _from_patroni(data, source, environ)
+    for key_path, value in _env_overrides(environ):
         _set(data, key_path, value)
         source_note = f"{source} (with PGHA_* environment overrides)"
         source = source_note

@@ -192,6 +192,18 @@ class Authentication(_Strict):
     rewind: Credentials | None = None
 
 
+class Callbacks(_Strict):
+    """Scripts run as Patroni runs them: ``<script> <action> <role> <scope>``, in the background,
+    never holding up the HA loop; one that outlives ``timeout`` seconds is killed."""
+
+    on_start: str | None = None
+    on_stop: str | None = None
+    on_restart: str | None = None
+    on_reload: str | None = None
+    on_role_change: str | None = None
+    timeout: float = Field(30, gt=0, le=3600)
+
+
 class PostgresqlConfig(_Strict):
     data_dir: str
     bin_dir: str = "/usr/lib/postgresql/15/bin"
@@ -202,6 +214,7 @@ class PostgresqlConfig(_Strict):
     parameters: dict[str, Any] = Field(default_factory=dict)
     pg_hba: list[str] | None = None
     basebackup: list[str] = Field(default_factory=lambda: ["--checkpoint=fast"])
+    callbacks: Callbacks = Field(default_factory=Callbacks)
 
     @field_validator("listen", "connect_address")
     @classmethod
