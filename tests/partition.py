@@ -22,6 +22,11 @@ from pgha.testing.netlab import NetLab
 from tests.history import ROWS, Client, Op, Report, check
 
 TTL = float(FAST["ttl"])
+VIP_SCRIPT = Path(__file__).parents[1] / "configs" / "callbacks" / "vip.sh"
+
+
+def vip_of(net: NetLab) -> str:
+    return f"{net.subnet}.100"
 _RECORDERS = itertools.count(1)  # client numbers stay unique across recorders (ids fit in int4)
 
 
@@ -53,6 +58,10 @@ def open_lab(mode: str, tag: str, timing: dict[str, float] | None = None) -> Ite
             # A silently cut synchronous standby holds commits until its walsender times out
             # (60 s by default); strict-mode deployments shorten it, and so does the lab.
             n.config["postgresql"]["parameters"]["wal_sender_timeout"] = "5s"
+            # The virtual IP example follows the primary in every scenario (test_vip_follows_...).
+            vip = f"{VIP_SCRIPT} {vip_of(net)}/24 eth0"
+            n.config["postgresql"]["callbacks"] = {k: vip for k in ("on_start", "on_stop", "on_restart",
+                                                                    "on_role_change")}
         cluster.start()
         proxy = HAProxy(base, cluster.nodes)
         proxy.start()

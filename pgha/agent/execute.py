@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 from pgha import errors as e
 from pgha.agent import peers
+from pgha.agent.callbacks import CallbackRunner
 from pgha.agent.jobs import PostgresJobs, Result, member_addr
 from pgha.core import actions as a
 from pgha.core.cluster import FailoverRequest, HistoryEntry, LeaderStatus, SyncState
@@ -37,8 +38,10 @@ class Tally:
 
 class Executor:
     def __init__(self, jobs: PostgresJobs, publish: Callable[[], None],
-                 announce: Callable[[], Awaitable[None]], wake: Callable[[], None]) -> None:
+                 announce: Callable[[], Awaitable[None]], wake: Callable[[], None],
+                 callbacks: CallbackRunner) -> None:
         self.jobs = jobs
+        self.callbacks = callbacks  # fired after the change they report; never awaited
         self.store = jobs.store
         self.postgres = jobs.postgres
         self._publish = publish  # republish the node report (in memory)
@@ -63,12 +66,17 @@ class Executor:
         if not self.job_running():
             self.busy = None
 
-    def _background(self, busy: Busy, job: Callable[[], Awaitable[Result]], result: Result = Result()) -> Result:
+    def _background(self, busy: Busy, job: Callable[[], Awaitable[Result]], result: Result = Result(),
+                    then: tuple[str, str] | None = None) -> Result:
+        """Run ``job`` beside the loop; ``then``: the callback (action, role) to fire once it succeeded."""
         self.mark(busy)
 
         async def runner() -> None:
             try:
-                self.finished.append(await job())
+                done = await job()
+                self.finished.append(done)
+                if then is not None and done.ok:
+                    self.callbacks.fire(*then)
             except (e.PghaError, OSError) as exc:
                 log.error("%s failed: %s", busy, exc)
             finally:
@@ -82,6 +90,7 @@ class Executor:
         self.mark(Busy(Job.STOPPING, "lease guard"))
         try:
             await self.postgres.stop("immediate")
+            self.callbacks.fire("on_stop", "primary")
         except (e.PghaError, OSError) as exc:
             log.error("could not stop postgres for the lease guard: %s", exc)
         self._wake()
@@ -96,31 +105,38 @@ class Executor:
                 if not await self.store.claim_initialize(s.config.retry_timeout):
                     log.info("another node won the bootstrap race")
                     return Result()
-                return self._background(Busy(Job.BOOTSTRAPPING), lambda: jobs.bootstrap(act, s))
+                return self._background(Busy(Job.BOOTSTRAPPING), lambda: jobs.bootstrap(act, s),
+                                        then=("on_start", "primary"))
             case a.CloneFrom():
                 member_addr(s, act.leader)
-                return self._background(Busy(Job.CLONING, f"from {act.leader}"), lambda: jobs.clone(act, s))
+                return self._background(Busy(Job.CLONING, f"from {act.leader}"), lambda: jobs.clone(act, s),
+                                        then=("on_start", "replica"))
             case a.StartPostgres():
                 role = "primary" if act.primary else f"replica of {act.follow or 'nobody'}"
-                return self._background(Busy(Job.STARTING, f"as {role}"),
-                                        lambda: jobs.start(s, act.primary, act.follow))
+                return self._background(Busy(Job.STARTING, f"as {role}"), lambda: jobs.start(s, act.primary, act.follow),
+                                        then=("on_start", "primary" if act.primary else "replica"))
             case a.Demote():
                 return await self._demote(act, s)
             case a.Rewind():
                 member_addr(s, act.leader)
-                return self._background(Busy(Job.REWINDING, f"from {act.leader}"), lambda: jobs.rewind(act, s))
+                return self._background(Busy(Job.REWINDING, f"from {act.leader}"), lambda: jobs.rewind(act, s),
+                                        then=("on_start", "replica"))
             case a.ResumeAsPrimary():
-                return self._background(Busy(Job.RESUMING, "as primary"), lambda: jobs.resume(s))
+                return self._background(Busy(Job.RESUMING, "as primary"), lambda: jobs.resume(s),
+                                        then=("on_start", "primary"))
             case a.RestartPostgres():
-                return self._background(Busy(Job.RESTARTING), lambda: jobs.restart(act, s), Result(restart_done=True))
+                return self._background(Busy(Job.RESTARTING), lambda: jobs.restart(act, s), Result(restart_done=True),
+                                        then=("on_restart", "replica" if s.pg.in_recovery else "primary"))
             case a.Reinitialize():
                 member_addr(s, act.leader)
                 return self._background(Busy(Job.REINITIALIZING, f"from {act.leader}"),
-                                        lambda: jobs.reinitialize(act, s), Result(reinit_started=True))
+                                        lambda: jobs.reinitialize(act, s), Result(reinit_started=True),
+                                        then=("on_start", "replica"))
             case a.StopPostgres():
                 self.mark(Busy(Job.STOPPING, act.reason))
                 await self.postgres.stop(act.mode)
                 log.info("postgres stopped (%s)", act.mode)
+                self.callbacks.fire("on_stop", "replica" if s.pg.in_recovery else "primary")
                 return Result(wake=True)
             case a.HandOver():
                 return await self._hand_over(act, s)
@@ -208,6 +224,7 @@ class Executor:
         await self.postgres.query("SELECT pg_reload_conf()")
         self.tally.reloads += 1
         log.info("reloaded postgres: %s", reason)
+        self.callbacks.fire("on_reload", "replica" if s.pg.in_recovery else "primary")
         return Result(applied_parameters=params, reload_done=True)
 
     async def _ask_peers(self, act: a.AskPeers, s: Snapshot) -> Result:
@@ -223,6 +240,7 @@ class Executor:
         await self.postgres.stop(act.mode)
         self.tally.demotions += 1
         log.warning("demoted in %.2f s: postgres no longer accepts writes", time.monotonic() - t0)
+        self.callbacks.fire("on_role_change", "replica")
         return self._background(Busy(Job.STARTING, "read-only"), lambda: self.jobs.start(s, False, act.follow))
 
     async def _acquire(self, act: a.AcquireLeader, s: Snapshot) -> Result:
@@ -243,6 +261,7 @@ class Executor:
         if not await self.store.publish_status(LeaderStatus(s.name, old_tl, lsn), self._lease(), s.config.retry_timeout):
             raise e.PghaError("the leader key is no longer ours: not promoting")
         await self.postgres.promote()
+        self.callbacks.fire("on_role_change", "primary")
         took = time.monotonic() - t0
         self.tally.promotions += 1
         self.tally.promotion_seconds.append(took)
@@ -293,6 +312,7 @@ class Executor:
         await self._step(f"stopped at {final_lsn >> 32:X}/{final_lsn & 0xFFFFFFFF:X}")
         await self.store.release_leader(self._lease(), s.cluster.leader_revision, s.config.retry_timeout)
         self.tally.demotions += 1
+        self.callbacks.fire("on_role_change", "replica")
         log.info("switchover: stopped at %X and released the leader key to %s in %.2f s",
                  final_lsn, act.candidate, time.monotonic() - t0)
         # The candidate has our shutdown checkpoint, so we can stream from it straight away; the

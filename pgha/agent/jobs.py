@@ -126,7 +126,7 @@ class PostgresJobs:
                 if not await self.postgres.rewind(host, port, act.leader_timeline):
                     log.info("%s has not checkpointed its new timeline yet: retrying the rewind", act.leader)
                     await asyncio.sleep(act.retry_after)
-                    return Result()
+                    return Result(ok=False)  # nothing started: no on_start callback
             except e.PostgresError as exc:
                 if _unreachable(exc):
                     # Re-cloning would wipe this directory and fail the same way: keep it.

@@ -10,6 +10,7 @@ import signal
 from dataclasses import replace
 
 from pgha import __version__
+from pgha.agent.callbacks import CallbackRunner
 from pgha.agent.execute import Executor
 from pgha.agent.fence import Fence
 from pgha.agent.watchdog import Watchdog
@@ -62,7 +63,8 @@ class Agent:
                                   lambda: self.fence.extend(self.keeper.valid_until, self.loop.dynamic), self._bound)
         self.cache = WatchedCluster(self.client, local.prefix, self._changed)
         jobs = PostgresJobs(local, self.store, self.postgres, self.keeper)
-        self.executor = Executor(jobs, self.publish, lambda: self.loop.announce(), self.wake)
+        self.callbacks = CallbackRunner(local.postgresql.callbacks, local.scope)
+        self.executor = Executor(jobs, self.publish, lambda: self.loop.announce(), self.wake, self.callbacks)
         self.loop = HaLoop(local, self.keeper, self.cache, self.store, self.postgres, self.executor, self.inbox, self.fence,
                            self.publish, lambda: self._report)
         self._report = node_report.NodeReport(
@@ -103,7 +105,7 @@ class Agent:
         k, t = self.keeper, self.executor.tally
         key = (self._version, k.lease, k.valid_until, k.seen_at, k.renewals, k.failures, t.promotions, t.demotions,
                t.reloads, self.executor.jobs.restarts, self.fence_fired, self.inbox.restart_at, self.fence.armed,
-               self.fence.watchdog_state)
+               self.fence.watchdog_state, sum(self.callbacks.stats.runs.values()))
         if key != self._live_key:
             self._live, self._live_key = self._merge(), key
         return self._live
@@ -117,7 +119,7 @@ class Agent:
             demotions=t.demotions, restarts=self.executor.jobs.restarts, reloads=t.reloads,
             fence_fired=self.fence_fired)
         return replace(self._report, lease_valid_until=k.valid_until, lease_id=k.lease, dcs_seen_at=k.seen_at,
-                       counters=counters,
+                       counters=counters, callbacks=self.callbacks.stats.snapshot(),
                        restart_at=self.inbox.restart_at, fence_armed=self.fence.armed,
                        watchdog=self.fence.watchdog_state)
 
@@ -149,6 +151,7 @@ class Agent:
             for t in tasks:
                 t.cancel()
             await self._drain()
+            await self.callbacks.close()
             await api.stop()
             await self.postgres.disconnect()
             await self.client.close()

@@ -27,10 +27,15 @@ def collect(current: Callable[[], report.NodeReport]) -> Iterator[Metric]:
     r = current()
     labels = [r.scope, r.name]
     now, wall_now = time.monotonic(), time.time()
+    families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
     for v in [*report.metric_values(r, now, wall_now), *patroni_metrics.values(r, now, wall_now)]:
-        family = (CounterMetricFamily if v.counter else GaugeMetricFamily)(v.name, v.doc, labels=_LABELS)
-        family.add_metric(labels, v.value)
-        yield family
+        family = families.get(v.name)
+        if family is None:
+            names = [*_LABELS, *(k for k, _ in v.labels)]
+            family = families[v.name] = (CounterMetricFamily(v.name, v.doc, labels=names) if v.counter
+                                         else GaugeMetricFamily(v.name, v.doc, labels=names))
+        family.add_metric([*labels, *(value for _, value in v.labels)], v.value)
+    yield from families.values()
 
 
 def _registry(current: Callable[[], report.NodeReport]) -> Any:

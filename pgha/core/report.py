@@ -76,6 +76,7 @@ class NodeReport:
     fence_armed: bool = False  # the fence process stops Postgres unless the lease is renewed
     watchdog: str = "off"  # off | active (N s) | inactive | unusable: why
     facts: PgFacts = field(default_factory=PgFacts)
+    callbacks: Mapping[str, tuple[int, int, float]] = field(default_factory=dict)  # action: runs, failures, seconds
 
 
 def holds_leader(r: NodeReport, now: float) -> bool:
@@ -205,6 +206,7 @@ class MetricValue:
     doc: str
     value: float
     counter: bool = False
+    labels: tuple[tuple[str, str], ...] = ()  # beyond scope and name
 
 
 def metric_values(r: NodeReport, now: float, wall_now: float) -> list[MetricValue]:
@@ -244,4 +246,17 @@ def metric_values(r: NodeReport, now: float, wall_now: float) -> list[MetricValu
         g("pgha_demotions", "demotions performed by this node", c.demotions, counter=True),
         g("pgha_promotion_seconds", "total time spent promoting", c.promotion_seconds, counter=True),
         g("pgha_last_promotion_seconds", "duration of the last promotion", c.last_promotion_seconds),
+        *_callback_values(r),
     ]
+
+
+def _callback_values(r: NodeReport) -> list[MetricValue]:
+    out = []
+    for action, (runs, failures, seconds) in sorted(r.callbacks.items()):
+        label = (("action", action),)
+        out += [MetricValue("pgha_callback_runs", "callback scripts run, per action", runs, True, label),
+                MetricValue("pgha_callback_failures", "callback scripts that failed or timed out, per action",
+                            failures, True, label),
+                MetricValue("pgha_callback_seconds", "time spent in callback scripts, per action", seconds, True,
+                            label)]
+    return out
