@@ -158,6 +158,10 @@ def _uninitialized(s: Snapshot) -> Decision:
 
 
 def _shutdown(s: Snapshot) -> Decision:
+    if s.config.pause and s.pg.running:
+        # As Patroni: in maintenance mode the agent leaves Postgres running (and the fence is
+        # disarmed), so that agents can be stopped, upgraded or swapped without a restart.
+        return Decision((Exit(),), "shutting down in maintenance mode: postgres keeps running")
     actions: list[Action] = []
     if s.pg.running:
         actions.append(StopPostgres("fast"))

@@ -150,6 +150,11 @@ def test_shutdown_stops_postgres_then_exits() -> None:
     assert kinds(snap(PRIMARY, view(), name="n1", shutting_down=True)) == [a.StopPostgres, a.Exit]
 
 
+def test_shutdown_in_maintenance_mode_leaves_postgres_running() -> None:
+    paused = CFG.model_copy(update={"pause": True})
+    assert kinds(snap(PRIMARY, view(), name="n1", shutting_down=True, config=paused)) == [a.Exit]
+
+
 def test_decide_is_deterministic() -> None:
     s = snap(REPLICA, view(leader=None))
     assert decide(s) == decide(s)
