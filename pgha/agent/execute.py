@@ -77,10 +77,11 @@ class Executor:
                 self.finished.append(done)
                 if then is not None and done.ok:
                     self.callbacks.fire(*then)
-            except (e.PghaError, OSError) as exc:
-                log.error("%s failed: %s", busy, exc)
-            finally:
                 self._wake()
+            except (e.PghaError, OSError) as exc:
+                # no wake: a job that keeps failing (a broken restore command, say) is tried
+                # again at the loop's own pace, not in a tight loop
+                log.error("%s failed: %s", busy, exc)
 
         self._job = asyncio.get_running_loop().create_task(runner())
         return result
@@ -157,7 +158,7 @@ class Executor:
             case a.Promote():
                 return await self._promote(s)
             case a.FollowLeader():
-                params = self.jobs.configure(s, False, act.leader, s.chosen_sync)
+                params = self.jobs.configure(s, False, act.leader, s.chosen_sync, slot=act.slot)
                 await self.postgres.query("SELECT pg_reload_conf()")
                 log.info("now following %s", act.leader)
                 return Result(applied_parameters=params)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pgha import errors as e
+from pgha.agent import methods
 from pgha.agent.lease import LeaseKeeper
 from pgha.config.model import LocalConfig
 from pgha.core import actions as a
@@ -58,16 +59,17 @@ class PostgresJobs:
     def hba(self, s: Snapshot) -> list[str] | None:
         return self.local.postgresql.pg_hba or s.config.postgresql.pg_hba
 
-    def configure(self, s: Snapshot, primary: bool, follow: str | None, chosen_sync: str | None) -> dict[str, Any]:
+    def configure(self, s: Snapshot, primary: bool, follow: str | None, chosen_sync: str | None,
+                  slot: bool = True) -> dict[str, Any]:
         """Write postgresql.conf and pg_hba.conf: as a primary, or as a standby streaming from
-        ``follow`` (from nobody when None)."""
+        ``follow`` (from nobody when None), with our replication slot there when ``slot``."""
         params = parameters.wanted(s.config, chosen_sync)
         if primary:
             self.postgres.write_config(params, self.hba(s), None, None, False)
         else:
             addr = member_addr(s, follow) if follow else None
             self.postgres.write_config(params, self.hba(s), addr, follow if addr else None,
-                                       s.config.postgresql.use_slots)
+                                       s.config.postgresql.use_slots and slot)
         return params
 
     async def start(self, s: Snapshot, primary: bool, follow: str | None, chosen_sync: str | None = None) -> Result:
@@ -85,8 +87,11 @@ class PostgresJobs:
         """We hold the claimed ``initialize`` key: make the cluster, or undo and give the key up."""
         try:
             if act.run_initdb:
-                log.info("won the bootstrap race: running initdb")
-                await self.postgres.initdb(self.local.bootstrap.initdb)
+                log.info("won the bootstrap race: making the data directory (%s)", self.local.bootstrap.method)
+                await methods.bootstrap(self.local, self.postgres)
+                method = self.local.bootstrap.methods.get(self.local.bootstrap.method)
+                if method is not None and method.recovery_conf:
+                    await self._recover(s, method.recovery_conf)
             # bootstrap's own commits must not wait for standbys not yet cloned
             result = await self.start(s, True, None, chosen_sync="")
             await self.postgres.create_roles()
@@ -108,11 +113,28 @@ class PostgresJobs:
                 await self.store.cancel_initialize(s.config.retry_timeout)
             raise
 
+    async def _recover(self, s: Snapshot, recovery: Mapping[str, Any]) -> None:
+        """Recover a restored data directory with ``recovery`` (a bootstrap method's
+        recovery_conf) until it promotes, then stop: the caller starts it as the primary."""
+        params = {**parameters.wanted(s.config, ""), "recovery_target_action": "promote", **recovery}
+        self.postgres.make_primary()
+        self.postgres.write_config(params, self.hba(s), None, None, False)
+        self.postgres.runas.write_file(self.postgres.data_dir / "recovery.signal", "")
+        log.info("recovering the restored data directory with %s", ", ".join(sorted(recovery)))
+        limit = max(s.config.primary_start_timeout, 60)
+        await self.postgres.start(limit)
+        end = time.monotonic() + limit
+        while (await self.postgres.query("SELECT pg_is_in_recovery()"))[0][0]:
+            if time.monotonic() > end:
+                raise e.PostgresError(f"recovery with recovery_conf did not finish within {limit:.0f} s")
+            await asyncio.sleep(0.5)
+        await self.postgres.stop("fast")
+        log.info("recovery finished: the restored data directory is a primary")
+
     async def clone(self, act: a.CloneFrom, s: Snapshot) -> Result:
         host, port = member_addr(s, act.leader)
         t0 = time.monotonic()
-        log.info("cloning from %s with pg_basebackup", act.leader)
-        await self.postgres.basebackup(host, port)
+        await methods.create_replica(self.local, self.postgres, act.leader, host, port)
         result = await self.start(s, False, act.leader)
         log.info("cloned from %s in %.1f s: streaming as a replica", act.leader, time.monotonic() - t0)
         return result
@@ -133,10 +155,10 @@ class PostgresJobs:
                     log.warning("pg_rewind could not reach %s (%s): starting as its replica, retrying later", act.leader, exc)
                     return await self.start(s, False, act.leader)
                 log.warning("pg_rewind failed (%s): re-cloning from %s", exc, act.leader)
-                await self.postgres.basebackup(host, port)
+                await methods.create_replica(self.local, self.postgres, act.leader, host, port)
         else:
             log.info("use_pg_rewind is off: re-cloning from %s", act.leader)
-            await self.postgres.basebackup(host, port)
+            await methods.create_replica(self.local, self.postgres, act.leader, host, port)
         result = await self.start(s, False, act.leader)
         log.info("rejoined as a replica of %s", act.leader)
         return result
@@ -159,7 +181,7 @@ class PostgresJobs:
         host, port = member_addr(s, act.leader)
         log.info("reinitializing: wiping the data directory and cloning from %s", act.leader)
         await self.postgres.stop("immediate")
-        await self.postgres.basebackup(host, port)
+        await methods.create_replica(self.local, self.postgres, act.leader, host, port)
         result = await self.start(s, False, act.leader)
         log.info("reinitialized from %s", act.leader)
         return result

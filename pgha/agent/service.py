@@ -73,6 +73,7 @@ class Agent:
             config=local.bootstrap.dcs)
         self._live, self._version = self._report, 0
         self._live_key: tuple[object, ...] = ()
+        self._unbuilt: tuple[str, ...] = ()
 
     def wake(self) -> None:
         self._wake.set()
@@ -89,9 +90,19 @@ class Agent:
 
     # -- the read model ----------------------------------------------------------------
 
+    def _warn_unbuilt(self) -> None:
+        """Settings the dynamic config accepts and pgha does not act on yet: say so, once per change."""
+        d = self.loop.dynamic
+        unbuilt = tuple(k for k in ("failsafe_mode", "standby_cluster") if getattr(d, k, None))
+        if unbuilt != self._unbuilt:
+            self._unbuilt = unbuilt
+            for key in unbuilt:
+                log.warning("dynamic config sets %s, which pgha does not act on yet: it has no effect", key)
+
     def publish(self) -> None:
         """Rebuild the node report from the loop's state (after each loop, and when a job starts)."""
         st, pg = self.loop.state, self.postgres
+        self._warn_unbuilt()
         self._version += 1
         self._report = replace(
             self._report, config=self.loop.dynamic, view=st.view, pg=st.pg, busy=self.executor.busy,

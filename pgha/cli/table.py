@@ -9,6 +9,7 @@ import yaml
 
 from pgha.core import fitness, schedule, sync
 from pgha.core.cluster import ClusterView
+from pgha.core.topology import tree
 
 BASE_COLUMNS = ["Member", "Host", "Role", "State", "TL", "Lag in MB"]
 
@@ -19,9 +20,10 @@ def _mb(n: int) -> str:
 
 def rows(view: ClusterView, topology: bool = False) -> list[dict[str, Any]]:
     top = fitness.cluster_top(view)
-    names = sorted(view.members, key=lambda n: (n != view.leader, n)) if topology else sorted(view.members)
+    # topology: each replica under the member it streams from (cascading replicas one level deeper)
+    order = tree(view) if topology else [(n, 0) for n in sorted(view.members)]
     out = []
-    for name in names:
+    for name, depth in order:
         m = view.members[name]
         is_leader = name == view.leader
         sync_members = view.sync.members if view.sync is not None and view.sync.leader == view.leader else ()
@@ -29,7 +31,7 @@ def rows(view: ClusterView, topology: bool = False) -> list[dict[str, Any]]:
                 else "Sync Standby" if name in sync_members
                 else "Replica" if m.role == "replica" else m.role.capitalize())
         tags = {k: v for k, v in m.tags.items() if v not in (None, False) and not (k == "failover_priority" and v == 1)}
-        shown = f"+ {name}" if topology and not is_leader and view.leader else name
+        shown = "  " * (depth - 1) + f"+ {name}" if topology and depth > 0 else name
         out.append({"Member": shown, "Host": f"{m.host}:{m.port}", "Role": role, "State": m.state,
                     "TL": m.timeline, "Lag in MB": "" if is_leader or m.role != "replica" else _mb(fitness.lag(top, m.lsn)),
                     "Pending restart": "*" if m.pending_restart else "", "Scheduled restart": m.scheduled_restart,

@@ -204,6 +204,25 @@ class Callbacks(_Strict):
     timeout: float = Field(30, gt=0, le=3600)
 
 
+class CustomMethod(_Strict):
+    """A command that fills the (empty) data directory, e.g. from a backup: to create a replica
+    (``postgresql.replica_methods``) or the whole cluster (``bootstrap.methods``). Unless
+    ``no_params``, it is given ``--scope``, ``--datadir`` and, for a replica, ``--role=replica``
+    and ``--connstring`` (the leader's), then each of ``params`` as ``--key=value``, as Patroni
+    does."""
+
+    command: str = Field(min_length=1)
+    no_params: bool = False
+    keep_data: bool = False  # leave what a failed attempt wrote (else the directory is emptied)
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    recovery_conf: dict[str, Any] | None = None  # bootstrap: recover with these first (e.g. PITR)
+
+    @field_validator("recovery_conf")
+    @classmethod
+    def _recovery(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if v is None else check_parameters(v)
+
+
 class PostgresqlConfig(_Strict):
     data_dir: str
     bin_dir: str = "/usr/lib/postgresql/15/bin"
@@ -215,6 +234,16 @@ class PostgresqlConfig(_Strict):
     pg_hba: list[str] | None = None
     basebackup: list[str] = Field(default_factory=lambda: ["--checkpoint=fast"])
     callbacks: Callbacks = Field(default_factory=Callbacks)
+    # tried in order until one makes a data directory; ``basebackup`` is pg_basebackup
+    create_replica_methods: list[str] = Field(default_factory=lambda: ["basebackup"], min_length=1)
+    replica_methods: dict[str, CustomMethod] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _methods_defined(self) -> PostgresqlConfig:
+        for name in self.create_replica_methods:
+            if name != "basebackup" and name not in self.replica_methods:
+                raise ValueError(f"create_replica_methods: {name!r} is neither basebackup nor in replica_methods")
+        return self
 
     @field_validator("listen", "connect_address")
     @classmethod
@@ -284,6 +313,14 @@ class WatchdogConfig(_Strict):
 class Bootstrap(_Strict):
     dcs: DynamicConfig = Field(default_factory=lambda: DynamicConfig())
     initdb: list[str] = Field(default_factory=lambda: ["--encoding=UTF8", "--data-checksums"])
+    method: str = "initdb"  # or a name in ``methods``: make the first data directory with a command
+    methods: dict[str, CustomMethod] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _method_defined(self) -> Bootstrap:
+        if self.method != "initdb" and self.method not in self.methods:
+            raise ValueError(f"method: {self.method!r} is neither initdb nor in methods")
+        return self
 
 
 class LocalConfig(_Strict):

@@ -103,10 +103,29 @@ def _restapi(src: Mapping[str, Any], refused: _Refusals) -> dict[str, Any]:
     return out
 
 
+def _method(src: Any, at: str, refused: _Refusals) -> dict[str, Any]:
+    """A Patroni method section (``command``, flags, and the rest passed as ``--key=value``)."""
+    if not isinstance(src, Mapping):
+        refused.keys.append(f"{at} (a method needs a section with its command)")
+        return {"command": "false"}
+    out: dict[str, Any] = {k: src[k] for k in ("command", "no_params", "keep_data", "recovery_conf") if k in src}
+    for flag in ("no_leader", "keep_existing_recovery_conf"):
+        if src.get(flag):
+            refused.keys.append(f"{at}.{flag}")
+    params = {k: v for k, v in src.items() if k not in out and k not in ("no_leader", "keep_existing_recovery_conf")}
+    if params:
+        out["params"] = params
+    return out
+
+
 def _postgresql(src: Mapping[str, Any], refused: _Refusals, notes: list[str]) -> dict[str, Any]:
-    passthrough = _POSTGRESQL_KEYS
-    refused.extra(src, passthrough | {"authentication", "pgpass", "basebackup", "config_dir"}, "postgresql.")
+    passthrough = _POSTGRESQL_KEYS | {"create_replica_methods"}
+    custom = [m for m in src.get("create_replica_methods") or [] if m != "basebackup"]
+    refused.extra(src, passthrough | {"authentication", "pgpass", "basebackup", "config_dir", *custom}, "postgresql.")
     out = {k: v for k, v in src.items() if k in passthrough}
+    if custom:
+        out["replica_methods"] = {m: _method(src.get(m), f"postgresql.{m}", refused) for m in custom}
+        notes.append(f"postgresql.{{{','.join(custom)}}} -> postgresql.replica_methods")
     if "config_dir" in src and src["config_dir"] != src.get("data_dir"):
         refused.keys.append("postgresql.config_dir (pgha keeps the configuration in the data directory)")
     if "pgpass" in src:
@@ -141,8 +160,13 @@ def _dcs(src: Mapping[str, Any], refused: _Refusals) -> dict[str, Any]:
 
 
 def _bootstrap(src: Mapping[str, Any], refused: _Refusals, notes: list[str]) -> dict[str, Any]:
-    refused.extra(src, {"dcs", "initdb"}, "bootstrap.")
+    method = src.get("method", "initdb")
+    refused.extra(src, {"dcs", "initdb", "method", str(method)}, "bootstrap.")
     out: dict[str, Any] = {}
+    if method != "initdb":
+        out["method"] = method
+        out["methods"] = {method: _method(src.get(method), f"bootstrap.{method}", refused)}
+        notes.append(f"bootstrap.{method} -> bootstrap.methods.{method}")
     if isinstance(src.get("dcs"), Mapping):
         out["dcs"] = _dcs(src["dcs"], refused)
     if "initdb" in src:

@@ -119,9 +119,12 @@ class ResumeAsPrimary(Action):
 
 @dataclass(frozen=True)
 class FollowLeader(Action):
-    """Point the running standby's primary_conninfo at ``leader`` and reload."""
+    """Point the running standby's primary_conninfo at ``leader`` (the leader, or the member a
+    cascading replica streams from) and reload; ``slot``: use our replication slot there (only the
+    leader keeps slots for its replicas)."""
 
     leader: str
+    slot: bool = True
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ class Member:
     scheduled_restart: str = ""
     pause: bool = False
     note: str = ""  # the agent's last decision, e.g. why it does not take over
+    following: str = ""  # the member this replica streams from (cascading: not always the leader)
 
     @property
     def nofailover(self) -> bool:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pgha.core import fitness, parameters, sync, timelines
+from pgha.core import fitness, parameters, sync, timelines, topology
 from pgha.core.actions import (
     AcquireLeader,
     Action,
@@ -216,7 +216,7 @@ def _rewind(s: Snapshot, leader: str) -> Rewind:
 def _slots(s: Snapshot) -> frozenset[str]:
     if not s.config.postgresql.use_slots:
         return frozenset()
-    return frozenset(n for n in s.cluster.members if n != s.name)
+    return frozenset(n for n in s.cluster.members if n != s.name and topology.streams_from_leader(s.cluster, n, s.name))
 
 
 def _as_leader(s: Snapshot) -> Decision:
@@ -248,15 +248,20 @@ def _as_follower(s: Snapshot, leader: str) -> Decision:
         if clean is None:
             return _wait(f"waiting for {leader} to record its promotion")
         return Decision((_rewind(s, leader),), f"data may have diverged from leader {leader}: rewinding")
-    if pg.following != leader:
+    source = topology.upstream(s.cluster, s.name, s.tags.replicatefrom, leader)
+    if pg.following != source:
+        if source != leader:
+            return Decision((FollowLeader(source, slot=False),), f"streaming from {source} (replicatefrom), "
+                                                                 f"leader {leader}")
         return Decision((FollowLeader(leader),), f"following new leader {leader}")
     past = timelines.past_fork(s, leader)
     if past is not None:
         return Decision((_rewind(s, leader),), f"cannot stream from {leader}'s newer timeline (our WAL goes past "
                                                f"its fork at {past}, or the fork is unknown): rewinding")
+    via = f" via {source}" if source != leader else ""
     if not pg.streaming:  # just (re)started or switched: look again soon, so the record says when it streams
-        return Decision((), f"replica of {leader}", recheck=1.0)
-    return _wait(f"replica of {leader}")
+        return Decision((), f"replica of {leader}{via}", recheck=1.0)
+    return _wait(f"replica of {leader}{via}")
 
 
 def ineligibility(s: Snapshot) -> str | None:

@@ -131,7 +131,7 @@ def member(r: NodeReport) -> Member:
         replayed_lsn=pg.replayed_lsn, tags=dict(r.tags), version=r.version,
         pending_restart=pg.pending_restart, pending_restart_reason=r.facts.pending_restart_reason,
         scheduled_restart=schedule.iso(r.restart_at) if r.restart_at else "",
-        pause=r.config.pause, note=r.note)
+        pause=r.config.pause, note=r.note, following=pg.following or "" if pg.in_recovery else "")
 
 
 def _sync_status(r: NodeReport) -> dict[str, Any]:

@@ -334,6 +334,10 @@ class PostgresController:
         await self.runas.run([self._bin("pg_basebackup"), "-D", str(self.data_dir), "-h", host, "-p", str(port),
                               "-U", rep.username, "-X", "stream", "--no-password", *self.settings.basebackup],
                              env=env, timeout=3600)
+        self.forget_origin()
+
+    def forget_origin(self) -> None:
+        """A new data directory was made: nothing we remembered of the old one holds."""
         self._sysid = None
         self.remember(primary_on_timeline=None, following=None, handover_lsn=None)
 

@@ -61,7 +61,7 @@ def test_etcd3_section_with_tls_and_credentials(tmp_path: Path) -> None:
 def test_every_unsupported_patroni_key_is_refused_by_name(tmp_path: Path) -> None:
     data = example(0)
     data["consul"] = {"host": "x"}
-    data["postgresql"]["create_replica_methods"] = ["basebackup"]
+    data["postgresql"]["pg_ctl_timeout"] = 60
     data["postgresql"]["authentication"]["superuser"]["sslmode"] = "require"
     data["log"] = {"level": "INFO", "dir": "/var/log/patroni"}
     data["bootstrap"]["post_init"] = "/x.sh"
@@ -70,7 +70,7 @@ def test_every_unsupported_patroni_key_is_refused_by_name(tmp_path: Path) -> Non
     with pytest.raises(e.ConfigError) as err:
         load_local_config(write(tmp_path, data), environ={})
     lines = str(err.value).splitlines()
-    for key in ("consul", "postgresql.create_replica_methods", "postgresql.authentication.superuser.sslmode",
+    for key in ("consul", "postgresql.pg_ctl_timeout", "postgresql.authentication.superuser.sslmode",
                 "log.dir", "bootstrap.post_init", "bootstrap.dcs.member_slots_ttl", "tags.nostream"):
         assert any(line.endswith(f"patroni.yml: {key}: a Patroni key pgha does not support yet")
                    for line in lines), (key, lines)
@@ -116,3 +116,29 @@ def test_convert_config_refuses_unsupported_keys_by_name(tmp_path: Path) -> None
     data["raft"] = {"data_dir": "/x"}
     result = CliRunner().invoke(main, ["convert-config", str(write(tmp_path, data))])
     assert result.exit_code == 1 and "raft: a Patroni key pgha does not support yet" in result.output
+
+
+def test_patroni_replica_and_bootstrap_methods_are_translated(tmp_path: Path) -> None:
+    data = example(0)
+    data["postgresql"]["create_replica_methods"] = ["pgbackrest", "basebackup"]
+    data["postgresql"]["pgbackrest"] = {"command": "/usr/bin/pgbackrest --stanza=main --delta restore",
+                                        "keep_data": True, "no_params": True}
+    data["postgresql"]["basebackup"] = {"max-rate": "100M", "checkpoint": "fast"}
+    data["bootstrap"]["method"] = "restore"
+    data["bootstrap"]["restore"] = {"command": "/srv/restore.sh", "target": "latest",
+                                    "recovery_conf": {"restore_command": "cp /arch/%f %p"}}
+    cfg = load_local_config(write(tmp_path, data), environ={})
+    pg = cfg.postgresql
+    assert pg.create_replica_methods == ["pgbackrest", "basebackup"]
+    assert pg.replica_methods["pgbackrest"].keep_data and pg.replica_methods["pgbackrest"].no_params
+    assert sorted(pg.basebackup) == ["--checkpoint=fast", "--max-rate=100M"]
+    restore = cfg.bootstrap.methods["restore"]
+    assert cfg.bootstrap.method == "restore" and restore.params == {"target": "latest"}
+    assert restore.recovery_conf == {"restore_command": "cp /arch/%f %p"}
+
+
+def test_a_replica_method_without_its_section_is_an_error_naming_it(tmp_path: Path) -> None:
+    p = tmp_path / "node.yml"
+    p.write_text("scope: demo\nname: n1\npostgresql: {data_dir: /x, create_replica_methods: [wal_g]}\n")
+    with pytest.raises(e.ConfigError, match="create_replica_methods: 'wal_g' is neither basebackup nor in replica_methods"):
+        load_local_config(p, environ={})

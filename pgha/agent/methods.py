@@ -1,0 +1,69 @@
+"""Making a data directory by the operator's methods: a replica by ``create_replica_methods``
+(tried in order: ``basebackup`` or a command, e.g. a restore from pgBackRest), the first node of a
+cluster by ``bootstrap.method`` (a command, then optionally a recovery with ``recovery_conf``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import time
+
+from pgha import errors as e
+from pgha.config.model import CustomMethod, LocalConfig
+from pgha.postgres.controller import PostgresController
+
+log = logging.getLogger(__name__)
+
+
+def argv(method: CustomMethod, fixed: list[str]) -> list[str]:
+    """The command line, with Patroni's parameters unless ``no_params``."""
+    out = shlex.split(method.command)
+    if not method.no_params:
+        out += [*fixed, *(f"--{k}={v}" for k, v in method.params.items())]
+    return out
+
+
+async def run(postgres: PostgresController, name: str, method: CustomMethod, fixed: list[str]) -> None:
+    """Fill the data directory with ``method``'s command, run as the Postgres OS user."""
+    if not method.keep_data:
+        postgres.wipe()
+    postgres.runas.make_private_dir(postgres.data_dir)
+    command = argv(method, fixed)
+    log.info("making the data directory with method %s: %s", name, shlex.join(command))
+    await postgres.runas.run(command, timeout=24 * 3600)
+    if postgres.data_dir_empty():
+        raise e.PostgresError(f"{command[0]} exited 0 but left {postgres.data_dir} without a data directory")
+    postgres.forget_origin()
+
+
+async def create_replica(local: LocalConfig, postgres: PostgresController, leader: str, host: str, port: int) -> str:
+    """Make this node's data directory from ``leader`` by the first method that works; returns
+    its name. Raises PostgresError naming every method's failure when none does."""
+    failures = []
+    pg = local.postgresql
+    connstring = f"postgres://{pg.authentication.replication.username}@{host}:{port}/postgres"
+    for name in pg.create_replica_methods:
+        t0 = time.monotonic()
+        try:
+            if name == "basebackup":
+                await postgres.basebackup(host, port)
+            else:
+                await run(postgres, name, pg.replica_methods[name],
+                          [f"--scope={local.scope}", "--role=replica", f"--datadir={pg.data_dir}",
+                           f"--connstring={connstring}"])
+            log.info("replica created from %s with method %s in %.1f s", leader, name, time.monotonic() - t0)
+            return name
+        except (e.PostgresError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("replica creation method %s failed: %s", name, exc)
+            failures.append(f"{name}: {exc}")
+    raise e.PostgresError("every replica creation method failed (" + "; ".join(failures) + ")")
+
+
+async def bootstrap(local: LocalConfig, postgres: PostgresController) -> None:
+    """Make the first data directory by ``bootstrap.method`` (initdb, or a command)."""
+    b = local.bootstrap
+    if b.method == "initdb":
+        await postgres.initdb(b.initdb)
+        return
+    await run(postgres, b.method, b.methods[b.method], [f"--scope={local.scope}", f"--datadir={local.postgresql.data_dir}"])
