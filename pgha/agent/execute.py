@@ -21,6 +21,7 @@ from pgha.agent import peers
 from pgha.agent.callbacks import CallbackRunner
 from pgha.agent.jobs import PostgresJobs, Result, member_addr
 from pgha.core import actions as a
+from pgha.core import standby
 from pgha.core.cluster import FailoverRequest, HistoryEntry, LeaderStatus, SyncState
 from pgha.core.jobs import Busy, Job
 from pgha.core.snapshot import Snapshot
@@ -157,6 +158,11 @@ class Executor:
                 return await self._ask_peers(act, s)
             case a.Promote():
                 return await self._promote(s)
+            case a.FollowRemote():
+                params = self.jobs.configure(s, False, standby.REMOTE, s.chosen_sync)
+                await self.postgres.query("SELECT pg_reload_conf()")
+                log.info("standby leader: now following the standby_cluster source")
+                return Result(applied_parameters=params)
             case a.FollowLeader():
                 params = self.jobs.configure(s, False, act.leader, s.chosen_sync, slot=act.slot)
                 await self.postgres.query("SELECT pg_reload_conf()")
@@ -220,7 +226,8 @@ class Executor:
 
     async def _reload(self, s: Snapshot, chosen_sync: str | None, reason: str) -> Result:
         """Rewrite postgresql.conf for the current role and send SIGHUP."""
-        follow = s.pg.following if s.pg.in_recovery and s.pg.following in s.cluster.members else None
+        following = s.pg.following
+        follow = following if s.pg.in_recovery and (following in s.cluster.members or following == standby.REMOTE) else None
         params = self.jobs.configure(s, not s.pg.in_recovery, follow, chosen_sync)
         await self.postgres.query("SELECT pg_reload_conf()")
         self.tally.reloads += 1

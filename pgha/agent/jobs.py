@@ -17,7 +17,7 @@ from pgha.agent import methods
 from pgha.agent.lease import LeaseKeeper
 from pgha.config.model import LocalConfig
 from pgha.core import actions as a
-from pgha.core import parameters
+from pgha.core import parameters, standby
 from pgha.core.snapshot import Snapshot
 from pgha.dcs.store import ClusterStore
 from pgha.postgres.controller import PostgresController
@@ -64,8 +64,16 @@ class PostgresJobs:
         """Write postgresql.conf and pg_hba.conf: as a primary, or as a standby streaming from
         ``follow`` (from nobody when None), with our replication slot there when ``slot``."""
         params = parameters.wanted(s.config, chosen_sync)
+        src = s.config.standby_cluster
         if primary:
             self.postgres.write_config(params, self.hba(s), None, None, False)
+        elif follow == standby.REMOTE and src is not None:
+            if src.restore_command:
+                params = {**params, "restore_command": src.restore_command}
+            self.postgres.write_config(params, self.hba(s), (src.host, src.port) if src.host else None,
+                                       standby.REMOTE, False, slot=src.primary_slot_name)
+        elif follow == standby.REMOTE:  # the section is gone: the caller promotes next
+            self.postgres.write_config(params, self.hba(s), None, standby.REMOTE, False)
         else:
             addr = member_addr(s, follow) if follow else None
             self.postgres.write_config(params, self.hba(s), addr, follow if addr else None,
@@ -86,15 +94,23 @@ class PostgresJobs:
     async def bootstrap(self, act: a.InitializeCluster, s: Snapshot) -> Result:
         """We hold the claimed ``initialize`` key: make the cluster, or undo and give the key up."""
         try:
+            src = s.config.standby_cluster
             if act.run_initdb:
                 log.info("won the bootstrap race: making the data directory (%s)", self.local.bootstrap.method)
-                await methods.bootstrap(self.local, self.postgres)
+                if src is not None and src.host and self.local.bootstrap.method == "initdb":
+                    log.info("standby cluster: cloning %s", standby.describe(src))
+                    await self.postgres.basebackup(src.host, src.port)
+                else:
+                    await methods.bootstrap(self.local, self.postgres)
                 method = self.local.bootstrap.methods.get(self.local.bootstrap.method)
-                if method is not None and method.recovery_conf:
+                if method is not None and method.recovery_conf and src is None:
                     await self._recover(s, method.recovery_conf)
-            # bootstrap's own commits must not wait for standbys not yet cloned
-            result = await self.start(s, True, None, chosen_sync="")
-            await self.postgres.create_roles()
+            if src is not None:  # the standby leader: read-only, its roles come from the other cluster
+                result = await self.start(s, False, standby.REMOTE)
+            else:
+                # bootstrap's own commits must not wait for standbys not yet cloned
+                result = await self.start(s, True, None, chosen_sync="")
+                await self.postgres.create_roles()
             sysid = await self.postgres.system_identifier()
             if self.keeper.lease is None or not sysid:
                 raise e.PostgresError("no lease or no system identifier after initdb")

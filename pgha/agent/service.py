@@ -93,7 +93,7 @@ class Agent:
     def _warn_unbuilt(self) -> None:
         """Settings the dynamic config accepts and pgha does not act on yet: say so, once per change."""
         d = self.loop.dynamic
-        unbuilt = tuple(k for k in ("failsafe_mode", "standby_cluster") if getattr(d, k, None))
+        unbuilt = tuple(k for k in ("failsafe_mode",) if getattr(d, k, None))
         if unbuilt != self._unbuilt:
             self._unbuilt = unbuilt
             for key in unbuilt:

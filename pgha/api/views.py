@@ -21,7 +21,8 @@ def _member_row(view: ClusterView, name: str, top: int) -> dict[str, Any]:
     m = view.members[name]
     role = m.role
     if name == view.leader:
-        role = "leader"
+        standby = view.config is not None and view.config.standby_cluster is not None
+        role = "standby_leader" if standby and m.role == "replica" else "leader"
     elif m.role == "replica" and view.sync is not None and name in view.sync.members:
         role = "sync_standby"
     row: dict[str, Any] = {"name": name, "role": role, "state": report.patroni_state(m.state), "host": m.host, "port": m.port,

@@ -27,7 +27,8 @@ def rows(view: ClusterView, topology: bool = False) -> list[dict[str, Any]]:
         m = view.members[name]
         is_leader = name == view.leader
         sync_members = view.sync.members if view.sync is not None and view.sync.leader == view.leader else ()
-        role = (("Leader" if m.role == "primary" else "Leader (read-only)") if is_leader
+        standby = view.config is not None and view.config.standby_cluster is not None
+        role = (("Leader" if m.role == "primary" else "Standby Leader" if standby else "Leader (read-only)") if is_leader
                 else "Sync Standby" if name in sync_members
                 else "Replica" if m.role == "replica" else m.role.capitalize())
         tags = {k: v for k, v in m.tags.items() if v not in (None, False) and not (k == "failover_priority" and v == 1)}

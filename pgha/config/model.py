@@ -66,6 +66,23 @@ class DynamicPostgresql(_Strict):
         return check_parameters(v)
 
 
+class StandbyCluster(_Strict):
+    """Replicate from another cluster (its primary's ``host`` and ``port``, and/or a
+    ``restore_command``): this cluster's leader is a standby leader, the others cascade from it.
+    Removing the section promotes the standby leader."""
+
+    host: str | None = Field(None, min_length=1)
+    port: int = Field(5432, ge=1, le=65535)
+    primary_slot_name: str | None = Field(None, pattern=r"^[a-z0-9_]{1,63}$")
+    restore_command: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _has_a_source(self) -> StandbyCluster:
+        if self.host is None and self.restore_command is None:
+            raise ValueError("standby_cluster needs host (and port) or restore_command")
+        return self
+
+
 class DynamicConfig(_Strict):
     """Settings shared by every node, stored under ``config`` in etcd and seeded once from
     ``bootstrap.dcs``. Strict: a value of the wrong JSON type is refused, not coerced, so what is
@@ -85,7 +102,7 @@ class DynamicConfig(_Strict):
     failsafe_mode: bool = False
     pause: bool = False
     postgresql: DynamicPostgresql = Field(default_factory=DynamicPostgresql)
-    standby_cluster: dict[str, Any] | None = None
+    standby_cluster: StandbyCluster | None = None
 
     @model_validator(mode="after")
     def _timing_fits_in_ttl(self) -> DynamicConfig:

@@ -128,6 +128,12 @@ class FollowLeader(Action):
 
 
 @dataclass(frozen=True)
+class FollowRemote(Action):
+    """Standby leader: point the running standby at the standby_cluster source (primary_conninfo
+    and/or restore_command) and reload."""
+
+
+@dataclass(frozen=True)
 class ReleaseLeader(Action):
     """Delete the leader key if it still names us. Only after Postgres stopped being writable."""
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pgha.core import fitness, parameters, sync, timelines, topology
+from pgha.core import fitness, parameters, standby, sync, timelines, topology
 from pgha.core.actions import (
     AcquireLeader,
     Action,
@@ -37,6 +37,7 @@ from pgha.core.actions import (
     Demote,
     Exit,
     FollowLeader,
+    FollowRemote,
     HandOver,
     InitializeCluster,
     NameSwitchoverCandidate,
@@ -198,6 +199,9 @@ def _postgres_down(s: Snapshot) -> Decision:
                 (ReleaseLeader("postgres did not start within primary_start_timeout"),),
                 "postgres did not start within primary_start_timeout: releasing the leader key",
             )
+        if standby.active(s.config):
+            return Decision((StartPostgres(primary=False, follow=standby.REMOTE),),
+                            "postgres is down on the standby leader: restarting it in place")
         return Decision((StartPostgres(primary=timelines.was_last_primary(s)),),
                         "postgres is down on the leader: restarting it in place")
     if c.leader:
@@ -226,6 +230,8 @@ def _as_leader(s: Snapshot) -> Decision:
             return Decision((Demote("immediate", reason="the leader lease is about to expire"),),
                             "leader lease about to expire: demoting")
         return _wait("leader lease about to expire")
+    if standby.active(s.config):
+        return _as_standby_leader(s)
     if pg.in_recovery:
         if timelines.was_last_primary(s) and pg.following is None:
             return Decision((ResumeAsPrimary(),), "holding the leader key again: resuming as primary")
@@ -233,6 +239,18 @@ def _as_leader(s: Snapshot) -> Decision:
     if sync.mode(s.config) != "off":
         return Decision((PublishLeaderStatus(_slots(s)), *sync.leader_actions(s)), "leader")
     return Decision((PublishLeaderStatus(_slots(s)),), "leader")
+
+
+def _as_standby_leader(s: Snapshot) -> Decision:
+    """The leader of a standby cluster replicates from the other cluster and never promotes."""
+    src = standby.source(s.config)
+    where = standby.describe(src) if src is not None else "the standby_cluster source"
+    if not s.pg.in_recovery:
+        return Decision((Demote("fast", follow=standby.REMOTE, reason="standby_cluster is set"),),
+                        f"standby_cluster is set: demoting to a standby leader of {where}")
+    if s.pg.following != standby.REMOTE:
+        return Decision((FollowRemote(),), f"standby leader: following {where}")
+    return Decision((PublishLeaderStatus(_slots(s)),), f"standby leader, following {where}")
 
 
 def _as_follower(s: Snapshot, leader: str) -> Decision:
@@ -346,6 +364,8 @@ def _operator_request(s: Snapshot) -> Decision | None:
     if c.leader == s.name:
         if not (s.is_leader() and _writable(s)):
             if f.candidate == s.name and s.is_leader() and pg.running and pg.in_recovery:
+                if standby.active(s.config):  # a standby cluster's new standby leader
+                    return Decision((ClearFailover("switchover complete"),), "switchover complete")
                 # also while paused: the operator asked for this promotion
                 return Decision((Promote(),), "switchover candidate holding the leader key: promoting")
             return None  # the request is cleared once we are primary

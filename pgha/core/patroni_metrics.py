@@ -42,7 +42,8 @@ def values(r: NodeReport, now: float, wall_now: float) -> list[MetricValue]:
           float(report.holds_leader(r, now) and primary)),
         g("patroni_xlog_location", "Current location of the Postgres transaction log, 0 if this node is not the "
           "leader", float(pg.lsn if primary else 0)),
-        g("patroni_standby_leader", "Value is 1 if this node is the standby_leader, 0 otherwise", 0.0),
+        g("patroni_standby_leader", "Value is 1 if this node is the standby_leader, 0 otherwise",
+          float(report.standby_leader(r, now))),
         g("patroni_replica", "Value is 1 if this node is a replica, 0 otherwise", float(replica)),
         g("patroni_sync_standby", "Value is 1 if this node is a sync standby replica, 0 otherwise",
           float(report.sync_standby(r))),

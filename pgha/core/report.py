@@ -85,6 +85,11 @@ def holds_leader(r: NodeReport, now: float) -> bool:
             and lease.holds(r.lease_valid_until, now, r.config, r.dcs_seen_at))
 
 
+def standby_leader(r: NodeReport, now: float) -> bool:
+    """The leader of a standby cluster: holds the key, replicates from the other cluster."""
+    return holds_leader(r, now) and r.pg.in_recovery and r.config.standby_cluster is not None
+
+
 def postgres_up(r: NodeReport) -> bool:
     """Postgres runs and no job is stopping, restarting or replacing it."""
     return r.pg.running and r.busy is None
@@ -112,6 +117,7 @@ def health(r: NodeReport, now: float) -> NodeHealth:
     return NodeHealth(
         holds_leader=holds_leader(r, now), pg_running=up, in_recovery=r.pg.in_recovery,
         streaming=up and r.pg.streaming, lag=lag(r), tags=r.tags, sync_standby=sync_standby(r),
+        standby_leader=up and standby_leader(r, now),
         loop_age=now - r.loop_at, dcs_age=now - r.dcs_seen_at if r.dcs_seen_at is not None else float("inf"),
         ttl=r.config.ttl)
 
@@ -171,7 +177,8 @@ def status(r: NodeReport, now: float, wall_now: float) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": r.name, "scope": r.scope,
         "state": "running" if pg.running else patroni_state(r.busy.state) if r.busy else "stopped",
-        "role": role, "timeline": pg.timeline, "leader": r.view.leader,
+        "role": "standby_leader" if standby_leader(r, now) else role, "timeline": pg.timeline,
+        "leader": r.view.leader,
         "holds_leader_key": holds_leader(r, now), "server_version": r.facts.server_version,
         "postmaster_start_time": r.facts.postmaster_start_time,
         # Tools written for Patroni read patroni.version to tell which keys and states to expect.

@@ -20,6 +20,8 @@ _SETTING = re.compile(r"^\s*(FIRST|ANY)\s+(\d+)\s*\((.*)\)\s*$", re.I)
 
 
 def mode(config: ClusterSettings) -> str:
+    if config.standby_cluster is not None:
+        return "off"  # a standby cluster acknowledges no commits of its own
     m = config.synchronous_mode
     if m is True or m == "on":
         return "on"

@@ -63,7 +63,10 @@ def test_bootstrap_and_replica_methods_restore_from_a_backup(
     c = make_cluster(nodes=3)
     n1, n2, n3 = c.nodes
     for n in c.nodes:
-        n.config["bootstrap"].update(method="restore", methods={"restore": {"command": str(script)}})
+        # recovery_conf: the restored directory recovers (here: to the end of its own WAL, as no
+        # archive is given) and promotes onto a new timeline before it starts as the primary
+        n.config["bootstrap"].update(method="restore", methods={"restore": {
+            "command": str(script), "recovery_conf": {"restore_command": "false"}}})
         pg = n.config["postgresql"]
         pg["replica_methods"] = {"broken": {"command": "false"}, "restore": {"command": str(script)}}
         pg["create_replica_methods"] = ["broken", "restore", "basebackup"]
@@ -81,7 +84,8 @@ def test_bootstrap_and_replica_methods_restore_from_a_backup(
     assert "--role=replica" in lines[1] and f"--connstring=postgres://replicator@127.0.0.1:{leader.pg_port}/" in lines[1]
     log = replica.log_text()
     assert "replica creation method broken failed" in log and "with method restore" in log
-    assert "recovering" not in leader.log_text()  # no recovery_conf: the restored directory starts as it is
+    assert "recovery finished: the restored data directory is a primary" in leader.log_text()
+    assert sql(leader.dsn(), "SELECT timeline_id FROM pg_control_checkpoint()")[0][0] == 2
 
     n3.config["etcd"]["hosts"] = c.etcd.hosts
     n3.start()
