@@ -73,12 +73,12 @@ class CallbackRunner:
             return
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), self.config.timeout)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+        except (TimeoutError, asyncio.CancelledError) as exc:
             _kill_group(proc.pid)
             await proc.wait()
             took = time.monotonic() - t0
             self.stats.record(action, False, took)
-            why = f"timed out after {took:.1f} s" if isinstance(exc, asyncio.TimeoutError) else "superseded"
+            why = f"timed out after {took:.1f} s" if isinstance(exc, TimeoutError) else "superseded"
             log.warning("callback %s %s %s: %s, killed", action, role, argv[0], why)
             if isinstance(exc, asyncio.CancelledError):
                 raise

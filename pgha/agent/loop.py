@@ -20,7 +20,8 @@ from pgha.agent.state import LoopState, fold
 from pgha.config.model import LocalConfig
 from pgha.core import lease, report
 from pgha.core.cluster import ClusterView
-from pgha.core.decide import Decision, decide
+from pgha.core.actions import Decision
+from pgha.core.decide import decide
 from pgha.core.settings import ClusterSettings
 from pgha.core.snapshot import PgState, Snapshot
 from pgha.dcs.cache import WatchedCluster

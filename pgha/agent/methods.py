@@ -4,7 +4,6 @@ cluster by ``bootstrap.method`` (a command, then optionally a recovery with ``re
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shlex
 import time
@@ -54,7 +53,7 @@ async def create_replica(local: LocalConfig, postgres: PostgresController, leade
                            f"--connstring={connstring}"])
             log.info("replica created from %s with method %s in %.1f s", leader, name, time.monotonic() - t0)
             return name
-        except (e.PostgresError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, e.PostgresError, OSError) as exc:
             log.warning("replica creation method %s failed: %s", name, exc)
             failures.append(f"{name}: {exc}")
     raise e.PostgresError("every replica creation method failed (" + "; ".join(failures) + ")")

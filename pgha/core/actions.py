@@ -234,3 +234,12 @@ class WriteSyncState(Action):
 @dataclass(frozen=True)
 class Exit(Action):
     """Revoke our lease (dropping the member key and any leader key) and end the agent."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What ``decide`` returns: the actions, in order, and why (the agent logs the note)."""
+
+    actions: tuple[Action, ...]
+    note: str
+    recheck: float | None = None  # decide again within this many seconds (sooner than loop_wait)

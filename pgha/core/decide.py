@@ -23,7 +23,6 @@ differ from the wanted ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from pgha.core import fitness, parameters, standby, sync, timelines, topology
 from pgha.core.actions import (
@@ -34,10 +33,10 @@ from pgha.core.actions import (
     ClearDivergence,
     ClearFailover,
     CloneFrom,
+    Decision,
     Demote,
     Exit,
     FollowLeader,
-    FollowRemote,
     HandOver,
     InitializeCluster,
     NameSwitchoverCandidate,
@@ -60,13 +59,6 @@ from pgha.core.snapshot import Snapshot
 # Actions after which the running Postgres is no longer the one a reload would reach.
 _REPLACES_POSTGRES = (CloneFrom, StartPostgres, Demote, Rewind, InitializeCluster, ResumeAsPrimary, HandOver,
                       RestartPostgres, Reinitialize, StopPostgres, Exit, ReloadConfig)
-
-
-@dataclass(frozen=True)
-class Decision:
-    actions: tuple[Action, ...]
-    note: str
-    recheck: float | None = None  # decide again within this many seconds (sooner than loop_wait)
 
 
 def _wait(note: str) -> Decision:
@@ -231,7 +223,7 @@ def _as_leader(s: Snapshot) -> Decision:
                             "leader lease about to expire: demoting")
         return _wait("leader lease about to expire")
     if standby.active(s.config):
-        return _as_standby_leader(s)
+        return standby.as_standby_leader(s, _slots(s))
     if pg.in_recovery:
         if timelines.was_last_primary(s) and pg.following is None:
             return Decision((ResumeAsPrimary(),), "holding the leader key again: resuming as primary")
@@ -239,18 +231,6 @@ def _as_leader(s: Snapshot) -> Decision:
     if sync.mode(s.config) != "off":
         return Decision((PublishLeaderStatus(_slots(s)), *sync.leader_actions(s)), "leader")
     return Decision((PublishLeaderStatus(_slots(s)),), "leader")
-
-
-def _as_standby_leader(s: Snapshot) -> Decision:
-    """The leader of a standby cluster replicates from the other cluster and never promotes."""
-    src = standby.source(s.config)
-    where = standby.describe(src) if src is not None else "the standby_cluster source"
-    if not s.pg.in_recovery:
-        return Decision((Demote("fast", follow=standby.REMOTE, reason="standby_cluster is set"),),
-                        f"standby_cluster is set: demoting to a standby leader of {where}")
-    if s.pg.following != standby.REMOTE:
-        return Decision((FollowRemote(),), f"standby leader: following {where}")
-    return Decision((PublishLeaderStatus(_slots(s)),), f"standby leader, following {where}")
 
 
 def _as_follower(s: Snapshot, leader: str) -> Decision:

@@ -4,7 +4,9 @@ as usual. It never promotes while the section is set; removing the section promo
 
 from __future__ import annotations
 
+from pgha.core.actions import Decision, Demote, FollowRemote, PublishLeaderStatus
 from pgha.core.settings import ClusterSettings, StandbySource
+from pgha.core.snapshot import Snapshot
 
 # ``PgState.following`` (and the state file) while streaming from the other cluster: no member
 # of this cluster has this name.
@@ -22,3 +24,15 @@ def active(config: ClusterSettings) -> bool:
 def describe(src: StandbySource) -> str:
     where = f"{src.host}:{src.port}" if src.host else "its archive"
     return f"the standby_cluster source ({where})"
+
+
+def as_standby_leader(s: Snapshot, slots: frozenset[str]) -> Decision:
+    """The leader of a standby cluster replicates from the other cluster and never promotes."""
+    src = source(s.config)
+    where = describe(src) if src is not None else "the standby_cluster source"
+    if not s.pg.in_recovery:
+        return Decision((Demote("fast", follow=REMOTE, reason="standby_cluster is set"),),
+                        f"standby_cluster is set: demoting to a standby leader of {where}")
+    if s.pg.following != REMOTE:
+        return Decision((FollowRemote(),), f"standby leader: following {where}")
+    return Decision((PublishLeaderStatus(slots),), f"standby leader, following {where}")

@@ -85,7 +85,7 @@ def facts(cluster: PatroniCluster) -> dict[str, tuple[int, int]]:
 
 def test_running_patroni_cluster_migrates_to_pgha_without_restart_failover_or_lost_write(
         patroni_cluster: tuple[PatroniCluster, EtcdCluster]) -> None:
-    cluster, etcd = patroni_cluster
+    cluster, _ = patroni_cluster
     ports = [n["config"]["postgresql"]["listen"].rsplit(":", 1)[1] for n in cluster.nodes]
     dsn = (f"host={','.join('127.0.0.1' for _ in ports)} port={','.join(ports)} user=postgres password=supersecret "
            "dbname=postgres target_session_attrs=read-write connect_timeout=2")

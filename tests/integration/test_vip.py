@@ -51,7 +51,7 @@ def answered_by(lab: Lab, client: Host) -> str | None:
 
 def promoted_at(node: Node) -> float:
     """Wall time of the node's last 'promoted' log line."""
-    stamps = re.findall(r"^(\S+ \S+) INFO .*promoted " + re.escape(node.name), node.log_text(), re.M)
+    stamps = re.findall(r"^(\S+ \S+) INFO .*promoted " + re.escape(node.name), node.log_text(), re.MULTILINE)
     assert stamps, f"{node.name} never logged its promotion"
     return datetime.datetime.strptime(stamps[-1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 

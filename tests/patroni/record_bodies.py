@@ -93,7 +93,7 @@ def take_bodies(apis: dict[str, str]) -> dict[str, Any]:
              .get("pending_restart"), 60, interval=0.5)
     bodies["pending_restart"] = record({"primary": ["/patroni", "/cluster"], "replica": ["/patroni"]}, who)
 
-    at = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).isoformat()
+    at = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).isoformat()
     status, body, _ = http_request("POST", who["primary"] + "/switchover",
                                    {"leader": roles["leader"], "scheduled_at": at})
     assert status == 202, (status, body)

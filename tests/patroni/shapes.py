@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? ", re.M)
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? ", re.MULTILINE)
 
 
 def metric_shapes(text: str) -> dict[str, list[str]]:

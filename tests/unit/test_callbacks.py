@@ -94,7 +94,7 @@ def test_webhook_example_posts_the_role_change_as_json(tmp_path: Path) -> None:
     got: list[dict[str, Any]] = []
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        def do_POST(self) -> None:
             got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()
