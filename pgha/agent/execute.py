@@ -25,6 +25,7 @@ from pgha.core import standby
 from pgha.core.cluster import FailoverRequest, HistoryEntry, LeaderStatus, SyncState
 from pgha.core.jobs import Busy, Job
 from pgha.core.snapshot import Snapshot
+from pgha.postgres import slots
 
 log = logging.getLogger("pgha")
 
@@ -168,6 +169,9 @@ class Executor:
                 await self.postgres.query("SELECT pg_reload_conf()")
                 log.info("now following %s", act.leader)
                 return Result(applied_parameters=params)
+            case a.CopySlots():
+                await slots.copy(self.postgres.query, dict(act.positions))
+                return Result()
             case a.PublishLeaderStatus():
                 return await self._publish_status(act, s)
             case a.ClearDivergence():
@@ -294,11 +298,13 @@ class Executor:
             log.warning("checkpoint after promotion failed: %s", exc)
 
     async def _publish_status(self, act: a.PublishLeaderStatus, s: Snapshot) -> Result:
-        status = LeaderStatus(s.name, s.pg.timeline, s.pg.lsn)
+        positions: dict[str, int] = {}
+        if s.config.postgresql.use_slots or act.permanent:
+            positions = await slots.keep(self.postgres.query, act.slots if s.config.postgresql.use_slots
+                                         else frozenset(), act.permanent, s.config.ignore_slots)
+        status = LeaderStatus(s.name, s.pg.timeline, s.pg.lsn, positions)
         if status != s.cluster.status:  # an idle leader writes nothing
             await self.store.publish_status(status, self._lease(), self.jobs.keeper.deadline(leader=True))
-        if s.config.postgresql.use_slots:
-            await self.postgres.sync_slots(act.slots)
         return Result()
 
     async def _hand_over(self, act: a.HandOver, s: Snapshot) -> Result:

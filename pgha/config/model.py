@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pgha.config.replication import IgnoreSlot, PermanentSlot, StandbyCluster
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Postgres' grammar for a parameter name: an identifier, or class.identifier for extensions.
 _PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*")
@@ -66,23 +68,6 @@ class DynamicPostgresql(_Strict):
         return check_parameters(v)
 
 
-class StandbyCluster(_Strict):
-    """Replicate from another cluster (its primary's ``host`` and ``port``, and/or a
-    ``restore_command``): this cluster's leader is a standby leader, the others cascade from it.
-    Removing the section promotes the standby leader."""
-
-    host: str | None = Field(None, min_length=1)
-    port: int = Field(5432, ge=1, le=65535)
-    primary_slot_name: str | None = Field(None, pattern=r"^[a-z0-9_]{1,63}$")
-    restore_command: str | None = Field(None, min_length=1)
-
-    @model_validator(mode="after")
-    def _has_a_source(self) -> StandbyCluster:
-        if self.host is None and self.restore_command is None:
-            raise ValueError("standby_cluster needs host (and port) or restore_command")
-        return self
-
-
 class DynamicConfig(_Strict):
     """Settings shared by every node, stored under ``config`` in etcd and seeded once from
     ``bootstrap.dcs``. Strict: a value of the wrong JSON type is refused, not coerced, so what is
@@ -103,6 +88,16 @@ class DynamicConfig(_Strict):
     pause: bool = False
     postgresql: DynamicPostgresql = Field(default_factory=DynamicPostgresql)
     standby_cluster: StandbyCluster | None = None
+    slots: dict[str, PermanentSlot] = Field(default_factory=dict)
+    ignore_slots: list[IgnoreSlot] = Field(default_factory=list)
+
+    @field_validator("slots")
+    @classmethod
+    def _slot_names(cls, v: dict[str, PermanentSlot]) -> dict[str, PermanentSlot]:
+        for name in v:
+            if not re.fullmatch(r"[a-z0-9_]{1,63}", name):
+                raise ValueError(f"{name!r} is not a replication slot name (a-z, 0-9, _; at most 63)")
+        return v
 
     @model_validator(mode="after")
     def _timing_fits_in_ttl(self) -> DynamicConfig:

@@ -150,10 +150,20 @@ class StopPostgres(Action):
 
 @dataclass(frozen=True)
 class PublishLeaderStatus(Action):
-    """As leader: write ``status`` (name, timeline, WAL position) and keep one physical slot per
-    other member when ``use_slots``."""
+    """As leader: keep one physical slot per member in ``slots`` and each permanent slot in
+    ``permanent`` (dropping other inactive physical slots but those ``ignore_slots`` matches), then
+    write ``status`` (name, timeline, WAL position, the permanent slots' positions)."""
 
     slots: frozenset[str] = frozenset()
+    permanent: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class CopySlots(Action):
+    """As replica: keep a copy of each permanent physical slot, advanced to the primary's
+    position for it (``positions``: name and LSN pairs from ``status``)."""
+
+    positions: tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True)

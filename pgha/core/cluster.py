@@ -66,15 +66,21 @@ class LeaderStatus:
     leader: str = ""
     timeline: int = 0
     lsn: int = 0
+    slots: Mapping[str, int] = field(default_factory=dict)  # permanent slots' positions on the primary
 
     def to_json(self) -> str:
-        return json.dumps({"leader": self.leader, "timeline": self.timeline, "lsn": self.lsn})
+        d: dict[str, Any] = {"leader": self.leader, "timeline": self.timeline, "lsn": self.lsn}
+        if self.slots:
+            d["slots"] = dict(self.slots)
+        return json.dumps(d)
 
     @classmethod
     def from_json(cls, raw: str) -> LeaderStatus:
         try:
             d = json.loads(raw)
-            return cls(leader=str(d.get("leader", "")), timeline=int(d.get("timeline", 0)), lsn=int(d.get("lsn", 0)))
+            slots = d.get("slots") or {}
+            return cls(leader=str(d.get("leader", "")), timeline=int(d.get("timeline", 0)), lsn=int(d.get("lsn", 0)),
+                       slots={str(k): int(v) for k, v in slots.items()} if isinstance(slots, dict) else {})
         except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
             return cls()
 

@@ -24,7 +24,7 @@ differ from the wanted ones.
 from __future__ import annotations
 
 
-from pgha.core import fitness, parameters, standby, sync, timelines, topology
+from pgha.core import fitness, parameters, slots, standby, sync, timelines, topology
 from pgha.core.actions import (
     AcquireLeader,
     Action,
@@ -33,6 +33,7 @@ from pgha.core.actions import (
     ClearDivergence,
     ClearFailover,
     CloneFrom,
+    CopySlots,
     Decision,
     Demote,
     Exit,
@@ -177,7 +178,7 @@ def _without_dcs(s: Snapshot) -> Decision:
 
 def _paused(s: Snapshot) -> Decision:
     if s.cluster.leader == s.name and _writable(s):
-        return Decision((PublishLeaderStatus(_slots(s)),), "paused: leader, no automatic actions")
+        return Decision((_publish(s),), "paused: leader, no automatic actions")
     return _wait("paused: no automatic actions")
 
 
@@ -209,6 +210,10 @@ def _rewind(s: Snapshot, leader: str) -> Rewind:
                   use_pg_rewind=s.config.postgresql.use_pg_rewind)
 
 
+def _publish(s: Snapshot) -> PublishLeaderStatus:
+    return PublishLeaderStatus(_slots(s), permanent=slots.permanent(s.config))
+
+
 def _slots(s: Snapshot) -> frozenset[str]:
     if not s.config.postgresql.use_slots:
         return frozenset()
@@ -223,14 +228,14 @@ def _as_leader(s: Snapshot) -> Decision:
                             "leader lease about to expire: demoting")
         return _wait("leader lease about to expire")
     if standby.active(s.config):
-        return standby.as_standby_leader(s, _slots(s))
+        return standby.as_standby_leader(s, _publish(s))
     if pg.in_recovery:
         if timelines.was_last_primary(s) and pg.following is None:
             return Decision((ResumeAsPrimary(),), "holding the leader key again: resuming as primary")
         return Decision((Promote(),), "holding the leader key: promoting")
     if sync.mode(s.config) != "off":
-        return Decision((PublishLeaderStatus(_slots(s)), *sync.leader_actions(s)), "leader")
-    return Decision((PublishLeaderStatus(_slots(s)),), "leader")
+        return Decision((_publish(s), *sync.leader_actions(s)), "leader")
+    return Decision((_publish(s),), "leader")
 
 
 def _as_follower(s: Snapshot, leader: str) -> Decision:
@@ -259,6 +264,9 @@ def _as_follower(s: Snapshot, leader: str) -> Decision:
     via = f" via {source}" if source != leader else ""
     if not pg.streaming:  # just (re)started or switched: look again soon, so the record says when it streams
         return Decision((), f"replica of {leader}{via}", recheck=1.0)
+    copies = {k: v for k, v in s.cluster.status.slots.items() if k in slots.permanent(s.config)}
+    if copies:
+        return Decision((CopySlots(tuple(sorted(copies.items()))),), f"replica of {leader}{via}")
     return _wait(f"replica of {leader}{via}")
 
 

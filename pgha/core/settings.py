@@ -3,7 +3,7 @@ validating models in ``pgha.config`` (which satisfy them), so it imports nothing
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 
@@ -45,6 +45,10 @@ class ClusterSettings(Protocol):
     def postgresql(self) -> PostgresSettings: ...
     @property
     def standby_cluster(self) -> StandbySource | None: ...
+    @property
+    def slots(self) -> Mapping[str, Any]: ...
+    @property
+    def ignore_slots(self) -> Sequence[Any]: ...
 
 
 class StandbySource(Protocol):

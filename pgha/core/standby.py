@@ -26,7 +26,7 @@ def describe(src: StandbySource) -> str:
     return f"the standby_cluster source ({where})"
 
 
-def as_standby_leader(s: Snapshot, slots: frozenset[str]) -> Decision:
+def as_standby_leader(s: Snapshot, publish: PublishLeaderStatus) -> Decision:
     """The leader of a standby cluster replicates from the other cluster and never promotes."""
     src = source(s.config)
     where = describe(src) if src is not None else "the standby_cluster source"
@@ -35,4 +35,4 @@ def as_standby_leader(s: Snapshot, slots: frozenset[str]) -> Decision:
                         f"standby_cluster is set: demoting to a standby leader of {where}")
     if s.pg.following != REMOTE:
         return Decision((FollowRemote(),), f"standby leader: following {where}")
-    return Decision((PublishLeaderStatus(slots),), f"standby leader, following {where}")
+    return Decision((publish,), f"standby leader, following {where}")

@@ -366,17 +366,6 @@ class PostgresController:
 
     # -- leader housekeeping ---------------------------------------------------------------
 
-    async def sync_slots(self, members: frozenset[str]) -> None:
-        """Keep one physical slot per other member; drop slots of members that left."""
-        wanted = {conf.slot_name(m) for m in members}
-        rows = await self.query("SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'")
-        have = {name for name, _ in rows}
-        for name in wanted - have:
-            await self.query("SELECT pg_create_physical_replication_slot(%s, true)", (name,))
-        for name, active in rows:
-            if name not in wanted and not active:
-                await self.query("SELECT pg_drop_replication_slot(%s)", (name,))
-
 
 def _stalled_since(previous: PgState, stalled: bool, following: str | None, now: float) -> float | None:
     """Since when a standby has not streamed from the member it follows (None: it streams, or

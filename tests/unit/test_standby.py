@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pgha.config.model import StandbyCluster
+from pgha.config.replication import StandbyCluster
 from pgha.core import actions as a
 from pgha.core import sync
 from pgha.core.cluster import Member
