@@ -17,7 +17,6 @@ from pgha.core.slots import ignored
 from tests.unit.test_decide import CFG, PRIMARY, REPLICA, snap, view
 
 
-
 def test_leader_keeps_the_permanent_slots_beside_the_members_slots() -> None:
     cfg = DynamicConfig.model_validate({**CFG.model_dump(), "slots": {"archiver": {}}})
     d = decide(snap(PRIMARY, view(n1=Member("n1"), n2=Member("n2")), name="n1", config=cfg))
