@@ -46,10 +46,14 @@ def test_cascading_replica_follows_its_upstream_falls_back_and_survives_failover
     sql(n1.dsn(), "CREATE TABLE cascade (k int PRIMARY KEY)")
     sql(n1.dsn(), "INSERT INTO cascade VALUES (1)")
     wait_for("row 1 on n4 through n2", lambda: has_row(n4, 1), 20)
-    out = subprocess.run([sys.executable, "-m", "pgha", "topology", "-c", str(n1.config_path)],
-                         capture_output=True, text=True, check=True).stdout
-    names = [line.split("|")[1].rstrip() for line in out.splitlines() if line.startswith("| ") and " n" in line]
-    assert names == [" n1", " + n2", "   + n4", " + n3"], out
+
+    def tree() -> list[str]:
+        out = subprocess.run([sys.executable, "-m", "pgha", "topology", "-c", str(n1.config_path)],
+                             capture_output=True, text=True, check=True).stdout
+        return [line.split("|")[1].rstrip() for line in out.splitlines() if line.startswith("| ") and " n" in line]
+
+    # each member publishes whom it follows on its next loop after it switched
+    wait_for("pgha topology drawing n4 under n2", lambda: tree() == [" n1", " + n2", "   + n4", " + n3"], 15)
 
     n2.stop()  # the intermediate fails: n4 falls back to the leader
     wait_for("n4 streaming from the leader", lambda: "n4" in downstream(n1), 30)
