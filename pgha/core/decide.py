@@ -23,7 +23,6 @@ differ from the wanted ones.
 
 from __future__ import annotations
 
-
 from pgha.core import fitness, parameters, slots, standby, sync, timelines, topology
 from pgha.core.actions import (
     AcquireLeader,

@@ -27,7 +27,7 @@ def test_callbacks_run_on_each_event_and_a_hanging_one_delays_no_switchover(
     c = make_cluster(nodes=2)
     for n in c.nodes:
         n.config["postgresql"]["callbacks"] = {"on_start": str(record), "on_reload": str(record),
-                                               "on_role_change": str(hang), "timeout": 6}
+                                               "on_role_change": str(hang), "timeout": 20}
     c.start()
     leader = c.leader()
     other = next(n for n in c.nodes if n is not leader)
@@ -39,13 +39,13 @@ def test_callbacks_run_on_each_event_and_a_hanging_one_delays_no_switchover(
     assert code == 200, body
     wait_for("the candidate promoted", lambda: other.health("/primary") == 200, 20)
     took = time.monotonic() - t0
-    # both role-change scripts were still hanging when the switchover was done
-    assert took < 6, f"switchover took {took:.1f} s with hanging callbacks"
+    # both role-change scripts were still hanging (for 20 s) when the switchover was done
+    assert took < 15, f"switchover took {took:.1f} s with hanging callbacks"
     lines = calls.read_text().splitlines()
     assert "on_role_change replica demo" in lines and "on_role_change primary demo" in lines
 
     wait_for("the hanging callbacks killed at their timeout", lambda: all(
-        "callback on_role_change" in n.log_text() and "timed out after" in n.log_text() for n in c.nodes), 20)
+        "callback on_role_change" in n.log_text() and "timed out after" in n.log_text() for n in c.nodes), 40)
     metrics = http_request("GET", other.api + "/metrics")[1]
     failures = [line for line in metrics.splitlines() if line.startswith("pgha_callback_failures_total")
                 and 'action="on_role_change"' in line]
