@@ -22,7 +22,7 @@ from pgha.agent.callbacks import CallbackRunner
 from pgha.agent.jobs import PostgresJobs, Result, member_addr
 from pgha.core import actions as a
 from pgha.core import standby
-from pgha.core.cluster import FailoverRequest, HistoryEntry, LeaderStatus, SyncState
+from pgha.core.cluster import FailoverRequest, HistoryEntry, LeaderStatus, SyncState, lsn_text
 from pgha.core.jobs import Busy, Job
 from pgha.core.snapshot import Snapshot
 from pgha.postgres import slots
@@ -323,7 +323,7 @@ class Executor:
             # Without our final position the candidate could promote short of it: keep the key.
             raise e.PghaError("switchover: could not publish the final WAL position; the leader key stays")
         self.postgres.remember(handover_lsn=final_lsn)
-        await self._step(f"stopped at {final_lsn >> 32:X}/{final_lsn & 0xFFFFFFFF:X}")
+        await self._step(f"stopped at {lsn_text(final_lsn)}")
         await self.store.release_leader(self._lease(), s.cluster.leader_revision, s.config.retry_timeout)
         self.tally.demotions += 1
         self.callbacks.fire("on_role_change", "replica")

@@ -10,11 +10,7 @@ from aiohttp import web
 
 from pgha.api.context import context
 from pgha.core import fitness, report, schedule
-from pgha.core.cluster import ClusterView
-
-
-def lsn_text(lsn: int) -> str:
-    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+from pgha.core.cluster import ClusterView, lsn_text
 
 
 def _member_row(view: ClusterView, name: str, top: int) -> dict[str, Any]:

@@ -59,6 +59,11 @@ class Member:
         return cls(name=name, **known)
 
 
+def lsn_text(lsn: int) -> str:
+    """A WAL position as Postgres writes it: 0/4000280."""
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
 @dataclass(frozen=True)
 class LeaderStatus:
     """The ``status`` key: the last primary's name, timeline and WAL position, written each loop."""

@@ -30,7 +30,7 @@ def _semver(version: str) -> float:
 def values(r: NodeReport, now: float, wall_now: float) -> list[MetricValue]:
     pg = r.pg
     primary, replica = pg.role == "primary", pg.role == "replica"
-    state = "running" if pg.running else report.patroni_state(r.busy.state) if r.busy else "stopped"
+    state = report.node_state(r)
     g = MetricValue
     return [
         g("patroni_version", "Patroni semver without periods (the API level pgha's bodies match)",

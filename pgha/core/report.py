@@ -171,12 +171,19 @@ def patroni_state(state: str) -> str:
     return _PATRONI_STATES.get(word, "running" if word == "switchover" else state)
 
 
+def node_state(r: NodeReport) -> str:
+    """This node's Postgres state in Patroni's words (the status body and the metrics)."""
+    if r.pg.running:
+        return "running"
+    return patroni_state(r.busy.state) if r.busy else "stopped"
+
+
 def status(r: NodeReport, now: float, wall_now: float) -> dict[str, Any]:
     """The body of ``/status`` and of every health endpoint."""
     pg, role = r.pg, r.pg.role
     out: dict[str, Any] = {
         "name": r.name, "scope": r.scope,
-        "state": "running" if pg.running else patroni_state(r.busy.state) if r.busy else "stopped",
+        "state": node_state(r),
         "role": "standby_leader" if standby_leader(r, now) else role, "timeline": pg.timeline,
         "leader": r.view.leader,
         "holds_leader_key": holds_leader(r, now), "server_version": r.facts.server_version,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from pgha.core.cluster import lsn_text
 from pgha.core.slots import ignored
 from pgha.postgres import conf
 
@@ -13,10 +14,6 @@ Query = Callable[..., Awaitable[list[tuple[Any, ...]]]]
 
 _SLOTS = """SELECT slot_name, slot_type, database, plugin, active, COALESCE((restart_lsn - '0/0')::bigint, 0)
               FROM pg_replication_slots"""
-
-
-def lsn_text(lsn: int) -> str:
-    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
 
 
 async def keep(query: Query, members: frozenset[str], permanent: frozenset[str], ignore: Sequence[Any]) -> dict[str, int]:
