@@ -25,6 +25,7 @@ class Inbox:
         self.restart_at: float | None = None  # epoch seconds; 0: now
         self.reinit_requested = False
         self.reload_requested = False
+        self.failsafe_ping: tuple[str, float] | None = None  # failsafe mode: the primary that last asked, when
         self.wake = wake
 
     def request_restart(self, at: float = 0.0) -> None:
@@ -38,6 +39,11 @@ class Inbox:
     def request_reinit(self) -> None:
         self.reinit_requested = True
         self.wake()
+
+    def failsafe_asked(self, primary: str, at: float) -> None:
+        """A primary cut off from etcd asked us to confirm it (``POST /failsafe``) at ``at``
+        (monotonic): the loop must not race for the leader key for ttl from then."""
+        self.failsafe_ping = (primary, at)
 
     def request_reload(self) -> None:
         self.reload_requested = True

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from pgha import errors as e
-from pgha.agent import peers
+from pgha.agent import failsafe, peers
 from pgha.agent.callbacks import CallbackRunner
 from pgha.agent.jobs import PostgresJobs, Result, member_addr
 from pgha.core import actions as a
+from pgha.core import failsafe as core_failsafe
 from pgha.core import standby
 from pgha.core.cluster import FailoverRequest, HistoryEntry, LeaderStatus, SyncState, lsn_text
 from pgha.core.jobs import Busy, Job
@@ -157,6 +158,8 @@ class Executor:
                 return await self._acquire(act, s)
             case a.AskPeers():
                 return await self._ask_peers(act, s)
+            case a.ConfirmFailsafe():
+                return await self._confirm_failsafe(act, s)
             case a.Promote():
                 return await self._promote(s)
             case a.FollowRemote():
@@ -245,6 +248,21 @@ class Executor:
         log.info("synchronous standbys answered with their positions: %s", positions or "none")
         return Result(peer_positions=positions, wake=True)
 
+    async def _confirm_failsafe(self, act: a.ConfirmFailsafe, s: Snapshot) -> Result:
+        sent = time.monotonic()
+        mine = s.cluster.members.get(s.name)
+        body = {"name": s.name, "conn_url": mine.conn_url if mine else "",
+                "api_url": self.jobs.local.restapi.url + "/patroni", "slots": dict(s.cluster.status.slots)}
+        refused = await failsafe.confirm(act.members, body, core_failsafe.round_timeout(s.config),
+                                         self.jobs.local.restapi)
+        if refused:
+            log.error("etcd unreachable and failsafe round failed (%s): demoting unless the lease still holds",
+                      "; ".join(f"{n}: {why}" for n, why in sorted(refused.items())))
+        elif s.failsafe_confirmed_at is None:
+            log.warning("etcd unreachable: every member (%s) confirms this primary; staying primary in failsafe mode",
+                        ", ".join(n for n, _ in act.members) or "no other member")
+        return Result(failsafe_round=(sent, not refused), wake=not refused)
+
     async def _demote(self, act: a.Demote, s: Snapshot) -> Result:
         t0 = time.monotonic()
         log.warning("demoting: %s", act.reason)
@@ -305,6 +323,9 @@ class Executor:
         status = LeaderStatus(s.name, s.pg.timeline, s.pg.lsn, positions)
         if status != s.cluster.status:  # an idle leader writes nothing
             await self.store.publish_status(status, self._lease(), self.jobs.keeper.deadline(leader=True))
+        members = dict(act.failsafe) if act.failsafe is not None else None
+        if members != s.cluster.failsafe:
+            await self.store.set_failsafe(members, self._lease(), self.jobs.keeper.deadline(leader=True))
         return Result()
 
     async def _hand_over(self, act: a.HandOver, s: Snapshot) -> Result:

@@ -38,6 +38,7 @@ class Result:
     exit: bool = False
     wake: bool = False  # decide again at once: the action changed what a decision depends on
     peer_positions: Mapping[str, int] | None = None  # answers to AskPeers
+    failsafe_round: tuple[float, bool] | None = None  # ConfirmFailsafe: when the round was sent, all accepted
 
 
 def member_addr(s: Snapshot, name: str) -> tuple[str, int]:

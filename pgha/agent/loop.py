@@ -18,7 +18,7 @@ from pgha.agent.jobs import Result
 from pgha.agent.lease import LeaseKeeper
 from pgha.agent.state import LoopState, fold
 from pgha.config.model import LocalConfig
-from pgha.core import lease, report
+from pgha.core import failsafe, lease, report
 from pgha.core.cluster import ClusterView
 from pgha.core.actions import Decision
 from pgha.core.decide import decide
@@ -60,7 +60,7 @@ class HaLoop:
         decision = decide(snap)
         if decision.note != self.state.note:
             log.info("%s", decision.note)
-        self.state = replace(self.state, fence_ok=self.fence.follow(snap, decision.actions, self.keeper.valid_until))
+        self.state = replace(self.state, fence_ok=self.fence.follow(snap, decision.actions, self.valid_until()))
         results = []
         for action in decision.actions:
             try:
@@ -115,7 +115,8 @@ class HaLoop:
             reload_requested=self.inbox.reload_requested, applied_parameters=st.applied_parameters,
             chosen_sync=st.chosen_sync, fence_ok=st.fence_ok, watchdog_problem=self.fence.watchdog_problem,
             peer_positions=st.peer_positions,
-            peers_asked_at=st.peers_asked_at, initialize_empty_since=empty)
+            peers_asked_at=st.peers_asked_at, initialize_empty_since=empty, failsafe_asked_at=st.failsafe_asked_at,
+            failsafe_confirmed_at=st.failsafe_confirmed_at, failsafe_ping=self.inbox.failsafe_ping)
 
     def _fold(self, snap: Snapshot, decision: Decision, results: list[Result]) -> LoopState:
         finished, self.executor.finished = self.executor.finished, []
@@ -125,6 +126,15 @@ class HaLoop:
         """Publish our member record if it differs from etcd's (the lease keeps it alive)."""
         await self.store.publish_member_if_changed(report.member(self._current()), self.state.view,
                                                    self.keeper.lease, self._deadline())
+
+    def valid_until(self) -> float | None:
+        """Until when this node's primacy may last, by our clock: its lease, or in failsafe mode
+        the last round every member confirmed (``core.failsafe``), whichever runs longer. The
+        fence and the last-resort guard stop Postgres by this instant."""
+        lease_until = self.keeper.valid_until
+        until = failsafe.valid_until(self.state.failsafe_confirmed_at, self.dynamic) \
+            if failsafe.enabled(self.dynamic) else None
+        return max((t for t in (lease_until, until) if t is not None), default=None)
 
     def _deadline(self) -> float:
         return self.keeper.deadline(leader=self.state.view.leader == self.local.name)

@@ -60,7 +60,7 @@ class Agent:
         self.fence_fired = 0
         self._was_primary = False
         self.keeper = LeaseKeeper(self.client, lambda: self.loop.dynamic, self.wake,
-                                  lambda: self.fence.extend(self.keeper.valid_until, self.loop.dynamic), self._bound)
+                                  lambda: self.fence.extend(self.loop.valid_until(), self.loop.dynamic), self._bound)
         self.cache = WatchedCluster(self.client, local.prefix, self._changed)
         jobs = PostgresJobs(local, self.store, self.postgres, self.keeper)
         self.callbacks = CallbackRunner(local.postgresql.callbacks, local.scope)
@@ -73,7 +73,6 @@ class Agent:
             config=local.bootstrap.dcs)
         self._live, self._version = self._report, 0
         self._live_key: tuple[object, ...] = ()
-        self._unbuilt: tuple[str, ...] = ()
 
     def wake(self) -> None:
         self._wake.set()
@@ -90,24 +89,15 @@ class Agent:
 
     # -- the read model ----------------------------------------------------------------
 
-    def _warn_unbuilt(self) -> None:
-        """Settings the dynamic config accepts and pgha does not act on yet: say so, once per change."""
-        d = self.loop.dynamic
-        unbuilt = tuple(k for k in ("failsafe_mode",) if getattr(d, k, None))
-        if unbuilt != self._unbuilt:
-            self._unbuilt = unbuilt
-            for key in unbuilt:
-                log.warning("dynamic config sets %s, which pgha does not act on yet: it has no effect", key)
-
     def publish(self) -> None:
         """Rebuild the node report from the loop's state (after each loop, and when a job starts)."""
         st, pg = self.loop.state, self.postgres
-        self._warn_unbuilt()
         self._version += 1
         self._report = replace(
             self._report, config=self.loop.dynamic, view=st.view, pg=st.pg, busy=self.executor.busy,
             note=st.note, restart_at=self.inbox.restart_at, loop_at=self.loop.loop_at,
-            replication=tuple(pg.replication), replayed_timestamp=pg.replayed_timestamp, facts=pg.facts)
+            replication=tuple(pg.replication), replayed_timestamp=pg.replayed_timestamp, facts=pg.facts,
+            failsafe_confirmed_at=st.failsafe_confirmed_at, failsafe_ping=self.inbox.failsafe_ping)
 
     def report(self) -> node_report.NodeReport:
         """The published report with the live facts: the lease keeper's, the counters and the
@@ -136,7 +126,7 @@ class Agent:
 
     def _guard_due(self, now: float) -> bool:
         r = self._report
-        return lease_rule.guard_due(self.keeper.valid_until, now, self.loop.dynamic, leader=r.view.leader == r.name,
+        return lease_rule.guard_due(self.loop.valid_until(), now, self.loop.dynamic, leader=r.view.leader == r.name,
                                     writable=node_report.postgres_up(r) and r.pg.writable, paused=r.config.pause)
 
     # -- running -----------------------------------------------------------------------

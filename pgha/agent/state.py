@@ -26,6 +26,8 @@ class LoopState:
     peer_positions: Mapping[str, int] = field(default_factory=dict)
     peers_asked_at: float | None = None
     initialize_empty_since: float | None = None
+    failsafe_asked_at: float | None = None
+    failsafe_confirmed_at: float | None = None
     recheck: float | None = None  # the last decision asked to be taken again this soon
 
 
@@ -41,6 +43,9 @@ def fold(state: LoopState, snap: Snapshot, note: str, results: Sequence[Result],
             st = replace(st, chosen_sync=r.chosen_sync)
         if r.peer_positions is not None:
             st = replace(st, peer_positions=r.peer_positions, peers_asked_at=snap.now)
+        if r.failsafe_round is not None:
+            sent, accepted = r.failsafe_round
+            st = replace(st, failsafe_asked_at=sent, failsafe_confirmed_at=sent if accepted else None)
         inbox.restart_at = None if r.restart_done else inbox.restart_at
         inbox.reinit_requested = inbox.reinit_requested and not r.reinit_started
         inbox.reload_requested = inbox.reload_requested and not r.reload_done

@@ -107,6 +107,15 @@ class AskPeers(Action):
 
 
 @dataclass(frozen=True)
+class ConfirmFailsafe(Action):
+    """As a primary cut off from etcd in failsafe mode: ask each of ``members`` (name, REST API
+    URL) over ``POST /failsafe`` to confirm it sees this primary; the round counts only if every
+    one accepts (``core.failsafe``)."""
+
+    members: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class Promote(Action):
     """Promote the local standby to a new timeline. Precondition: we hold the leader key."""
 
@@ -156,6 +165,7 @@ class PublishLeaderStatus(Action):
 
     slots: frozenset[str] = frozenset()
     permanent: frozenset[str] = frozenset()
+    failsafe: tuple[tuple[str, str], ...] | None = None  # the ``failsafe`` key's members (None: no key)
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,7 @@ class ClusterView:
     config_raw: str = ""
     sync: SyncState | None = None
     sync_revision: int = 0
+    failsafe: Mapping[str, str] | None = None  # the ``failsafe`` key: member name -> REST API URL
     revision: int = 0
 
     @property
@@ -209,6 +210,8 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
             out["status"] = LeaderStatus.from_json(kv.value)
         elif rel == "history":
             out["history"] = parse_history(kv.value)
+        elif rel == "failsafe":
+            out["failsafe"] = parse_failsafe(kv.value)
         elif rel.startswith("members/"):
             name = rel[len("members/"):]
             members[name] = Member.from_json(name, kv.value)
@@ -224,6 +227,18 @@ def _config(raw: str, parse_config: Any) -> ClusterSettings | None:
         return parsed
     except Exception:  # noqa: BLE001 - a bad stored config must not stop the HA loop
         return None
+
+
+def parse_failsafe(raw: str) -> Mapping[str, str] | None:
+    """Patroni's format, ``{"name": "api_url", ...}``; anything else counts as no key (Patroni
+    too ignores a key it cannot read)."""
+    try:
+        d = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(d, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in d.items()):
+        return None
+    return d
 
 
 def parse_history(raw: str) -> tuple[HistoryEntry, ...]:

@@ -5,7 +5,8 @@ Rules, in the order they are checked:
 2. a long job (clone, rewind) runs: wait; the lease keeper keeps renewing meanwhile. A writable
    Postgres whose fence cannot be armed demotes.
 3. etcd unreachable: a writable primary demotes once its lease is within ``retry_timeout`` of
-   expiring; nobody else acts.
+   expiring (in failsafe mode: unless every member confirms it, ``core.failsafe``); nobody else
+   acts.
 4. bootstrap: only a node without data races for ``initialize``; one with data records its system
    identifier instead (a wiped key space); an empty claim left by a dead winner is reclaimed
    after 3 * ttl; a node whose data belongs to another cluster refuses.
@@ -16,18 +17,18 @@ Rules, in the order they are checked:
 7. the leader promotes its standby (or resumes as primary on the same timeline when it was the
    last primary and nobody followed since), then publishes its position.
 8. a follower demotes if writable, rewinds if diverged, and points replication at the leader.
-9. no leader key: only a healthy, eligible replica races; a less advanced one waits.
+9. no leader key: only a healthy, eligible replica races; a less advanced one waits
+   (``core.election``).
 Last, a running Postgres that is not being stopped or restarted reloads when its parameters
 differ from the wanted ones.
 """
 
 from __future__ import annotations
 
-from pgha.core import fitness, parameters, slots, standby, sync, timelines, topology
+from pgha.core import election, failsafe, fitness, parameters, slots, standby, sync, timelines, topology
 from pgha.core.actions import (
     AcquireLeader,
     Action,
-    AskPeers,
     ClaimInitialize,
     ClearDivergence,
     ClearFailover,
@@ -107,7 +108,7 @@ def _decide(s: Snapshot) -> Decision:
         return _as_leader(s)
     if c.leader:
         return _as_follower(s, c.leader)
-    return _without_leader(s)
+    return election.without_leader(s)
 
 
 def _without_initialize(s: Snapshot) -> Decision | None:
@@ -167,6 +168,9 @@ def _writable(s: Snapshot) -> bool:
 
 
 def _without_dcs(s: Snapshot) -> Decision:
+    kept = failsafe.without_dcs(s)
+    if kept is not None:
+        return kept
     if _writable(s) and not s.holds_lease() and not s.config.pause:
         return Decision(
             (Demote("immediate", reason="cannot reach etcd and the leader lease is about to expire"),),
@@ -210,7 +214,7 @@ def _rewind(s: Snapshot, leader: str) -> Rewind:
 
 
 def _publish(s: Snapshot) -> PublishLeaderStatus:
-    return PublishLeaderStatus(_slots(s), permanent=slots.permanent(s.config))
+    return PublishLeaderStatus(_slots(s), permanent=slots.permanent(s.config), failsafe=failsafe.topology(s))
 
 
 def _slots(s: Snapshot) -> frozenset[str]:
@@ -269,71 +273,6 @@ def _as_follower(s: Snapshot, leader: str) -> Decision:
     return _wait(f"replica of {leader}{via}")
 
 
-def ineligibility(s: Snapshot) -> str | None:
-    """Why this node may not take the leader key now, or None if it may."""
-    pg, c = s.pg, s.cluster
-    if not s.tags.can_promote:
-        return "tagged nofailover"
-    if s.watchdog_problem:
-        return f"watchdog required but unusable ({s.watchdog_problem})"
-    lag = c.status.lsn - fitness.failover_position(pg.lsn, pg.replayed_lsn, s.config)
-    if lag > s.config.maximum_lag_on_failover:
-        return f"{lag} bytes behind the last primary position (maximum_lag_on_failover {s.config.maximum_lag_on_failover})"
-    # The primary's death stops streaming a full ttl before its key expires, so "recently" must
-    # reach back further than ttl; it still excludes replicas that were cut off long before.
-    recently_streaming = pg.streaming or (
-        pg.last_streaming_at is not None and s.now - pg.last_streaming_at <= 2 * s.config.ttl)
-    if not recently_streaming and pg.lsn < c.status.lsn:
-        return "not streaming and not holding the last primary position"
-    if s.config.check_timeline and pg.timeline < c.status.timeline:
-        return f"timeline {pg.timeline} is older than the last primary's {c.status.timeline}"
-    return sync.promotion_problem(s)
-
-
-def _without_leader(s: Snapshot) -> Decision:
-    if _writable(s):
-        return Decision((Demote("immediate", reason="no leader key: our lease was lost"),),
-                        "running as primary without the leader key: demoting")
-    why = ineligibility(s)
-    if why is not None:
-        return _wait(f"no leader, not eligible for promotion: {why}")
-    mine = fitness.rank(s.pg.lsn, s.tags.failover_priority, s.name)
-    better = sorted(m.name for m in s.cluster.members.values()
-                    if m.name != s.name and fitness.peer_eligible(m, s.cluster, s.config)
-                    and fitness.rank(m.lsn, m.priority, m.name) > mine)
-    waited = 0.0 if s.leader_lost_at is None else s.now - s.leader_lost_at
-    holders = sync.commit_holders(s.cluster, s.config, s.name)
-    if holders and s.cluster.status.leader != s.name:
-        # Only the most advanced synchronous standby is sure to hold every acknowledged commit
-        # (quorum mode, or nothing recorded at all); never race it, however long it takes.
-        ahead = [n for n in better if n in holders]
-        if ahead:
-            return _wait(f"no leader: synchronous standby {', '.join(ahead)} is more advanced")
-    if better and waited < s.config.retry_timeout:
-        return _wait(f"no leader: {', '.join(better)} is more advanced, letting it take over")
-    proof = _sync_proof(s)
-    if proof is not None:
-        return proof
-    return Decision((AcquireLeader("no leader key and this node is the most advanced eligible replica"),),
-                    "no leader: racing for the leader key")
-
-
-def _sync_proof(s: Snapshot) -> Decision | None:
-    """In synchronous mode a standby takes over only on live answers of the other synchronous
-    standbys, asked after the leader was lost and within ``retry_timeout``: records can be a loop
-    old, and a standby a loop behind on paper may hold commits nobody else has."""
-    holders = sync.commit_holders(s.cluster, s.config, s.name)
-    if s.name not in holders or s.cluster.status.leader == s.name:
-        return None
-    others = tuple(n for n in holders if n != s.name)
-    fresh = (s.peers_asked_at is not None and s.now - s.peers_asked_at <= s.config.retry_timeout
-             and (s.leader_lost_at is None or s.peers_asked_at >= s.leader_lost_at))
-    if others and not fresh:
-        return Decision((AskPeers(others),), "no leader: asking the synchronous standbys for their positions")
-    problem = sync.proof_problem(s)
-    return _wait(f"no leader, not proven to hold every acknowledged commit: {problem}") if problem else None
-
-
 def _operator_request(s: Snapshot) -> Decision | None:
     c, pg = s.cluster, s.pg
     if pg.writable and not s.is_leader() and not s.config.pause:
@@ -385,7 +324,7 @@ def _during_switchover(s: Snapshot, f: FailoverRequest) -> Decision | None:
     handing_over = bool(f.leader) and f.leader != s.name and f.leader in c.members
     lacks_final = pg.lsn < c.status.lsn
     if f.candidate == s.name:
-        why = ineligibility(s)
+        why = election.ineligibility(s)
         if why is not None:
             return _wait(f"asked to take over but not eligible: {why}")
         if lacks_final and (handing_over or waited < s.config.retry_timeout):

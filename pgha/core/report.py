@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgha.core import fitness, lease, schedule, sync
+from pgha.core import failsafe, fitness, lease, schedule, sync
 from pgha.core.cluster import ClusterView, Member
 from pgha.core.health import NodeHealth
 from pgha.core.jobs import Busy
@@ -77,12 +77,31 @@ class NodeReport:
     watchdog: str = "off"  # off | active (N s) | inactive | unusable: why
     facts: PgFacts = field(default_factory=PgFacts)
     callbacks: Mapping[str, tuple[int, int, float]] = field(default_factory=dict)  # action: runs, failures, seconds
+    failsafe_confirmed_at: float | None = None  # primary: the last round every member confirmed was sent then
+    failsafe_ping: tuple[str, float] | None = None  # replica: the primary that last asked us to confirm it, when
 
 
 def holds_leader(r: NodeReport, now: float) -> bool:
-    """The leader key names us and our lease, by our own clock, is good with margin to spare."""
-    return (r.view.leader == r.name and r.lease_id is not None and r.view.leader_lease == r.lease_id
-            and lease.holds(r.lease_valid_until, now, r.config, r.dcs_seen_at))
+    """The leader key names us and our lease, by our own clock, is good with margin to spare; or,
+    cut off from etcd in failsafe mode, every member confirms us (as Patroni's ``/primary``)."""
+    if r.view.leader != r.name:
+        return False
+    if r.lease_id is not None and r.view.leader_lease == r.lease_id:
+        if lease.holds(r.lease_valid_until, now, r.config, r.dcs_seen_at):
+            return True
+    return failsafe_active(r, now) and r.pg.writable
+
+
+def failsafe_active(r: NodeReport, now: float) -> bool:
+    """A primary cut off from etcd that runs on its members' confirmations, or a member that
+    confirmed a primary less than ttl ago (Patroni's ``failsafe_mode_is_active``)."""
+    if not failsafe.enabled(r.config):
+        return False
+    confirmed = r.failsafe_confirmed_at
+    if confirmed is not None and (r.dcs_seen_at is None or confirmed > r.dcs_seen_at):
+        until = failsafe.held_until(confirmed, r.config)
+        return until is not None and now < until
+    return r.failsafe_ping is not None and now - r.failsafe_ping[1] < r.config.ttl
 
 
 def standby_leader(r: NodeReport, now: float) -> bool:
@@ -198,6 +217,8 @@ def status(r: NodeReport, now: float, wall_now: float) -> dict[str, Any]:
         "fence": {"armed": r.fence_armed, "fired": r.counters.fence_fired, "watchdog": r.watchdog},
     }
     out.update(_sync_status(r))
+    if failsafe_active(r, now):
+        out["failsafe_mode_is_active"] = True  # as Patroni: present only while active
     if r.busy is not None:
         out["activity"] = str(r.busy)  # pgha's own account of the job under way
     if r.restart_at:

@@ -87,6 +87,9 @@ class Snapshot:
     peer_positions: Mapping[str, int] = field(default_factory=dict)  # live answers to AskPeers
     peers_asked_at: float | None = None  # when those answers were asked for
     initialize_empty_since: float | None = None  # since when ``initialize`` was seen claimed but empty
+    failsafe_asked_at: float | None = None  # primary: when the last round of failsafe confirmations was sent
+    failsafe_confirmed_at: float | None = None  # ... and when the last round every member accepted was sent
+    failsafe_ping: tuple[str, float] | None = None  # replica: who last asked us to confirm it, and when
 
     def holds_lease(self) -> bool:
         """True while our lease is alive with enough margin left to demote before it can expire."""

@@ -6,7 +6,7 @@ Atomicity contract of each write:
 - ``take_over_leader``: moves a key that names us from an earlier lease of ours onto our lease,
   only if it is unchanged since the revision we read.
 - ``release_leader``: deletes the key only if it names us, is bound to our lease and is unchanged.
-- ``publish_status``/``set_sync``: only while the leader key names us and is bound to our lease.
+- ``publish_status``/``set_sync``/``set_failsafe``: only while the leader key names us and is bound to our lease.
 - ``set_config``: compare-and-set on the config key's mod revision (0: create-only).
 - member keys are bound to the member's lease and vanish when it expires.
 Every call raises DcsError when etcd does not answer within its deadline.
@@ -115,6 +115,12 @@ class ClusterStore:
         successor; False when we no longer hold it."""
         return await self.client.txn(self._ours(lease), [put_op(self.key("status"), status.to_json())],
                                      deadline=deadline)
+
+    async def set_failsafe(self, members: dict[str, str] | None, lease: int, deadline: float) -> bool:
+        """Write (None: delete) the ``failsafe`` key, only while we hold the leader key."""
+        op = put_op(self.key("failsafe"), json.dumps(members, sort_keys=True)) if members is not None \
+            else delete_op(self.key("failsafe"))
+        return await self.client.txn(self._ours(lease), [op], deadline=deadline)
 
     async def append_history(self, view: ClusterView, entry: HistoryEntry, deadline: float) -> None:
         await self.client.put(self.key("history"), history_json([*view.history, entry]), deadline)

@@ -1,0 +1,86 @@
+"""Who races for the leader key when nobody holds it, and who may: the eligibility rules (lag,
+timeline, tags, synchronous mode, failsafe mode), the order among eligible replicas, and the
+proof a synchronous standby needs before it takes over."""
+
+from __future__ import annotations
+
+from pgha.core import failsafe, fitness, sync
+from pgha.core.actions import AcquireLeader, AskPeers, Decision, Demote
+from pgha.core.snapshot import Snapshot
+
+
+def _wait(note: str) -> Decision:
+    return Decision((), note)
+
+
+def ineligibility(s: Snapshot) -> str | None:
+    """Why this node may not take the leader key now, or None if it may."""
+    pg, c = s.pg, s.cluster
+    if not s.tags.can_promote:
+        return "tagged nofailover"
+    if s.watchdog_problem:
+        return f"watchdog required but unusable ({s.watchdog_problem})"
+    lag = c.status.lsn - fitness.failover_position(pg.lsn, pg.replayed_lsn, s.config)
+    if lag > s.config.maximum_lag_on_failover:
+        return f"{lag} bytes behind the last primary position (maximum_lag_on_failover {s.config.maximum_lag_on_failover})"
+    # The primary's death stops streaming a full ttl before its key expires, so "recently" must
+    # reach back further than ttl; it still excludes replicas that were cut off long before.
+    recently_streaming = pg.streaming or (
+        pg.last_streaming_at is not None and s.now - pg.last_streaming_at <= 2 * s.config.ttl)
+    if not recently_streaming and pg.lsn < c.status.lsn:
+        return "not streaming and not holding the last primary position"
+    if s.config.check_timeline and pg.timeline < c.status.timeline:
+        return f"timeline {pg.timeline} is older than the last primary's {c.status.timeline}"
+    return failsafe.race_problem(s) or sync.promotion_problem(s)
+
+
+def without_leader(s: Snapshot) -> Decision:
+    if s.pg.writable:
+        if failsafe.holds(s) and s.holds_lease():
+            return Decision((AcquireLeader("the leader key expired while etcd was unreachable; every member "
+                                           "confirmed this primary meanwhile (failsafe mode)"),),
+                            "etcd is back: taking the leader key again as the confirmed primary")
+        return Decision((Demote("immediate", reason="no leader key: our lease was lost"),),
+                        "running as primary without the leader key: demoting")
+    seen = failsafe.leader_elsewhere(s)
+    if seen is not None:
+        return _wait(f"no leader key, but {seen} asked us to confirm it as primary less than ttl ago "
+                     f"(failsafe mode): not racing")
+    why = ineligibility(s)
+    if why is not None:
+        return _wait(f"no leader, not eligible for promotion: {why}")
+    mine = fitness.rank(s.pg.lsn, s.tags.failover_priority, s.name)
+    better = sorted(m.name for m in s.cluster.members.values()
+                    if m.name != s.name and fitness.peer_eligible(m, s.cluster, s.config)
+                    and fitness.rank(m.lsn, m.priority, m.name) > mine)
+    waited = 0.0 if s.leader_lost_at is None else s.now - s.leader_lost_at
+    holders = sync.commit_holders(s.cluster, s.config, s.name)
+    if holders and s.cluster.status.leader != s.name:
+        # Only the most advanced synchronous standby is sure to hold every acknowledged commit
+        # (quorum mode, or nothing recorded at all); never race it, however long it takes.
+        ahead = [n for n in better if n in holders]
+        if ahead:
+            return _wait(f"no leader: synchronous standby {', '.join(ahead)} is more advanced")
+    if better and waited < s.config.retry_timeout:
+        return _wait(f"no leader: {', '.join(better)} is more advanced, letting it take over")
+    proof = _sync_proof(s)
+    if proof is not None:
+        return proof
+    return Decision((AcquireLeader("no leader key and this node is the most advanced eligible replica"),),
+                    "no leader: racing for the leader key")
+
+
+def _sync_proof(s: Snapshot) -> Decision | None:
+    """In synchronous mode a standby takes over only on live answers of the other synchronous
+    standbys, asked after the leader was lost and within ``retry_timeout``: records can be a loop
+    old, and a standby a loop behind on paper may hold commits nobody else has."""
+    holders = sync.commit_holders(s.cluster, s.config, s.name)
+    if s.name not in holders or s.cluster.status.leader == s.name:
+        return None
+    others = tuple(n for n in holders if n != s.name)
+    fresh = (s.peers_asked_at is not None and s.now - s.peers_asked_at <= s.config.retry_timeout
+             and (s.leader_lost_at is None or s.peers_asked_at >= s.leader_lost_at))
+    if others and not fresh:
+        return Decision((AskPeers(others),), "no leader: asking the synchronous standbys for their positions")
+    problem = sync.proof_problem(s)
+    return _wait(f"no leader, not proven to hold every acknowledged commit: {problem}") if problem else None
