@@ -63,6 +63,9 @@ def without_leader(s: Snapshot) -> Decision:
             return _wait(f"no leader: synchronous standby {', '.join(ahead)} is more advanced")
     if better and waited < s.config.retry_timeout:
         return _wait(f"no leader: {', '.join(better)} is more advanced, letting it take over")
+    unseen = failsafe.unseen(s)
+    if unseen and waited < s.config.retry_timeout:
+        return _wait(f"no leader: waiting for {', '.join(unseen)} (in the failsafe key) to publish its position")
     proof = _sync_proof(s)
     if proof is not None:
         return proof

@@ -84,11 +84,24 @@ def without_dcs(s: Snapshot) -> Decision | None:
 
 def leader_elsewhere(s: Snapshot) -> str | None:
     """The member that asked us for a confirmation less than ``ttl`` ago: it may still run as the
-    primary, so we must not race for the leader key."""
+    primary, so we must not race for the leader key. Unless its own record, published since etcd
+    came back, says it no longer runs as one: it demoted (a failed round) and, holding no key,
+    cannot be writable again, and we may be the most advanced replica left."""
     ping = s.failsafe_ping
     if not enabled(s.config) or ping is None or ping[0] == s.name or s.now - ping[1] >= s.config.ttl:
         return None
+    record = s.cluster.members.get(ping[0])
+    if s.dcs_ok and record is not None and record.role != "primary":
+        return None
     return ping[0]
+
+
+def unseen(s: Snapshot) -> list[str]:
+    """Members of the failsafe key with no record in etcd: after an etcd outage longer than ttl
+    every record is gone, and one of them may hold more of the last primary's WAL than we do."""
+    if not enabled(s.config):
+        return []
+    return sorted(n for n in (s.cluster.failsafe or {}) if n != s.name and n not in s.cluster.members)
 
 
 def race_problem(s: Snapshot) -> str | None:

@@ -6,6 +6,7 @@ replica cut off from the primary is a partition-lab scenario: test_partitions.py
 from __future__ import annotations
 
 import base64
+import itertools
 import signal
 import threading
 import time
@@ -29,8 +30,8 @@ def failsafe_key(node: Node) -> dict[str, str] | None:
 
 
 def metric(node: Node, name: str) -> float:
-    status, text, _ = http_request("GET", node.api + "/metrics", timeout=2)
-    line = next(x for x in str(text).splitlines() if x.startswith(name + "{") or x.startswith(name + " "))
+    text = http_request("GET", node.api + "/metrics", timeout=2)[1]
+    line = next(x for x in str(text).splitlines() if x.startswith((name + "{", name + " ")))
     return float(line.rsplit(" ", 1)[1])
 
 
@@ -55,7 +56,7 @@ class Writer(threading.Thread):
 
     def largest_gap(self, start: float, end: float) -> float:
         times = [start, *(t for t in self.acked if start <= t <= end), end]
-        return max(b - a for a, b in zip(times, times[1:]))
+        return max(b - a for a, b in itertools.pairwise(times))
 
 
 def test_failsafe_primary_rides_out_an_etcd_outage_of_three_ttl_without_a_write_gap(

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pgha.testing import wait_for
+from pgha.testing import http_request, wait_for
 from pgha.testing.netlab import why_not_available
 from tests.history import Report
 from tests.partition import (
@@ -39,6 +39,7 @@ from tests.partition import (
 pytestmark = [pytest.mark.slow, pytest.mark.lab]
 
 SYNC_ONLY = pytest.mark.parametrize("lab", ["sync"], indirect=True)
+ASYNC_ONLY = pytest.mark.parametrize("lab", ["async"], indirect=True)
 
 
 @pytest.fixture(scope="module", params=["sync", "async"])
@@ -197,3 +198,40 @@ def test_flapping_partition_causes_at_most_one_failover(healthy: Lab) -> None:
         failovers = len(rec.timelines() - before)
     assert failovers <= 1, f"{failovers} failovers while flapping (ping-pong)"
     assert_clean(report, lab)
+
+
+def set_failsafe_mode(lab: Lab, on: bool) -> None:
+    leader = lab.cluster.leader()
+    assert http_request("PATCH", leader.api + "/config", {"failsafe_mode": on}, timeout=5)[0] == 200
+    if on:
+        wait_for("every member in the failsafe key", lambda: len(
+            http_request("GET", leader.api + "/failsafe", timeout=2)[1] or {}) == len(lab.cluster.nodes), 20)
+
+
+@ASYNC_ONLY  # failsafe mode does not depend on the replication mode
+def test_failsafe_primary_that_cannot_reach_one_replica_demotes_before_ttl_when_etcd_goes_down(healthy: Lab) -> None:
+    """Failsafe mode keeps a primary cut off from etcd only while every member confirms it: one
+    replica it cannot reach makes it demote as usual, before its lease could expire, so that
+    replica (which got no confirmation request and may race) cannot meet a second writer."""
+    lab, old = healthy, healthy.cluster.leader()
+    cut = next(n for n in lab.cluster.nodes if n is not old)
+    set_failsafe_mode(lab, True)
+    try:
+        with Recorder(lab) as rec:
+            lab.net.drop(old.name, cut.name)
+            t0 = time.monotonic()
+            for i in range(len(lab.cluster.etcd.members)):
+                lab.cluster.etcd.kill(i, signal.SIGSTOP)
+            time.sleep(TTL + 1)
+            last = max(o.at for o in rec.ops if o.outcome == "ok" and o.node == old.host)
+            assert last - t0 < TTL, f"the old primary took writes {last - t0:.1f} s into the etcd outage"
+            assert f"failsafe round failed ({cut.name}: unreachable" in old.log_text()
+            for i in range(len(lab.cluster.etcd.members)):
+                lab.cluster.etcd.kill(i, signal.SIGCONT)
+            lab.net.heal()
+            assert_clean(rec.report("failsafe: etcd down, a replica unreachable"), healthy)
+    finally:
+        for i in range(len(lab.cluster.etcd.members)):
+            lab.cluster.etcd.kill(i, signal.SIGCONT)
+        settle(lab)
+        set_failsafe_mode(lab, False)

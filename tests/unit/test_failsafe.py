@@ -17,13 +17,13 @@ from tests.unit.test_decide import CFG, PRIMARY, REPLICA, snap, view
 
 FS = CFG.model_copy(update={"failsafe_mode": True})  # ttl 6, loop_wait 1, retry_timeout 2
 KEY = {"n1": "http://h1/patroni", "n2": "http://h2/patroni", "n3": "http://h3/patroni"}
-MEMBERS = {n: Member(n, api_url=f"http://h{n[1]}") for n in ("n1", "n2", "n3")}
+MEMBERS = {n: Member(n, role="primary" if n == "n1" else "replica", api_url=f"http://h{n[1]}") for n in ("n1", "n2", "n3")}
 
 
 def cut_off(**kw: object) -> Snapshot:
     """n1, the primary, 100 s on its clock; etcd did not answer its last renewal."""
-    base: dict[str, object] = dict(name="n1", dcs_ok=False, config=FS, lease_valid_until=101.5,
-                                   lease_renewed_at=95.5)
+    base: dict[str, object] = {"name": "n1", "dcs_ok": False, "config": FS, "lease_valid_until": 101.5,
+                               "lease_renewed_at": 95.5}
     base.update(kw)
     return snap(PRIMARY, replace(view(**MEMBERS), failsafe=KEY), **base)  # type: ignore[arg-type]
 
@@ -101,6 +101,22 @@ def test_replica_that_confirmed_a_primary_within_ttl_does_not_race() -> None:
     d = decide(s)
     assert d.actions == () and "n1 asked us to confirm" in d.note
     assert [type(x) for x in decide(replace(s, failsafe_ping=("n1", 94.0))).actions] == [a.AcquireLeader]
+
+
+def test_replica_races_once_the_member_that_asked_publishes_that_it_demoted() -> None:
+    demoted = {**MEMBERS, "n1": Member("n1", role="replica", api_url="http://h1")}
+    s = snap(REPLICA, replace(view(leader=None, **demoted), failsafe=KEY), config=FS, failsafe_ping=("n1", 95.0))
+    assert [type(x) for x in decide(s).actions] == [a.AcquireLeader]
+    still = replace(s, cluster=replace(s.cluster, members={**demoted, "n1": Member("n1", role="primary")}))
+    assert decide(still).actions == ()
+
+
+def test_after_a_long_outage_a_replica_waits_briefly_for_the_members_whose_records_expired() -> None:
+    only_me = {"n2": MEMBERS["n2"]}
+    s = snap(REPLICA, replace(view(leader=None, **only_me), failsafe=KEY), config=FS, leader_lost_at=99.0)
+    d = decide(s)
+    assert d.actions == () and "waiting for n1, n3" in d.note
+    assert [type(x) for x in decide(replace(s, leader_lost_at=97.0)).actions] == [a.AcquireLeader]
 
 
 def test_member_unknown_to_the_failsafe_key_may_not_race() -> None:
