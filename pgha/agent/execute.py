@@ -174,7 +174,10 @@ class Executor:
                 return Result(applied_parameters=params)
             case a.CopySlots():
                 await slots.copy(self.postgres.query, dict(act.positions))
+                await slots.advance_logical(self.postgres.query, self.postgres.query_in, act.logical)
                 return Result()
+            case a.CopyLogicalSlots():
+                return await self._copy_logical_slots(act, s)
             case a.PublishLeaderStatus():
                 return await self._publish_status(act, s)
             case a.ClearDivergence():
@@ -263,6 +266,17 @@ class Executor:
                         ", ".join(n for n, _ in act.members) or "no other member")
         return Result(failsafe_round=(sent, not refused), wake=not refused)
 
+    async def _copy_logical_slots(self, act: a.CopyLogicalSlots, s: Snapshot) -> Result:
+        """Read the slots on the leader and check that this standby has the WAL they need, in the
+        loop (a refusal restarts nothing); then stop, install and start again, beside it."""
+        host, port = member_addr(s, act.leader)
+        states = await slots.read_states(self.postgres.superuser_dsn(host, port), act.names)
+        problem = slots.copy_problem(act.names, states, await slots.oldest_wal(self.postgres.query))
+        if problem is not None:
+            raise e.PostgresError(problem)
+        return self._background(Busy(Job.RESTARTING, f"to load logical slots from {act.leader}"),
+                                lambda: self.jobs.copy_logical_slots(act, s, states), then=("on_restart", "replica"))
+
     async def _demote(self, act: a.Demote, s: Snapshot) -> Result:
         t0 = time.monotonic()
         log.warning("demoting: %s", act.reason)
@@ -320,6 +334,8 @@ class Executor:
         if s.config.postgresql.use_slots or act.permanent:
             positions = await slots.keep(self.postgres.query, act.slots if s.config.postgresql.use_slots
                                          else frozenset(), act.permanent, s.config.ignore_slots)
+        if act.logical:
+            positions.update(await slots.keep_logical(self.postgres.query, self.postgres.query_in, act.logical))
         status = LeaderStatus(s.name, s.pg.timeline, s.pg.lsn, positions)
         if status != s.cluster.status:  # an idle leader writes nothing
             await self.store.publish_status(status, self._lease(), self.jobs.keeper.deadline(leader=True))

@@ -20,6 +20,7 @@ from pgha.core import actions as a
 from pgha.core import parameters, standby
 from pgha.core.snapshot import Snapshot
 from pgha.dcs.store import ClusterStore
+from pgha.postgres import slots
 from pgha.postgres.controller import PostgresController
 
 log = logging.getLogger("pgha")
@@ -184,6 +185,17 @@ class PostgresJobs:
         await self.postgres.stop("fast")
         result = await self.start(s, True, None)
         log.info("resumed as primary on timeline %d", s.pg.timeline)
+        return result
+
+    async def copy_logical_slots(self, act: a.CopyLogicalSlots, s: Snapshot,
+                                 states: Mapping[str, tuple[bytes, int]]) -> Result:
+        """Install the slots' state files read from the leader (``Executor``) into the stopped
+        data directory and start again as a replica."""
+        await self.postgres.stop("fast")
+        slots.install_states(self.postgres.runas, self.postgres.data_dir, states)
+        result = await self.start(s, False, s.pg.following or act.leader)
+        log.info("copied logical slot(s) %s from %s: they advance with the primary's positions from now on",
+                 ", ".join(sorted(states)), act.leader)
         return result
 
     async def restart(self, act: a.RestartPostgres, s: Snapshot) -> Result:

@@ -20,10 +20,12 @@ class PermanentSlot(_Strict):
     plugin: str | None = None
 
     @model_validator(mode="after")
-    def _physical_only(self) -> PermanentSlot:
-        if self.type == "logical":
-            raise ValueError("logical permanent slots are not supported yet (PostgreSQL 15 has no failover "
-                             "slots; pgha does not copy logical slots to replicas): use a physical slot")
+    def _logical_needs_a_database_and_plugin(self) -> PermanentSlot:
+        if self.type == "logical" and not (self.database and self.plugin):
+            raise ValueError("a logical slot needs database and plugin (e.g. {type: logical, database: app, "
+                             "plugin: pgoutput})")
+        if self.type == "physical" and (self.database or self.plugin):
+            raise ValueError("database and plugin are for logical slots only (type: logical)")
         return self
 
 

@@ -166,6 +166,17 @@ class PublishLeaderStatus(Action):
     slots: frozenset[str] = frozenset()
     permanent: frozenset[str] = frozenset()
     failsafe: tuple[tuple[str, str], ...] | None = None  # the ``failsafe`` key's members (None: no key)
+    logical: tuple[tuple[str, str, str], ...] = ()  # permanent logical slots: name, database, plugin
+
+
+@dataclass(frozen=True)
+class CopyLogicalSlots(Action):
+    """As replica: copy each logical slot in ``names`` from ``leader`` (its state file, read over
+    SQL) and restart Postgres once to load them: PostgreSQL 15 cannot create a logical slot on a
+    standby. Precondition: the leader has them (their positions are published)."""
+
+    leader: str
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -174,6 +185,7 @@ class CopySlots(Action):
     position for it (``positions``: name and LSN pairs from ``status``)."""
 
     positions: tuple[tuple[str, int], ...]
+    logical: tuple[tuple[str, str, int], ...] = ()  # existing logical copies to advance: name, database, LSN
 
 
 @dataclass(frozen=True)

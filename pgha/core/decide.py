@@ -33,6 +33,7 @@ from pgha.core.actions import (
     ClearDivergence,
     ClearFailover,
     CloneFrom,
+    CopyLogicalSlots,
     CopySlots,
     Decision,
     Demote,
@@ -58,7 +59,7 @@ from pgha.core.cluster import FailoverRequest
 from pgha.core.snapshot import Snapshot
 
 # Actions after which the running Postgres is no longer the one a reload would reach.
-_REPLACES_POSTGRES = (CloneFrom, StartPostgres, Demote, Rewind, InitializeCluster, ResumeAsPrimary, HandOver,
+_REPLACES_POSTGRES = (CloneFrom, CopyLogicalSlots, StartPostgres, Demote, Rewind, InitializeCluster, ResumeAsPrimary, HandOver,
                       RestartPostgres, Reinitialize, StopPostgres, Exit, ReloadConfig)
 
 
@@ -214,7 +215,8 @@ def _rewind(s: Snapshot, leader: str) -> Rewind:
 
 
 def _publish(s: Snapshot) -> PublishLeaderStatus:
-    return PublishLeaderStatus(_slots(s), permanent=slots.permanent(s.config), failsafe=failsafe.topology(s))
+    return PublishLeaderStatus(_slots(s), permanent=slots.permanent(s.config), failsafe=failsafe.topology(s),
+                               logical=slots.logical(s.config))
 
 
 def _slots(s: Snapshot) -> frozenset[str]:
@@ -267,9 +269,12 @@ def _as_follower(s: Snapshot, leader: str) -> Decision:
     via = f" via {source}" if source != leader else ""
     if not pg.streaming:  # just (re)started or switched: look again soon, so the record says when it streams
         return Decision((), f"replica of {leader}{via}", recheck=1.0)
-    copies = {k: v for k, v in s.cluster.status.slots.items() if k in slots.permanent(s.config)}
-    if copies:
-        return Decision((CopySlots(tuple(sorted(copies.items()))),), f"replica of {leader}{via}")
+    plan = slots.replica_plan(s.config, s.cluster.status.slots, pg.logical_slots, pg.replayed_lsn)
+    if plan.copy:
+        return Decision((CopyLogicalSlots(leader, plan.copy),), f"copying logical slot(s) {', '.join(plan.copy)} "
+                                                                f"from {leader}: restarting postgres once")
+    if plan.physical or plan.logical:
+        return Decision((CopySlots(plan.physical, plan.logical),), f"replica of {leader}{via}")
     return _wait(f"replica of {leader}{via}")
 
 

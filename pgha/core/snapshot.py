@@ -39,6 +39,7 @@ class PgState:
     sync_setting: str = ""  # synchronous_standby_names as Postgres runs with it
     sync_confirmed: frozenset[str] = frozenset()  # primary: standbys Postgres reports as sync/quorum
     pending_restart: bool = False  # a changed parameter waits for a restart (pg_settings)
+    logical_slots: Mapping[str, int] = field(default_factory=dict)  # logical slots here: confirmed position
 
     @property
     def writable(self) -> bool:

@@ -134,6 +134,26 @@ class PostgresController:
                 raise
             raise e.PostgresError(f"query did not finish within {timeout:.0f}s") from exc
 
+    async def query_in(self, database: str, text: str, params: tuple[Any, ...] = (),
+                       timeout: float = 10.0) -> list[tuple[Any, ...]]:
+        """One statement in another database (a logical slot lives in one), on a connection of
+        its own."""
+        dsn = conf.conninfo(self.local_host, self.settings.listen_port, self.settings.authentication.superuser,
+                            dbname=database, connect_timeout=3)
+        try:
+            async with asyncio.timeout(timeout):
+                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                    cur = await conn.execute(text, params)
+                    return await cur.fetchall() if cur.description else []
+        except psycopg.Error as exc:
+            raise e.PostgresError(f"query in database {database} failed: {exc}") from exc
+        except TimeoutError as exc:
+            raise e.PostgresError(f"query in database {database} did not finish within {timeout:.0f}s") from exc
+
+    def superuser_dsn(self, host: str, port: int) -> str:
+        """A superuser connection string for another member's Postgres."""
+        return self._superuser_dsn(host, port)
+
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -179,7 +199,7 @@ class PostgresController:
             # Starting up, shutting down or in crash recovery: the postmaster lives but refuses us.
             return replace(base, down_since=previous.down_since if previous.down_since is not None else now)
         (in_rec, cur, received, replayed, tli, streaming, sysid, replication, replay_ts, sync_setting, pending,
-         version, started, paused, reason) = rows[0]
+         version, started, paused, reason, logical) = rows[0]
         self.facts = PgFacts(server_version=version, postmaster_start_time=started, replay_paused=bool(paused),
                              pending_restart_reason=reason or {})
         if self.catalog is None:
@@ -203,6 +223,7 @@ class PostgresController:
             replica_lsns={r["application_name"]: int(r["write_lsn"]) for r in self.replication
                           if r.get("state") == "streaming" and r.get("write_lsn") is not None},
             sync_setting=sync_setting or "", pending_restart=bool(pending),
+            logical_slots={str(k): int(v) for k, v in (logical or {}).items()},
             sync_confirmed=frozenset(r["application_name"] for r in self.replication
                                      if r.get("state") == "streaming" and r.get("sync_state") in ("sync", "quorum")),
             primary_on_timeline=self.disk.primary_on_timeline, following=self.disk.following)

@@ -27,5 +27,7 @@ SELECT pg_is_in_recovery(),
                    'old_value', s.setting,
                    'new_value', (SELECT f.setting FROM pg_file_settings f WHERE f.name = s.name
                                   ORDER BY f.seqno DESC LIMIT 1)))
-          FROM pg_settings s WHERE s.pending_restart)
+          FROM pg_settings s WHERE s.pending_restart),
+       (SELECT json_object_agg(slot_name, COALESCE((confirmed_flush_lsn - '0/0')::bigint, 0))
+          FROM pg_replication_slots WHERE slot_type = 'logical')
 """

@@ -43,9 +43,10 @@ class RunAs:
         p.chmod(0o700)
         self.chown(p)
 
-    def write_file(self, path: str | Path, text: str, mode: int = 0o600) -> None:
+    def write_file(self, path: str | Path, text: str | bytes, mode: int = 0o600, durable: bool = False) -> None:
         """Replace ``path`` atomically with ``text``. The new file is created with its final
-        mode and owner before a byte is written (never readable by others, not even briefly)."""
+        mode and owner before a byte is written (never readable by others, not even briefly).
+        ``durable``: on disk, file and directory entry, before this returns."""
         p = Path(path)
         tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
         tmp.unlink(missing_ok=True)
@@ -55,10 +56,19 @@ class RunAs:
             if self.active:
                 uid, gid = self._ids()
                 os.fchown(fd, uid, gid)
-            with os.fdopen(fd, "w") as f:
+            with os.fdopen(fd, "wb") as f:
                 fd = -1
-                f.write(text)
+                f.write(text.encode() if isinstance(text, str) else text)
+                if durable:
+                    f.flush()
+                    os.fsync(f.fileno())
             tmp.replace(p)
+            if durable:
+                dir_fd = os.open(p.parent, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
         except BaseException:
             if fd >= 0:
                 os.close(fd)

@@ -1,16 +1,22 @@
-"""A permanent physical slot survives a failover: pg_receivewal streams through it from the
+"""Permanent slots survive a failover. Physical: pg_receivewal streams through it from the
 primary, the replicas keep copies advanced to its position, and after the primary dies the
-consumer resumes from the new primary with no WAL missing. ignore_slots keeps a foreign slot that
-an unlisted one would lose."""
+consumer resumes from the new primary with no WAL missing; ignore_slots keeps a foreign slot that
+an unlisted one would lose. Logical: pg_recvlogical decodes (test_decoding) under writes, the
+replicas copy the slot and advance it, and after the primary is killed the consumer resumes on the
+new primary with every committed transaction."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from pgha.testing import FAST, LocalCluster, Node, wait_for
@@ -74,3 +80,103 @@ def test_permanent_slot_survives_failover_and_its_consumer_resumes_without_a_gap
     out = resumed.communicate(timeout=60)[0].decode(errors="replace")
     assert resumed.returncode == 0, out
     assert "has already been removed" not in out
+
+
+def logical_position(node: Node, name: str) -> int | None:
+    try:
+        rows = sql(node.dsn(), "SELECT (confirmed_flush_lsn - '0/0')::bigint FROM pg_replication_slots "
+                               "WHERE slot_name = %s AND slot_type = 'logical'", (name,))
+    except Exception:  # noqa: BLE001 - restarting
+        return None
+    return int(rows[0][0] or 0) if rows else None
+
+
+def recvlogical(node: Node, into: Path) -> subprocess.Popen[bytes]:
+    """A logical consumer of the slot ``cdc`` that confirms what it wrote to ``into`` every second."""
+    return subprocess.Popen([f"{BIN}/pg_recvlogical", "-d", "postgres", "-S", "cdc", "--start", "-f", str(into),
+                             "-F", "1", "-s", "1", "--no-loop", "-h", "127.0.0.1", "-p", str(node.pg_port),
+                             "-U", "postgres", "--no-password"],
+                            env={**os.environ, "PGPASSWORD": "supersecret"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+
+
+def decoded_ids(path: Path) -> list[int]:
+    """The ids of the rows inserted into ``feed``, in the order the consumer received them."""
+    text = path.read_text() if path.exists() else ""
+    return [int(m) for m in re.findall(r"table public\.feed: INSERT: id\[integer\]:(\d+)", text)]
+
+
+class Writer(threading.Thread):
+    """Inserts 1, 2, 3... into ``feed`` on whichever node is primary; keeps the acknowledged ids."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        super().__init__(daemon=True)
+        self.cluster, self.stop, self.acked, self.next = cluster, threading.Event(), list[int](), 1
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            primary = next(iter(self.cluster.primaries()), None)
+            if primary is None:
+                time.sleep(0.1)
+                continue
+            try:
+                with psycopg.connect(primary.dsn(), autocommit=True) as conn:
+                    while not self.stop.is_set():
+                        conn.execute("INSERT INTO feed VALUES (%s)", (self.next,))
+                        self.acked.append(self.next)
+                        self.next += 1
+                        time.sleep(0.005)
+            except psycopg.Error:
+                self.next += 1  # its outcome is unknown: never reuse the id
+                time.sleep(0.1)
+
+
+def test_permanent_logical_slot_survives_failover_and_its_consumer_misses_no_committed_transaction(
+        make_cluster: Callable[..., LocalCluster], tmp_path: Path) -> None:
+    c = make_cluster(dcs={**FAST, "slots": {"cdc": {"type": "logical", "database": "postgres",
+                                                    "plugin": "test_decoding"}}})
+    c.start()
+    leader = c.leader()
+    replicas = [n for n in c.nodes if n is not leader]
+    sql(leader.dsn(), "CREATE TABLE feed (id int PRIMARY KEY)")
+    created = wait_for("the logical slot on the leader", lambda: logical_position(leader, "cdc"), 30)
+    assert sql(replicas[0].dsn(), "SHOW hot_standby_feedback")[0][0] == "on"
+
+    writer = Writer(c)
+    writer.start()
+    before, after = tmp_path / "before.txt", tmp_path / "after.txt"
+    consumer = recvlogical(leader, before)
+    wait_for("changes decoded on the primary", lambda: len(decoded_ids(before)) > 300, 30)
+
+    def copied() -> bool:
+        # The slot may need WAL from before the replicas were cloned: they copy it once its
+        # consumer moved it on, which a checkpoint (a running-transactions record) lets happen.
+        sql(leader.dsn(), "CHECKPOINT")
+        return all(logical_position(n, "cdc") is not None for n in replicas)
+
+    wait_for("copies of the slot on both replicas", copied, 60, interval=1.0)
+    confirmed = wait_for("the consumer's confirmed position on the primary", lambda: (
+        p if (p := logical_position(leader, "cdc") or 0) > created else None), 30)
+    wait_for("the replicas' copies advanced to it", lambda: all(
+        (logical_position(n, "cdc") or 0) >= confirmed for n in replicas), 30)
+
+    leader.signal_agent(signal.SIGKILL)
+    leader.kill_postgres(signal.SIGKILL)
+    consumer.wait(10)
+    new = wait_for("a new primary", lambda: next((n for n in replicas if n.health("/primary") == 200), None), 60)
+    resumed = recvlogical(new, after)
+    acked_at_failover = len(writer.acked)
+    wait_for("writes on the new primary", lambda: len(writer.acked) > acked_at_failover + 300, 60)
+    writer.stop.set()
+    writer.join(10)
+    committed = {r[0] for r in sql(new.dsn(), "SELECT id FROM feed")}
+    wait_for("the consumer caught up on the new primary", lambda: max(committed) in decoded_ids(after), 30)
+    resumed.send_signal(signal.SIGINT)
+    resumed.wait(10)
+
+    first, second = decoded_ids(before), decoded_ids(after)
+    missing = sorted(committed - set(first) - set(second))
+    assert not missing, f"{len(missing)} committed transactions never reached the consumer: {missing[:20]}"
+    assert set(second) <= committed, "the consumer received rows the new primary does not have"
+    # It resumed where it had confirmed (a few rows again at most), not from the slot's creation.
+    assert second and second[0] > first[0] and second[0] <= max(first) + 1, (first[:3], second[:3])

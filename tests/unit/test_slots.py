@@ -1,5 +1,5 @@
 """Permanent slots and ignore_slots: the leader keeps them and publishes their positions; replicas
-keep copies advanced to those positions; logical ones are refused with the reason."""
+keep copies advanced to those positions; logical ones are copied to replicas once, then advanced."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from pgha.config.model import DynamicConfig
 from pgha.config.replication import IgnoreSlot
 from pgha.core import actions as a
+from pgha.core import parameters
 from pgha.core.cluster import LeaderStatus, Member
 from pgha.core.decide import decide
 from pgha.core.slots import ignored
@@ -30,9 +31,51 @@ def test_replica_keeps_copies_advanced_to_the_positions_the_leader_published() -
     assert decide(snap(REPLICA, v)).actions == ()  # no permanent slots configured: nothing to copy
 
 
-def test_logical_permanent_slots_are_refused_with_the_reason() -> None:
-    with pytest.raises(ValidationError, match="logical permanent slots are not supported yet"):
-        DynamicConfig.model_validate({"slots": {"cdc": {"type": "logical", "database": "app", "plugin": "pgoutput"}}})
+LOGICAL = DynamicConfig.model_validate({**CFG.model_dump(), "slots": {
+    "archiver": {}, "cdc": {"type": "logical", "database": "app", "plugin": "pgoutput"}}})
+
+
+def test_a_logical_slot_needs_its_database_and_plugin() -> None:
+    with pytest.raises(ValidationError, match="a logical slot needs database and plugin"):
+        DynamicConfig.model_validate({"slots": {"cdc": {"type": "logical", "plugin": "pgoutput"}}})
+    with pytest.raises(ValidationError, match="for logical slots only"):
+        DynamicConfig.model_validate({"slots": {"arch": {"database": "app"}}})
+
+
+def test_logical_slots_turn_on_logical_wal_and_standby_feedback_everywhere() -> None:
+    params = parameters.wanted(LOGICAL, None)
+    assert params["wal_level"] == "logical" and params["hot_standby_feedback"] == "on"
+    assert "hot_standby_feedback" not in parameters.wanted(CFG, None)
+
+
+def test_leader_keeps_the_logical_slots_too() -> None:
+    d = decide(snap(PRIMARY, view(n1=Member("n1")), name="n1", config=LOGICAL))
+    publish = d.actions[0]
+    assert isinstance(publish, a.PublishLeaderStatus) and publish.logical == (("cdc", "app", "pgoutput"),)
+
+
+def test_replica_copies_a_logical_slot_once_the_primary_has_it() -> None:
+    unpublished = replace(view(n1=Member("n1")), status=LeaderStatus("n1", 3, 5000, {"archiver": 4200}))
+    assert decide(snap(REPLICA, unpublished, config=LOGICAL)).actions == (a.CopySlots((("archiver", 4200),)),)
+    v = replace(view(n1=Member("n1")), status=LeaderStatus("n1", 3, 5000, {"archiver": 4200, "cdc": 4100}))
+    assert decide(snap(REPLICA, v, config=LOGICAL)).actions == (a.CopyLogicalSlots("n1", ("cdc",)),)
+
+
+def test_replica_advances_its_logical_copy_no_further_than_it_replayed() -> None:
+    v = replace(view(n1=Member("n1")), status=LeaderStatus("n1", 3, 5000, {"archiver": 4200, "cdc": 4900}))
+    pg = replace(REPLICA, logical_slots={"cdc": 3000}, replayed_lsn=4500)
+    assert decide(snap(pg, v, config=LOGICAL)).actions == (
+        a.CopySlots((("archiver", 4200),), logical=(("cdc", "app", 4500),)),)
+    level = replace(pg, logical_slots={"cdc": 4500})
+    assert decide(snap(level, v, config=LOGICAL)).actions == (a.CopySlots((("archiver", 4200),)),)
+
+
+def test_a_logical_copy_further_on_than_the_primary_is_copied_again() -> None:
+    """Left from a time this node was primary: past what the consumer confirmed on the new
+    history, so a failover to this node would skip events."""
+    v = replace(view(n1=Member("n1")), status=LeaderStatus("n1", 3, 5000, {"cdc": 4000}))
+    pg = replace(REPLICA, logical_slots={"cdc": 4800})
+    assert decide(snap(pg, v, config=LOGICAL)).actions == (a.CopyLogicalSlots("n1", ("cdc",)),)
 
 
 def test_ignore_slots_match_on_every_field_they_give() -> None:
