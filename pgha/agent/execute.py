@@ -336,7 +336,7 @@ class Executor:
                                          else frozenset(), act.permanent, s.config.ignore_slots)
         if act.logical:
             positions.update(await slots.keep_logical(self.postgres.query, self.postgres.query_in, act.logical))
-        status = LeaderStatus(s.name, s.pg.timeline, s.pg.lsn, positions)
+        status = LeaderStatus(s.name, s.pg.timeline, s.pg.lsn, positions, dict(act.retain))
         if status != s.cluster.status:  # an idle leader writes nothing
             await self.store.publish_status(status, self._lease(), self.jobs.keeper.deadline(leader=True))
         members = dict(act.failsafe) if act.failsafe is not None else None

@@ -68,6 +68,17 @@ class DynamicPostgresql(_Strict):
         return check_parameters(v)
 
 
+_UNITS = {"ms": 0.001, "s": 1, "min": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(v: int | str) -> float:
+    """Patroni's durations: seconds, or a number followed by ms, s, min, h or d."""
+    m = re.fullmatch(r"\s*(\d+)\s*(ms|s|min|h|d)?\s*", str(v))
+    if m is None or (isinstance(v, int) and v < 0):
+        raise ValueError(f"{v!r} is not a duration: seconds, or a number with ms, s, min, h or d (e.g. 30min)")
+    return int(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
 class DynamicConfig(_Strict):
     """Settings shared by every node, stored under ``config`` in etcd and seeded once from
     ``bootstrap.dcs``. Strict: a value of the wrong JSON type is refused, not coerced, so what is
@@ -90,6 +101,19 @@ class DynamicConfig(_Strict):
     standby_cluster: StandbyCluster | None = None
     slots: dict[str, PermanentSlot] = Field(default_factory=dict)
     ignore_slots: list[IgnoreSlot] = Field(default_factory=list)
+    # How long the leader keeps the slot of a member that is gone (Patroni's name and default):
+    # seconds, or a number with ms, s, min, h or d. 0: dropped at once.
+    member_slots_ttl: int | str = "30min"
+
+    @field_validator("member_slots_ttl")
+    @classmethod
+    def _duration(cls, v: int | str) -> int | str:
+        duration_seconds(v)
+        return v
+
+    @property
+    def member_slots_seconds(self) -> float:
+        return duration_seconds(self.member_slots_ttl)
 
     @field_validator("slots")
     @classmethod

@@ -167,6 +167,7 @@ class PublishLeaderStatus(Action):
     permanent: frozenset[str] = frozenset()
     failsafe: tuple[tuple[str, str], ...] | None = None  # the ``failsafe`` key's members (None: no key)
     logical: tuple[tuple[str, str, str], ...] = ()  # permanent logical slots: name, database, plugin
+    retain: tuple[tuple[str, float], ...] = ()  # members for ``status``: present (0) or gone since (epoch s)
 
 
 @dataclass(frozen=True)

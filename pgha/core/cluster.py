@@ -72,20 +72,24 @@ class LeaderStatus:
     timeline: int = 0
     lsn: int = 0
     slots: Mapping[str, int] = field(default_factory=dict)  # permanent slots' positions on the primary
+    retain: Mapping[str, float] = field(default_factory=dict)  # gone members whose slots are kept: since (epoch s)
 
     def to_json(self) -> str:
         d: dict[str, Any] = {"leader": self.leader, "timeline": self.timeline, "lsn": self.lsn}
         if self.slots:
             d["slots"] = dict(self.slots)
+        if self.retain:
+            d["retain_slots"] = dict(self.retain)
         return json.dumps(d)
 
     @classmethod
     def from_json(cls, raw: str) -> LeaderStatus:
         try:
             d = json.loads(raw)
-            slots = d.get("slots") or {}
+            slots, retain = d.get("slots") or {}, d.get("retain_slots") or {}
             return cls(leader=str(d.get("leader", "")), timeline=int(d.get("timeline", 0)), lsn=int(d.get("lsn", 0)),
-                       slots={str(k): int(v) for k, v in slots.items()} if isinstance(slots, dict) else {})
+                       slots={str(k): int(v) for k, v in slots.items()} if isinstance(slots, dict) else {},
+                       retain={str(k): float(v) for k, v in retain.items()} if isinstance(retain, dict) else {})
         except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
             return cls()
 

@@ -215,14 +215,13 @@ def _rewind(s: Snapshot, leader: str) -> Rewind:
 
 
 def _publish(s: Snapshot) -> PublishLeaderStatus:
-    return PublishLeaderStatus(_slots(s), permanent=slots.permanent(s.config), failsafe=failsafe.topology(s),
-                               logical=slots.logical(s.config))
-
-
-def _slots(s: Snapshot) -> frozenset[str]:
-    if not s.config.postgresql.use_slots:
-        return frozenset()
-    return frozenset(n for n in s.cluster.members if n != s.name and topology.streams_from_leader(s.cluster, n, s.name))
+    c = s.cluster
+    retain = slots.retained(frozenset(c.members) - {s.name}, c.status.retain, c.status.leader, s.name, s.wall_now,
+                            s.config.member_slots_seconds) if s.config.postgresql.use_slots else {}
+    streaming = frozenset(n for n in c.members if n != s.name and topology.streams_from_leader(c, n, s.name))
+    kept = streaming | {n for n, gone in retain.items() if gone} if s.config.postgresql.use_slots else frozenset()
+    return PublishLeaderStatus(kept, permanent=slots.permanent(s.config), failsafe=failsafe.topology(s),
+                               logical=slots.logical(s.config), retain=tuple(sorted(retain.items())))
 
 
 def _as_leader(s: Snapshot) -> Decision:

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgha.testing import FAST, LocalCluster, Node, wait_for
+from pgha.testing import FAST, LocalCluster, Node, http_request, wait_for
 from tests.conftest import sql
 
 pytestmark = pytest.mark.slow
@@ -180,3 +180,25 @@ def test_permanent_logical_slot_survives_failover_and_its_consumer_misses_no_com
     assert set(second) <= committed, "the consumer received rows the new primary does not have"
     # It resumed where it had confirmed (a few rows again at most), not from the slot's creation.
     assert second and second[0] > first[0] and second[0] <= max(first) + 1, (first[:3], second[:3])
+
+
+def test_a_stopped_replicas_slot_is_kept_for_member_slots_ttl_then_dropped(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster(dcs={**FAST, "member_slots_ttl": "12s"})
+    c.start()
+    leader = c.leader()
+    gone = next(n for n in c.nodes if n is not leader)
+    wait_for("the replica's slot on the leader", lambda: slot_lsn(leader, gone.name) is not None, 20)
+    gone.stop()
+    wait_for("its member record gone", lambda: gone.name not in {
+        m["name"] for m in (http_request("GET", leader.api + "/cluster", timeout=2)[1] or {}).get("members", [])}, 20)
+    time.sleep(4)
+    assert slot_lsn(leader, gone.name) is not None, "the slot of a replica that just stopped was dropped at once"
+    gone.start()  # back within member_slots_ttl: it streams through its slot, no WAL missing
+    wait_for("the replica streaming again", lambda: gone.health("/replica") == 200, 60)
+    assert sql(leader.dsn(), "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (gone.name,)) == [(True,)]
+
+    gone.stop()
+    t0 = time.monotonic()
+    wait_for("the slot dropped once member_slots_ttl passed", lambda: slot_lsn(leader, gone.name) is None, 40)
+    assert time.monotonic() - t0 >= 10, "dropped before member_slots_ttl"

@@ -50,7 +50,7 @@ def test_data_of_another_cluster_is_refused() -> None:
 
 def test_leader_publishes_status_and_slots_for_the_others() -> None:
     s = snap(PRIMARY, view(n1=Member("n1"), n2=Member("n2"), n3=Member("n3")), name="n1")
-    assert decide(s).actions == (a.PublishLeaderStatus(frozenset({"n2", "n3"})),)
+    assert decide(s).actions == (a.PublishLeaderStatus(frozenset({"n2", "n3"}), retain=(("n2", 0.0), ("n3", 0.0))),)
 
 
 def test_leader_demotes_when_lease_is_within_retry_timeout_of_expiry() -> None:

@@ -65,13 +65,13 @@ def test_every_unsupported_patroni_key_is_refused_by_name(tmp_path: Path) -> Non
     data["postgresql"]["authentication"]["superuser"]["sslmode"] = "require"
     data["log"] = {"level": "INFO", "dir": "/var/log/patroni"}
     data["bootstrap"]["post_init"] = "/x.sh"
-    data["bootstrap"]["dcs"]["member_slots_ttl"] = "30min"
+    data["bootstrap"]["dcs"]["max_timelines_history"] = 10
     data["tags"]["nostream"] = True
     with pytest.raises(e.ConfigError) as err:
         load_local_config(write(tmp_path, data), environ={})
     lines = str(err.value).splitlines()
     for key in ("consul", "postgresql.pg_ctl_timeout", "postgresql.authentication.superuser.sslmode",
-                "log.dir", "bootstrap.post_init", "bootstrap.dcs.member_slots_ttl", "tags.nostream"):
+                "log.dir", "bootstrap.post_init", "bootstrap.dcs.max_timelines_history", "tags.nostream"):
         assert any(line.endswith(f"patroni.yml: {key}: a Patroni key pgha does not support yet")
                    for line in lines), (key, lines)
 

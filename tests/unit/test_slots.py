@@ -21,7 +21,8 @@ from tests.unit.test_decide import CFG, PRIMARY, REPLICA, snap, view
 def test_leader_keeps_the_permanent_slots_beside_the_members_slots() -> None:
     cfg = DynamicConfig.model_validate({**CFG.model_dump(), "slots": {"archiver": {}}})
     d = decide(snap(PRIMARY, view(n1=Member("n1"), n2=Member("n2")), name="n1", config=cfg))
-    assert d.actions == (a.PublishLeaderStatus(frozenset({"n2"}), permanent=frozenset({"archiver"})),)
+    assert d.actions == (a.PublishLeaderStatus(frozenset({"n2"}), permanent=frozenset({"archiver"}),
+                                               retain=(("n2", 0.0),)),)
 
 
 def test_replica_keeps_copies_advanced_to_the_positions_the_leader_published() -> None:
@@ -90,3 +91,34 @@ def test_status_key_carries_slot_positions_both_ways() -> None:
     st = LeaderStatus("n1", 3, 5000, {"archiver": 4200})
     assert LeaderStatus.from_json(st.to_json()) == st
     assert LeaderStatus.from_json('{"leader": "n1", "timeline": 3, "lsn": 5}').slots == {}
+
+
+def test_the_leader_keeps_a_gone_members_slot_for_member_slots_ttl() -> None:
+    cfg = DynamicConfig.model_validate({**CFG.model_dump(), "member_slots_ttl": "10min"})
+    assert cfg.member_slots_seconds == 600
+    present = view(n1=Member("n1"), n2=Member("n2"))
+    v = replace(present, status=LeaderStatus("n1", 3, 5000, retain={"n2": 0.0, "n3": 0.0}))
+    (first,) = decide(snap(PRIMARY, v, name="n1", config=cfg, wall_now=1000.0)).actions
+    assert isinstance(first, a.PublishLeaderStatus)
+    assert first.slots == frozenset({"n2", "n3"}) and dict(first.retain) == {"n2": 0.0, "n3": 1000.0}
+    later = replace(present, status=LeaderStatus("n1", 3, 5000, retain=dict(first.retain)))
+    (kept,) = decide(snap(PRIMARY, later, name="n1", config=cfg, wall_now=1599.0)).actions
+    assert isinstance(kept, a.PublishLeaderStatus) and kept.slots == frozenset({"n2", "n3"})
+    assert kept.retain == first.retain  # nothing changed: the status key is not rewritten
+    (gone,) = decide(snap(PRIMARY, later, name="n1", config=cfg, wall_now=1600.0)).actions
+    assert isinstance(gone, a.PublishLeaderStatus) and gone.slots == frozenset({"n2"})
+
+
+def test_a_new_leader_keeps_the_old_primarys_slot_and_zero_ttl_keeps_nothing() -> None:
+    v = view(leader="n2", n2=Member("n2"), n3=Member("n3"))  # n1, the old primary, is gone; status names it
+    (publish,) = decide(snap(PRIMARY, v, name="n2", wall_now=50.0)).actions
+    assert isinstance(publish, a.PublishLeaderStatus) and publish.slots == frozenset({"n1", "n3"})
+    zero = DynamicConfig.model_validate({**CFG.model_dump(), "member_slots_ttl": 0})
+    (none,) = decide(snap(PRIMARY, v, name="n2", config=zero, wall_now=50.0)).actions
+    assert isinstance(none, a.PublishLeaderStatus) and none.slots == frozenset({"n3"})
+
+
+@pytest.mark.parametrize("value", ["30 sec", "-1", -5, "1.5h"])
+def test_member_slots_ttl_that_is_not_a_duration_is_refused(value: object) -> None:
+    with pytest.raises(ValidationError, match="is not a duration"):
+        DynamicConfig.model_validate({"member_slots_ttl": value})
