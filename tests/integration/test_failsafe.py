@@ -101,7 +101,6 @@ def test_failsafe_primary_rides_out_an_etcd_outage_of_three_ttl_without_a_write_
     assert gap < 1.0, f"writes stopped for {gap:.2f} s during the etcd outage"
     assert c.wait_healthy(30) is leader
     assert (leader.status() or {})["timeline"] == timeline, "a failover happened"
-    # The outage outlived the leases: the leader key expired, the replicas that had confirmed the
-    # primary did not race for it, and the primary took it again.
-    assert "etcd is back: taking the leader key again as the confirmed primary" in leader.log_text()
-    assert "asked us to confirm it as primary less than ttl ago" in replica.log_text()
+    # It stayed primary on its members' confirmations (whether etcd expired the leases in the
+    # outage, so that it took the leader key again, depends on etcd's lessor: both end here).
+    assert "primary while its 2 other member(s) confirm it (failsafe mode)" in leader.log_text()
