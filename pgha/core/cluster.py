@@ -79,14 +79,14 @@ class LeaderStatus:
         if self.slots:
             d["slots"] = dict(self.slots)
         if self.retain:
-            d["retain_slots"] = dict(self.retain)
+            d["retain_slots_since"] = dict(self.retain)  # not Patroni's retain_slots: a list there
         return json.dumps(d)
 
     @classmethod
     def from_json(cls, raw: str) -> LeaderStatus:
         try:
             d = json.loads(raw)
-            slots, retain = d.get("slots") or {}, d.get("retain_slots") or {}
+            slots, retain = d.get("slots") or {}, d.get("retain_slots_since") or {}
             return cls(leader=str(d.get("leader", "")), timeline=int(d.get("timeline", 0)), lsn=int(d.get("lsn", 0)),
                        slots={str(k): int(v) for k, v in slots.items()} if isinstance(slots, dict) else {},
                        retain={str(k): float(v) for k, v in retain.items()} if isinstance(retain, dict) else {})

@@ -91,6 +91,10 @@ def test_status_key_carries_slot_positions_both_ways() -> None:
     st = LeaderStatus("n1", 3, 5000, {"archiver": 4200})
     assert LeaderStatus.from_json(st.to_json()) == st
     assert LeaderStatus.from_json('{"leader": "n1", "timeline": 3, "lsn": 5}').slots == {}
+    gone = LeaderStatus("n1", 3, 5000, retain={"n2": 0.0, "n3": 1700000000.5})
+    assert LeaderStatus.from_json(gone.to_json()) == gone
+    # Patroni's own status key (a migration reads it): its retain_slots is a list of names
+    assert LeaderStatus.from_json('{"optime": 5, "retain_slots": ["n2"]}').retain == {}
 
 
 def test_the_leader_keeps_a_gone_members_slot_for_member_slots_ttl() -> None:
