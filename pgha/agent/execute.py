@@ -20,6 +20,7 @@ from pgha import errors as e
 from pgha.agent import failsafe, peers
 from pgha.agent.callbacks import CallbackRunner
 from pgha.agent.jobs import PostgresJobs, Result, member_addr
+from pgha.agent.timeline import Timeline
 from pgha.core import actions as a
 from pgha.core import failsafe as core_failsafe
 from pgha.core import standby
@@ -44,6 +45,7 @@ class Executor:
                  announce: Callable[[], Awaitable[None]], wake: Callable[[], None],
                  callbacks: CallbackRunner) -> None:
         self.jobs = jobs
+        self.timeline = Timeline(jobs.store, jobs.postgres.query_in)
         self.callbacks = callbacks  # fired after the change they report; never awaited
         self.store = jobs.store
         self.postgres = jobs.postgres
@@ -278,11 +280,12 @@ class Executor:
                                 lambda: self.jobs.copy_logical_slots(act, s, states), then=("on_restart", "replica"))
 
     async def _demote(self, act: a.Demote, s: Snapshot) -> Result:
-        t0 = time.monotonic()
+        t0, began = time.monotonic(), time.time()
         log.warning("demoting: %s", act.reason)
         self.mark(Busy(Job.DEMOTING, act.reason))
         await self.postgres.stop(act.mode)
         self.tally.demotions += 1
+        self.timeline.stepped_down("demotion", s, s.pg.timeline, s.pg.lsn, act.reason, [("demote", began)])
         log.warning("demoted in %.2f s: postgres no longer accepts writes", time.monotonic() - t0)
         self.callbacks.fire("on_role_change", "replica")
         return self._background(Busy(Job.STARTING, "read-only"), lambda: self.jobs.start(s, False, act.follow))
@@ -292,6 +295,7 @@ class Executor:
         if lease is None:
             return Result(ok=False)
         if await self.store.acquire_leader(lease, s.config.retry_timeout):
+            self.timeline.acquired()
             log.info("acquired leader key: %s", act.reason)
             return Result(wake=True)
         log.info("lost the race for the leader key")
@@ -305,6 +309,7 @@ class Executor:
         if not await self.store.publish_status(LeaderStatus(s.name, old_tl, lsn), self._lease(), s.config.retry_timeout):
             raise e.PghaError("the leader key is no longer ours: not promoting")
         await self.postgres.promote()
+        promoted = time.time()
         self.callbacks.fire("on_role_change", "primary")
         took = time.monotonic() - t0
         self.tally.promotions += 1
@@ -316,6 +321,7 @@ class Executor:
         f = s.cluster.failover
         reason = (f"switchover from {f.leader}" if f and f.leader else "manual failover" if f
                   else "failover: no leader")
+        self.timeline.promoted(s, old_tl, lsn, reason, promoted)
         try:
             await self.store.append_history(s.cluster, HistoryEntry(old_tl, lsn, reason, _now_iso(), s.name),
                                             s.config.retry_timeout)
@@ -345,13 +351,14 @@ class Executor:
         return Result()
 
     async def _hand_over(self, act: a.HandOver, s: Snapshot) -> Result:
-        t0 = time.monotonic()
+        t0, marks = time.monotonic(), [("checkpoint", time.time())]
         log.info("switchover to %s: checkpoint, then clean stop", act.candidate)
         # Both steps end well within the lease (renewed meanwhile by the lease keeper).
         limit = max(1.0, s.config.ttl / 2)
         await self._step("checkpoint")
         await self.postgres.checkpoint(limit)  # makes the shutdown checkpoint, and so the stop, short
         await self._step("stopping postgres")
+        marks.append(("stop", time.time()))
         await self.postgres.stop("fast", timeout=limit)
         final_lsn = await self.postgres.shutdown_checkpoint_lsn()
         tl = s.pg.timeline or (self.postgres.disk.primary_on_timeline or 0)
@@ -361,8 +368,10 @@ class Executor:
             raise e.PghaError("switchover: could not publish the final WAL position; the leader key stays")
         self.postgres.remember(handover_lsn=final_lsn)
         await self._step(f"stopped at {lsn_text(final_lsn)}")
+        marks.append(("release", time.time()))
         await self.store.release_leader(self._lease(), s.cluster.leader_revision, s.config.retry_timeout)
         self.tally.demotions += 1
+        self.timeline.stepped_down("handover", s, tl, final_lsn, f"switchover to {act.candidate}", marks)
         self.callbacks.fire("on_role_change", "replica")
         log.info("switchover: stopped at %X and released the leader key to %s in %.2f s",
                  final_lsn, act.candidate, time.monotonic() - t0)

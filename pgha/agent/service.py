@@ -106,6 +106,7 @@ class Agent:
         k, t = self.keeper, self.executor.tally
         key = (self._version, k.lease, k.valid_until, k.seen_at, k.renewals, k.failures, t.promotions, t.demotions,
                t.reloads, self.executor.jobs.restarts, self.fence_fired, self.inbox.restart_at, self.fence.armed,
+               self.executor.timeline.recorded,
                self.fence.watchdog_state, sum(self.callbacks.stats.runs.values()))
         if key != self._live_key:
             self._live, self._live_key = self._merge(), key
@@ -122,7 +123,7 @@ class Agent:
         return replace(self._report, lease_valid_until=k.valid_until, lease_id=k.lease, dcs_seen_at=k.seen_at,
                        counters=counters, callbacks=self.callbacks.stats.snapshot(),
                        restart_at=self.inbox.restart_at, fence_armed=self.fence.armed,
-                       watchdog=self.fence.watchdog_state)
+                       watchdog=self.fence.watchdog_state, phase_seconds=tuple(self.executor.timeline.observations))
 
     def _guard_due(self, now: float) -> bool:
         r = self._report

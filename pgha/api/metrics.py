@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from pgha.api.context import CONTEXT
-from pgha.core import patroni_metrics, report
+from pgha.core import events, patroni_metrics, report
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -36,6 +36,18 @@ def collect(current: Callable[[], report.NodeReport]) -> Iterator[Metric]:
                                          else GaugeMetricFamily(v.name, v.doc, labels=names))
         family.add_metric([*labels, *(value for _, value in v.labels)], v.value)
     yield from families.values()
+    yield _phases(r, labels)
+
+
+def _phases(r: report.NodeReport, labels: list[str]) -> Metric:
+    from prometheus_client.core import HistogramMetricFamily
+
+    family = HistogramMetricFamily("pgha_failover_phase_seconds", "duration of each phase of the role changes "
+                                   "this node recorded (pgha history --events)", labels=[*_LABELS, "phase"])
+    for phase, (counts, total, n) in sorted(events.histogram(r.phase_seconds).items()):
+        buckets = [(str(b), c) for b, c in zip(events.BUCKETS, counts)] + [("+Inf", n)]
+        family.add_metric([*labels, phase], buckets, total)
+    return family
 
 
 def _registry(current: Callable[[], report.NodeReport]) -> Any:

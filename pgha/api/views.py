@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from pgha.api.context import context
-from pgha.core import fitness, report, schedule
+from pgha.core import events, fitness, report, schedule
 from pgha.core.cluster import ClusterView, lsn_text
 
 
@@ -63,7 +63,10 @@ async def cluster(request: web.Request) -> web.Response:
 
 
 async def history(request: web.Request) -> web.Response:
+    """Patroni's rows; with ``?events=1`` the failover timeline (``core.events``), oldest first."""
     view = context(request).report().view
+    if request.query.get("events") not in (None, "", "0", "false"):
+        return web.json_response([ev.to_dict() for ev in events.parse(view.events_raw)])
     return web.json_response([[h.timeline, h.lsn, h.reason, h.time, h.leader] for h in view.history])
 
 

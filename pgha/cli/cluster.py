@@ -18,6 +18,7 @@ from pgha import errors as e
 from pgha.cli.context import Target, cluster_options
 from pgha.cli.table import render
 from pgha.config.load import normalized, parse_dynamic_config
+from pgha.core import events as core_events
 from pgha.core.requests import merge_patch
 from pgha.dcs.store import ClusterStore
 
@@ -66,13 +67,26 @@ def topology(target: Target, fmt: str, watch_default: bool, watch: float | None)
 @click.command()
 @cluster_options
 @click.option("-f", "--format", "fmt", type=click.Choice(["pretty", "json", "tsv"]), default="pretty")
-def history(target: Target, fmt: str) -> None:
-    """One row per promotion: timeline, LSN, reason, time, new leader.
+@click.option("--events", is_flag=True, help="the failover timeline: every role change and its phases")
+def history(target: Target, fmt: str, events: bool) -> None:
+    """One row per promotion: timeline, LSN, reason, time, new leader. With --events, one row
+    per role change (failover, switchover, hand-over, demotion) with each phase's duration.
 
-    Example: pgha history -c node.yml
+    Example: pgha history -c node.yml --events
     """
-    rows: list[list[object]] = [[h.timeline, h.lsn, h.reason, h.time, h.leader] for h in target.view().history]
-    cols = ["TL", "LSN", "Reason", "Timestamp", "New Leader"]
+    view = target.view()
+    if events:
+        recorded = core_events.parse(view.events_raw)
+        if fmt == "json":
+            click.echo(json.dumps([ev.to_dict() for ev in recorded]))
+            return
+        cols = ["Start", "Kind", "Node", "Previous", "TL", "Total", "Phases", "Reason"]
+        rows: list[list[object]] = [
+            [core_events.iso(ev.start), ev.kind, ev.node, ev.previous or "-", ev.timeline, f"{ev.total:.2f}s",
+             ", ".join(f"{p.name} {p.seconds:.2f}s" for p in ev.phases), ev.reason] for ev in recorded]
+    else:
+        rows = [[h.timeline, h.lsn, h.reason, h.time, h.leader] for h in view.history]
+        cols = ["TL", "LSN", "Reason", "Timestamp", "New Leader"]
     if fmt == "json":
         click.echo(json.dumps([dict(zip(cols, r)) for r in rows]))
         return

@@ -178,6 +178,7 @@ class ClusterView:
     sync: SyncState | None = None
     sync_revision: int = 0
     failsafe: Mapping[str, str] | None = None  # the ``failsafe`` key: member name -> REST API URL
+    events_raw: str = ""  # the ``events`` key (the failover timeline, ``core.events``), parsed on demand
     revision: int = 0
 
     @property
@@ -216,6 +217,8 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
             out["history"] = parse_history(kv.value)
         elif rel == "failsafe":
             out["failsafe"] = parse_failsafe(kv.value)
+        elif rel == "events":
+            out["events_raw"] = kv.value
         elif rel.startswith("members/"):
             name = rel[len("members/"):]
             members[name] = Member.from_json(name, kv.value)

@@ -79,6 +79,7 @@ class NodeReport:
     callbacks: Mapping[str, tuple[int, int, float]] = field(default_factory=dict)  # action: runs, failures, seconds
     failsafe_confirmed_at: float | None = None  # primary: the last round every member confirmed was sent then
     failsafe_ping: tuple[str, float] | None = None  # replica: the primary that last asked us to confirm it, when
+    phase_seconds: tuple[tuple[str, float], ...] = ()  # the phases of the role changes this node recorded
 
 
 def holds_leader(r: NodeReport, now: float) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 from pgha import errors as e
 
 from pgha.config.load import parse_dynamic_config
+from pgha.core import events
 from pgha.core.cluster import (
     ClusterView,
     FailoverRequest,
@@ -31,6 +32,7 @@ from pgha.core.cluster import (
     history_json,
     parse_cluster,
 )
+from pgha.core.events import Event
 from pgha.dcs.etcd import Compare, EtcdClient, delete_op, put_op
 
 log = logging.getLogger("pgha")
@@ -121,6 +123,18 @@ class ClusterStore:
         op = put_op(self.key("failsafe"), json.dumps(members, sort_keys=True)) if members is not None \
             else delete_op(self.key("failsafe"))
         return await self.client.txn(self._ours(lease), [op], deadline=deadline)
+
+    async def append_event(self, event: Event, deadline: float) -> None:
+        """Add ``event`` to the bounded ``events`` list (compare-and-set: several members may
+        record at once)."""
+        for _ in range(5):
+            kv = await self.client.get(self.key("events"), deadline)
+            old = events.parse(kv.value) if kv is not None else ()
+            guard = self._unchanged("events", kv.mod_revision if kv is not None else 0)
+            if await self.client.txn([guard], [put_op(self.key("events"), events.to_json(events.append(old, event)))],
+                                     deadline=deadline):
+                return
+        raise e.DcsError("the events key kept changing: event not recorded")
 
     async def append_history(self, view: ClusterView, entry: HistoryEntry, deadline: float) -> None:
         await self.client.put(self.key("history"), history_json([*view.history, entry]), deadline)

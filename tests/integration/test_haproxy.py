@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import psycopg
 import pytest
 
-from pgha.testing import HAProxy, LocalCluster, http_request, wait_for
+from pgha.testing import FAST, HAProxy, LocalCluster, Node, http_request, wait_for
 from tests.conftest import sql
 
 pytestmark = pytest.mark.slow
+
+HAPROXY_INTERVAL = 0.5  # the checks' inter (pgha.testing.HAProxy, configs/haproxy.cfg)
 
 
 @pytest.fixture
@@ -107,6 +114,35 @@ def test_writes_through_haproxy_survive_the_primary_being_killed(proxied: tuple[
     assert max(samples) == 1, "two nodes answered 200 on /primary in one sample"
     after = [i for i, t, port in writer.acked if t > t0]
     assert after and all(port == new.pg_port for _, t, port in writer.acked if t > t0 and port != old.pg_port)
+    check_failover_timeline(c, old, new, writer)
+
+
+def check_failover_timeline(c: LocalCluster, old: Node, new: Node, writer: Writer) -> None:
+    """The new primary recorded the failover with its four phases, and their total is the write
+    gap the client saw, give or take what nobody can observe: the detection phase starts at the
+    old leader's last lease renewal (estimated as leader key gone - ttl), up to loop_wait before
+    its last write, and HAProxy needs a check to route to the new primary."""
+    def recorded() -> dict[str, Any] | None:
+        rows = http_request("GET", new.api + "/history?events=1", timeout=2)[1] or []
+        return next((ev for ev in rows if ev["kind"] == "failover" and ev["node"] == new.name), None)
+
+    event = wait_for("the failover in the timeline", recorded, 30)
+    assert [p["name"] for p in event["phases"]] == ["detection", "election", "promotion", "first_write"]
+    assert abs(sum(p["seconds"] for p in event["phases"]) - event["total"]) <= 0.1
+    assert event["previous"] == old.name and event["phases"][0]["seconds"] == pytest.approx(FAST["ttl"], abs=0.6)
+    last_old = max(t for _, t, port in writer.acked if port == old.pg_port)
+    first_new = min(t for _, t, port in writer.acked if port == new.pg_port)
+    gap = first_new - last_old
+    assert abs(gap - event["total"]) <= FAST["loop_wait"] + 2 * HAPROXY_INTERVAL, (gap, event)
+
+    out = subprocess.run([sys.executable, "-m", "pgha", "history", "--events", "-c", str(new.config_path)],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    assert "failover" in out and "detection" in out and f"{event['total']:.2f}s" in out
+    as_json = subprocess.run([sys.executable, "-m", "pgha", "history", "--events", "-f", "json", "-c",
+                              str(new.config_path)], capture_output=True, text=True, timeout=30, check=True).stdout
+    assert event in json.loads(as_json)
+    metrics = str(http_request("GET", new.api + "/metrics", timeout=2)[1])
+    assert re.search(r'pgha_failover_phase_seconds_count\{[^}]*phase="election"[^}]*\} 1\.0', metrics), metrics
 
 
 def test_stopped_primary_answers_503_for_a_moment_so_load_balancers_route_elsewhere(
