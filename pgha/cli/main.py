@@ -30,6 +30,7 @@ COMMANDS = {
     "reload": "pgha.cli.operations:reload",
     "reinit": "pgha.cli.operations:reinit",
     "convert-config": "pgha.cli.convert:convert_config",
+    "drill": "pgha.cli.drill:drill",
 }
 
 
