@@ -29,6 +29,8 @@ def _member_row(view: ClusterView, name: str, top: int) -> dict[str, Any]:
         row.update(lag=fitness.lag(top, m.lsn), lsn=lsn_text(m.lsn),
                    receive_lag=fitness.lag(top, m.lsn), receive_lsn=lsn_text(m.lsn),
                    replay_lag=fitness.lag(top, m.replayed_lsn), replay_lsn=lsn_text(m.replayed_lsn))
+    if m.following and name != view.leader:
+        row["following"] = m.following  # whom it streams from (the leader, a cascading upstream)
     if row["state"] != m.state:
         row["activity"] = m.state
     if m.pending_restart:
