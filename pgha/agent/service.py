@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from dataclasses import replace
 
 from pgha import __version__
 from pgha.agent.callbacks import CallbackRunner
 from pgha.agent.execute import Executor
 from pgha.agent.fence import Fence
+from pgha.agent.heartbeat import Heartbeat
 from pgha.agent.watchdog import Watchdog
 from pgha.agent.jobs import PostgresJobs
 from pgha.agent.lease import LeaseKeeper
@@ -64,6 +66,8 @@ class Agent:
         self.cache = WatchedCluster(self.client, local.prefix, self._changed)
         jobs = PostgresJobs(local, self.store, self.postgres, self.keeper)
         self.callbacks = CallbackRunner(local.postgresql.callbacks, local.scope)
+        self.heartbeat = Heartbeat(self.store, self.postgres.superuser_dsn(self.postgres.local_host,
+                                                                           self.postgres.settings.listen_port))
         self.executor = Executor(jobs, self.publish, lambda: self.loop.announce(), self.wake, self.callbacks)
         self.loop = HaLoop(local, self.keeper, self.cache, self.store, self.postgres, self.executor, self.inbox, self.fence,
                            self.publish, lambda: self._report)
@@ -106,7 +110,7 @@ class Agent:
         k, t = self.keeper, self.executor.tally
         key = (self._version, k.lease, k.valid_until, k.seen_at, k.renewals, k.failures, t.promotions, t.demotions,
                t.reloads, self.executor.jobs.restarts, self.fence_fired, self.inbox.restart_at, self.fence.armed,
-               self.executor.timeline.recorded,
+               self.executor.timeline.recorded, self.heartbeat.ledger.last if self.heartbeat.ledger else None,
                self.fence.watchdog_state, sum(self.callbacks.stats.runs.values()))
         if key != self._live_key:
             self._live, self._live_key = self._merge(), key
@@ -123,7 +127,17 @@ class Agent:
         return replace(self._report, lease_valid_until=k.valid_until, lease_id=k.lease, dcs_seen_at=k.seen_at,
                        counters=counters, callbacks=self.callbacks.stats.snapshot(),
                        restart_at=self.inbox.restart_at, fence_armed=self.fence.armed,
-                       watchdog=self.fence.watchdog_state, phase_seconds=tuple(self.executor.timeline.observations))
+                       watchdog=self.fence.watchdog_state, phase_seconds=tuple(self.executor.timeline.observations),
+                       heartbeat=self._heartbeat())
+
+    def _heartbeat(self) -> tuple[float, float] | None:
+        ledger = self.heartbeat.ledger
+        return None if ledger is None else (ledger.last, sum(v[1] for v in ledger.days.values()))
+
+    def _leading(self) -> bool:
+        """A writable primary holding the leader key: it keeps the heartbeat."""
+        st = self.loop.state
+        return st.view.leader == self.local.name and st.pg.writable and self.keeper.holds(time.monotonic())
 
     def _guard_due(self, now: float) -> bool:
         r = self._report
@@ -143,7 +157,8 @@ class Agent:
         tasks = [loop.create_task(self.keeper.run(lambda: self._report.view.leader == self.local.name)),
                  loop.create_task(self.keeper.guard(self._guard_due, self.executor.fence_stop)),
                  loop.create_task(self.cache.run(lambda: self.loop.dynamic.retry_timeout)),
-                 loop.create_task(self._postmaster_exit()), loop.create_task(self._watch_fence())]
+                 loop.create_task(self._postmaster_exit()), loop.create_task(self._watch_fence()),
+                 loop.create_task(self.heartbeat.run(self._leading, lambda: self.loop.dynamic, lambda: self.keeper.lease))]
         log.info("agent started (etcd %s, api %s)", ",".join(self.client.urls), self.local.restapi.listen)
         try:
             await self._turn()

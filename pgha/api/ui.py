@@ -1,6 +1,7 @@
 """``GET /ui``: one self-contained, read-only status page (no external assets, no build step).
-It polls this agent's JSON API (``/cluster`` every half second, ``/history?events=1`` every two)
-and draws the members, who streams from whom, and the last role changes with their phases. It
+It polls this agent's JSON API (``/cluster`` every half second, ``/history?events=1`` every two,
+``/availability`` every five) and draws the members, who streams from whom, the last role changes
+with their phases, and the write availability. It
 changes nothing, so it answers like the other GET endpoints (no credentials)."""
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #eceff3} th{font-
 <div class="card"><b>Last role changes</b><span class="legend muted" id="legend"></span>
 <table><thead><tr><th>Start</th><th>Kind</th><th>Node</th><th>Total</th><th style="width:45%">Phases</th>
 </tr></thead><tbody id="events"></tbody></table></div>
-<div class="card muted">Availability: not measured by this version.</div>
+<div class="card"><b>Write availability</b> <span class="muted">(the leader's heartbeat)</span>:
+<span id="availability">not recorded yet</span></div>
 <script>
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
@@ -69,10 +71,16 @@ async function timeline() {
       `<span class="p-${esc(p.name)}" title="${esc(p.name)} ${p.seconds.toFixed(2)} s"
         style="flex:${Math.max(p.seconds, 0.001)}"></span>`).join("")}</div></td></tr>`).join("");
 }
+async function uptime() {
+  const a = await (await fetch("availability", {cache: "no-store"})).json();
+  const part = (label, x) => x ? `${label}: ${x.uptime_percent.toFixed(4)} % up, ${x.down_seconds.toFixed(1)} s down,
+    ${x.incidents} incident(s)` : "";
+  if (a.day) $("availability").textContent = [part("last 24 h", a.day), part("last 30 days", a.month)].join(" · ");
+}
 async function tick(fn) { try { await fn(); $("error").textContent = ""; $("updated").textContent = new Date().toLocaleTimeString(); }
   catch (err) { $("error").textContent = " · this agent does not answer: " + err; } }
-tick(cluster); tick(timeline);
-setInterval(() => tick(cluster), 500); setInterval(() => tick(timeline), 2000);
+tick(cluster); tick(timeline); tick(uptime);
+setInterval(() => tick(cluster), 500); setInterval(() => tick(timeline), 2000); setInterval(() => tick(uptime), 5000);
 </script></body></html>
 """
 

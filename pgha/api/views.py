@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from pgha.api.context import context
-from pgha.core import events, fitness, report, schedule
+from pgha.core import availability, events, fitness, report, schedule
 from pgha.core.cluster import ClusterView, lsn_text
 
 
@@ -72,6 +72,22 @@ async def history(request: web.Request) -> web.Response:
     return web.json_response([[h.timeline, h.lsn, h.reason, h.time, h.leader] for h in view.history])
 
 
+async def availability_view(request: web.Request) -> web.Response:
+    """Uptime over the last day and the last 30 days (``pgha availability`` has the details)."""
+    r = context(request).report()
+    ledger = availability.Ledger.from_json(r.view.availability_raw) if r.view.availability_raw else None
+    out: dict[str, Any] = {}
+    for label, back in (("day", 86400), ("month", 30 * 86400)):
+        if ledger is None:
+            out[label] = None
+            continue
+        now = time.time()
+        s = availability.summarize(ledger, now - back, now, r.config.heartbeat_interval)
+        out[label] = {"observed_seconds": round(s.observed, 3), "down_seconds": round(s.down, 3),
+                      "uptime_percent": round(100 * s.uptime, 6), "incidents": len(s.incidents)}
+    return web.json_response(out)
+
+
 async def config(request: web.Request) -> web.Response:
     ctx = context(request)
     r = ctx.report()
@@ -81,4 +97,4 @@ async def config(request: web.Request) -> web.Response:
 
 
 ROUTES = [web.get("/status", status), web.get("/patroni", status), web.get("/cluster", cluster),
-          web.get("/history", history), web.get("/config", config)]
+          web.get("/history", history), web.get("/config", config), web.get("/availability", availability_view)]

@@ -31,6 +31,7 @@ COMMANDS = {
     "reinit": "pgha.cli.operations:reinit",
     "convert-config": "pgha.cli.convert:convert_config",
     "drill": "pgha.cli.drill:drill",
+    "availability": "pgha.cli.availability:availability",
 }
 
 

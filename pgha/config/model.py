@@ -104,6 +104,8 @@ class DynamicConfig(_Strict):
     # How long the leader keeps the slot of a member that is gone (Patroni's name and default):
     # seconds, or a number with ms, s, min, h or d. 0: dropped at once.
     member_slots_ttl: int | str = "30min"
+    # The leader commits one heartbeat row this often (availability accounting); 0 turns it off.
+    heartbeat_interval: float = Field(1.0, ge=0, le=60)
 
     @field_validator("member_slots_ttl")
     @classmethod

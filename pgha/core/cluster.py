@@ -179,6 +179,7 @@ class ClusterView:
     sync_revision: int = 0
     failsafe: Mapping[str, str] | None = None  # the ``failsafe`` key: member name -> REST API URL
     events_raw: str = ""  # the ``events`` key (the failover timeline, ``core.events``), parsed on demand
+    availability_raw: str = ""  # the ``availability`` key (``core.availability``), parsed on demand
     revision: int = 0
 
     @property
@@ -219,6 +220,8 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
             out["failsafe"] = parse_failsafe(kv.value)
         elif rel == "events":
             out["events_raw"] = kv.value
+        elif rel == "availability":
+            out["availability_raw"] = kv.value
         elif rel.startswith("members/"):
             name = rel[len("members/"):]
             members[name] = Member.from_json(name, kv.value)

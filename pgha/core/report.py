@@ -80,6 +80,7 @@ class NodeReport:
     failsafe_confirmed_at: float | None = None  # primary: the last round every member confirmed was sent then
     failsafe_ping: tuple[str, float] | None = None  # replica: the primary that last asked us to confirm it, when
     phase_seconds: tuple[tuple[str, float], ...] = ()  # the phases of the role changes this node recorded
+    heartbeat: tuple[float, float] | None = None  # leader: last heartbeat committed (epoch), seconds down (ledger)
 
 
 def holds_leader(r: NodeReport, now: float) -> bool:
@@ -283,7 +284,19 @@ def metric_values(r: NodeReport, now: float, wall_now: float) -> list[MetricValu
         g("pgha_promotion_seconds", "total time spent promoting", c.promotion_seconds, counter=True),
         g("pgha_last_promotion_seconds", "duration of the last promotion", c.last_promotion_seconds),
         *_callback_values(r),
+        *_heartbeat_values(r),
     ]
+
+
+def _heartbeat_values(r: NodeReport) -> list[MetricValue]:
+    """Only the leader, which keeps the heartbeat, exports these (pgha availability)."""
+    if r.heartbeat is None:
+        return []
+    last, down = r.heartbeat
+    return [MetricValue("pgha_heartbeat_last_commit_timestamp", "unix time of the leader's last committed heartbeat",
+                        last),
+            MetricValue("pgha_write_unavailable_seconds", "seconds without a committed write in the availability "
+                        "ledger (the last 400 days)", down)]
 
 
 def _callback_values(r: NodeReport) -> list[MetricValue]:

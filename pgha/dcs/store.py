@@ -124,6 +124,10 @@ class ClusterStore:
             else delete_op(self.key("failsafe"))
         return await self.client.txn(self._ours(lease), [op], deadline=deadline)
 
+    async def set_availability(self, ledger: str, lease: int, deadline: float) -> bool:
+        """Store the availability ledger, only while we hold the leader key."""
+        return await self.client.txn(self._ours(lease), [put_op(self.key("availability"), ledger)], deadline=deadline)
+
     async def append_event(self, event: Event, deadline: float) -> None:
         """Add ``event`` to the bounded ``events`` list (compare-and-set: several members may
         record at once)."""
