@@ -2,7 +2,7 @@
 with ``heartbeat_interval: 1`` and with the heartbeat off, side by side in one process. Not a
 test: nothing here asserts a size.
 
-    .venv/bin/python bench/heartbeat_wal.py [--seconds 60]
+    PYTHONPATH=. .venv/bin/python bench/heartbeat_wal.py [--seconds 60]
 """
 
 from __future__ import annotations
