@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+
 from pgha import errors as e
-from pgha.agent import methods
+from pgha.agent import divergence, methods
 from pgha.agent.lease import LeaseKeeper
 from pgha.config.model import LocalConfig
 from pgha.core import actions as a
@@ -160,6 +162,7 @@ class PostgresJobs:
     async def rewind(self, act: a.Rewind, s: Snapshot) -> Result:
         host, port = member_addr(s, act.leader)
         await self.postgres.stop("fast")
+        await self._ledger(act, s, host, port)
         if act.use_pg_rewind:
             try:
                 log.info("rewinding from %s with pg_rewind", act.leader)
@@ -180,6 +183,19 @@ class PostgresJobs:
         result = await self.start(s, False, act.leader)
         log.info("rejoined as a replica of %s", act.leader)
         return result
+
+    async def _ledger(self, act: a.Rewind, s: Snapshot, host: str, port: int) -> None:
+        """Record what the rewind (or re-clone) is about to discard (``agent.divergence``); a
+        failure to record never holds the rejoin up."""
+        own = s.pg.primary_on_timeline
+        if own is None or not act.leader_timeline or act.leader_timeline <= own:
+            return
+        try:
+            event = await divergence.record(self.postgres, host, port, act.leader, act.leader_timeline, own)
+            if event is not None:
+                await self.store.append_event(event, s.config.retry_timeout)
+        except (e.PghaError, OSError, psycopg.Error) as exc:
+            log.warning("divergence ledger: could not record what the rewind discards: %s", exc)
 
     async def resume(self, s: Snapshot) -> Result:
         await self.postgres.stop("fast")

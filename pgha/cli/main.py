@@ -32,6 +32,7 @@ COMMANDS = {
     "convert-config": "pgha.cli.convert:convert_config",
     "drill": "pgha.cli.drill:drill",
     "availability": "pgha.cli.availability:availability",
+    "divergence": "pgha.cli.divergence:divergence",
 }
 
 

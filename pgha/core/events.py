@@ -42,6 +42,7 @@ class Event:
     lsn: int
     reason: str
     phases: tuple[Phase, ...]
+    detail: Mapping[str, Any] | None = None  # a divergence's report (``pgha divergence``)
 
     @property
     def start(self) -> float:
@@ -55,14 +56,15 @@ class Event:
         return {"kind": self.kind, "node": self.node, "previous": self.previous, "timeline": self.timeline,
                 "lsn": self.lsn, "reason": self.reason, "start": iso(self.start), "total": round(self.total, 3),
                 "phases": [{"name": p.name, "start": iso(p.start), "seconds": round(p.seconds, 3)}
-                           for p in self.phases]}
+                           for p in self.phases], **({"detail": dict(self.detail)} if self.detail else {})}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Event:
         return cls(kind=str(d["kind"]), node=str(d["node"]), previous=str(d.get("previous") or ""),
                    timeline=int(d.get("timeline") or 0), lsn=int(d.get("lsn") or 0), reason=str(d.get("reason") or ""),
                    phases=tuple(Phase(str(p["name"]), epoch(str(p["start"])), float(p["seconds"]))
-                                for p in d.get("phases") or ()))
+                                for p in d.get("phases") or ()),
+                   detail=d["detail"] if isinstance(d.get("detail"), dict) else None)
 
 
 def iso(t: float) -> str:

@@ -98,8 +98,9 @@ class RunAs:
         return base
 
     async def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-                  timeout: float | None = None, cwd: str = "/") -> str:
-        """Run to completion; returns combined output, raises PostgresError on non-zero exit."""
+                  timeout: float | None = None, cwd: str = "/", check: bool = True) -> str:
+        """Run to completion; returns combined output, raises PostgresError on non-zero exit
+        (unless not ``check``)."""
         proc = await asyncio.create_subprocess_exec(
             *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             env=self._env(env), cwd=cwd, start_new_session=True, **self._kwargs())  # type: ignore[arg-type]
@@ -110,7 +111,7 @@ class RunAs:
             await proc.wait()
             raise
         text = out.decode(errors="replace")
-        if proc.returncode != 0:
+        if proc.returncode != 0 and check:
             tail = " | ".join(text.strip().splitlines()[-4:])
             raise e.PostgresError(f"{Path(argv[0]).name} exited with {proc.returncode}: {tail}")
         return text

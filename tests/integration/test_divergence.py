@@ -1,0 +1,67 @@
+"""The divergence ledger: after an asynchronous failover with writes the replicas never received,
+the old primary records, before its rewind discards them, exactly the acknowledged writes that
+were lost, and no table written only before the divergence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgha.testing import FAST, LocalCluster, wait_for
+from tests.conftest import sql
+
+pytestmark = pytest.mark.slow
+
+
+def test_divergence_ledger_counts_exactly_the_acknowledged_writes_an_async_failover_lost(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster(dcs={**FAST, "heartbeat_interval": 0})  # the old primary's only transactions: the lost writes
+    c.start()
+    old = c.leader()
+    replicas = [n for n in c.nodes if n is not old]
+    sql(old.dsn(), "CREATE TABLE before_only AS SELECT generate_series(1, 100) AS id")
+    sql(old.dsn(), "CREATE TABLE feed (id int PRIMARY KEY)")
+    wait_for("the tables on both replicas", lambda: all(
+        sql(n.dsn(), "SELECT to_regclass('feed') IS NOT NULL")[0][0] for n in replicas), 30)
+
+    # The replicas stop receiving (the walsenders are frozen); the primary goes on acknowledging.
+    for (pid,) in sql(old.dsn(), "SELECT pid FROM pg_stat_replication"):
+        os.kill(pid, signal.SIGSTOP)
+    acked = []
+    with psycopg.connect(old.dsn(), autocommit=True) as conn:
+        for i in range(1, 41):
+            conn.execute("INSERT INTO feed VALUES (%s)", (i,))
+            acked.append(i)
+    old.signal_agent(signal.SIGKILL)
+    os.killpg(old.postmaster_pid() or 0, signal.SIGKILL)
+    new = wait_for("a new primary", lambda: next((n for n in replicas if n.health("/primary") == 200), None), 60)
+    present = {r[0] for r in sql(new.dsn(), "SELECT id FROM feed")}
+    lost = [i for i in acked if i not in present]
+    assert lost, "the test meant to lose writes"
+
+    old.start()
+    wait_for(f"{old.name} back as a replica", lambda: old.health("/replica") == 200, 90)
+
+    def recorded() -> dict[str, Any] | None:
+        out = subprocess.run([sys.executable, "-m", "pgha", "divergence", "-f", "json", "-c", str(new.config_path)],
+                             capture_output=True, text=True, timeout=30, check=False)
+        return json.loads(out.stdout) if out.returncode == 0 else None
+
+    report = wait_for("the divergence in the timeline", recorded, 30)
+    assert report["node"] == old.name and report["leader"] == new.name
+    assert report["transactions"] == len(lost), (report, lost)
+    assert report["tables"] == {"postgres.feed": {"insert": len(lost), "update": 0, "delete": 0}}, report
+    assert report["bytes"] > 0 and report["first_commit"] <= report["last_commit"]
+    assert json.loads(Path(report["file"]).read_text())["transactions"] == len(lost)
+    pretty = subprocess.run([sys.executable, "-m", "pgha", "divergence", "-c", str(new.config_path)],
+                            capture_output=True, text=True, timeout=30, check=True).stdout
+    assert f"postgres.feed: {len(lost)} inserted" in pretty
