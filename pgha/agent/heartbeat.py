@@ -26,6 +26,10 @@ IDLE = 0.1  # seconds between two looks at whether this node leads
 SETUP = ("CREATE SCHEMA IF NOT EXISTS pgha",
          "CREATE TABLE IF NOT EXISTS pgha.heartbeat (id int PRIMARY KEY, at timestamptz NOT NULL)")
 BEAT = "INSERT INTO pgha.heartbeat VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET at = now()"
+# A new primary's first-write probe (``agent.timeline``) has a row of its own: the heartbeat's row
+# must still hold the old primary's last heartbeat when the new one's first heartbeat reads it.
+PROBE = "INSERT INTO pgha.heartbeat VALUES (2, now()) ON CONFLICT (id) DO UPDATE SET at = now()"
+LAST = "SELECT extract(epoch FROM at)::float8 FROM pgha.heartbeat WHERE id = 1"
 
 
 class Heartbeat:
@@ -59,7 +63,7 @@ class Heartbeat:
             self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, connect_timeout=3)
             for statement in SETUP:
                 await self._conn.execute(statement)
-            row = await (await self._conn.execute("SELECT extract(epoch FROM at)::float8 FROM pgha.heartbeat")).fetchone()
+            row = await (await self._conn.execute(LAST)).fetchone()
             self._previous = float(row[0]) if row else None
         if self.ledger is None:
             kv = await self.store.client.get(self.store.key("availability"), deadline)

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from pgha import errors as e
+from pgha.agent.heartbeat import PROBE, SETUP
 from pgha.core import events
 from pgha.core.snapshot import Snapshot
 from pgha.dcs.store import ClusterStore
@@ -18,9 +19,6 @@ from pgha.dcs.store import ClusterStore
 log = logging.getLogger("pgha")
 
 QueryIn = Callable[..., Awaitable[list[tuple[Any, ...]]]]
-HEARTBEAT = "INSERT INTO pgha.heartbeat VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET at = now()"
-HEARTBEAT_DDL = ("CREATE SCHEMA IF NOT EXISTS pgha",
-                 "CREATE TABLE IF NOT EXISTS pgha.heartbeat (id int PRIMARY KEY, at timestamptz NOT NULL)")
 KEEP = 1000  # phase observations kept for the histogram
 
 
@@ -63,15 +61,15 @@ class Timeline:
         self.spawn(self.record(event, s.config.retry_timeout))
 
     async def first_write(self, timeout: float = 60.0) -> float:
-        """Commit the heartbeat row; when the commit returned (epoch)."""
+        """Commit the probe row of the heartbeat table; when the commit returned (epoch)."""
         try:
-            await self._query_in("postgres", HEARTBEAT, timeout=timeout)
+            await self._query_in("postgres", PROBE, timeout=timeout)
         except e.PostgresError as exc:
             if "does not exist" not in str(exc):
                 raise
-            for ddl in HEARTBEAT_DDL:
+            for ddl in SETUP:
                 await self._query_in("postgres", ddl, timeout=timeout)
-            await self._query_in("postgres", HEARTBEAT, timeout=timeout)
+            await self._query_in("postgres", PROBE, timeout=timeout)
         return time.time()
 
     async def after_promotion(self, make: Callable[[float], events.Event], deadline: float) -> None:
