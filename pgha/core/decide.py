@@ -59,8 +59,8 @@ from pgha.core.cluster import FailoverRequest
 from pgha.core.snapshot import Snapshot
 
 # Actions after which the running Postgres is no longer the one a reload would reach.
-_REPLACES_POSTGRES = (CloneFrom, CopyLogicalSlots, StartPostgres, Demote, Rewind, InitializeCluster, ResumeAsPrimary, HandOver,
-                      RestartPostgres, Reinitialize, StopPostgres, Exit, ReloadConfig)
+_REPLACES_POSTGRES = (CloneFrom, CopyLogicalSlots, StartPostgres, Demote, Rewind, InitializeCluster, ResumeAsPrimary,
+                      HandOver, RestartPostgres, Reinitialize, StopPostgres, Exit, ReloadConfig)
 
 
 def _wait(note: str) -> Decision:

@@ -88,9 +88,9 @@ def holds_leader(r: NodeReport, now: float) -> bool:
     cut off from etcd in failsafe mode, every member confirms us (as Patroni's ``/primary``)."""
     if r.view.leader != r.name:
         return False
-    if r.lease_id is not None and r.view.leader_lease == r.lease_id:
-        if lease.holds(r.lease_valid_until, now, r.config, r.dcs_seen_at):
-            return True
+    if (r.lease_id is not None and r.view.leader_lease == r.lease_id
+            and lease.holds(r.lease_valid_until, now, r.config, r.dcs_seen_at)):
+        return True
     return failsafe_active(r, now) and r.pg.writable
 
 
