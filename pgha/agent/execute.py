@@ -10,6 +10,7 @@ primary first, and the loop clears it only after it has observed Postgres again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,7 +23,7 @@ from pgha.agent.callbacks import CallbackRunner
 from pgha.agent.jobs import PostgresJobs, Result, member_addr
 from pgha.agent.timeline import Timeline
 from pgha.core import actions as a
-from pgha.core import failsafe as core_failsafe
+from pgha.core import lease as core_lease
 from pgha.core import standby
 from pgha.core.cluster import FailoverRequest, HistoryEntry, LeaderStatus, SyncState, lsn_text
 from pgha.core.jobs import Busy, Job
@@ -161,7 +162,7 @@ class Executor:
             case a.AskPeers():
                 return await self._ask_peers(act, s)
             case a.ConfirmFailsafe():
-                return await self._confirm_failsafe(act, s)
+                return await failsafe.confirm_round(act, s, self.jobs.local.restapi)
             case a.Promote():
                 return await self._promote(s)
             case a.FollowRemote():
@@ -176,7 +177,7 @@ class Executor:
                 return Result(applied_parameters=params)
             case a.CopySlots():
                 await slots.copy(self.postgres.query, dict(act.positions))
-                await slots.advance_logical(self.postgres.query, self.postgres.query_in, act.logical)
+                await slots.advance_logical(self.postgres.query, self._query_in(s), act.logical)
                 return Result()
             case a.CopyLogicalSlots():
                 return await self._copy_logical_slots(act, s)
@@ -232,6 +233,10 @@ class Executor:
 
     # -- the actions that run inside the loop --------------------------------------------
 
+    def _query_in(self, s: Snapshot) -> slots.QueryIn:
+        """Statements in another database, inside the loop: bounded like a look at Postgres."""
+        return functools.partial(self.postgres.query_in, timeout=core_lease.observe_timeout(s.config))
+
     def _lease(self) -> int:
         """Our lease, for compare-and-set guards (0 matches no key: no lease, no write)."""
         return self.jobs.keeper.lease or 0
@@ -252,21 +257,6 @@ class Executor:
                                                    self.jobs.local.restapi.cafile)
         log.info("synchronous standbys answered with their positions: %s", positions or "none")
         return Result(peer_positions=positions, wake=True)
-
-    async def _confirm_failsafe(self, act: a.ConfirmFailsafe, s: Snapshot) -> Result:
-        sent = time.monotonic()
-        mine = s.cluster.members.get(s.name)
-        body = {"name": s.name, "conn_url": mine.conn_url if mine else "",
-                "api_url": self.jobs.local.restapi.url + "/patroni", "slots": dict(s.cluster.status.slots)}
-        refused = await failsafe.confirm(act.members, body, core_failsafe.round_timeout(s.config),
-                                         self.jobs.local.restapi)
-        if refused:
-            log.error("etcd unreachable and failsafe round failed (%s): demoting unless the lease still holds",
-                      "; ".join(f"{n}: {why}" for n, why in sorted(refused.items())))
-        elif s.failsafe_confirmed_at is None:
-            log.warning("etcd unreachable: every member (%s) confirms this primary; staying primary in failsafe mode",
-                        ", ".join(n for n, _ in act.members) or "no other member")
-        return Result(failsafe_round=(sent, not refused), wake=not refused)
 
     async def _copy_logical_slots(self, act: a.CopyLogicalSlots, s: Snapshot) -> Result:
         """Read the slots on the leader and check that this standby has the WAL they need, in the
@@ -341,7 +331,7 @@ class Executor:
             positions = await slots.keep(self.postgres.query, act.slots if s.config.postgresql.use_slots
                                          else frozenset(), act.permanent, s.config.ignore_slots)
         if act.logical:
-            positions.update(await slots.keep_logical(self.postgres.query, self.postgres.query_in, act.logical))
+            positions.update(await slots.keep_logical(self.postgres.query, self._query_in(s), act.logical))
         status = LeaderStatus(s.name, s.pg.timeline, s.pg.lsn, positions, dict(act.retain))
         if status != s.cluster.status:  # an idle leader writes nothing
             await self.store.publish_status(status, self._lease(), self.jobs.keeper.deadline(leader=True))

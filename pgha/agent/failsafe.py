@@ -7,12 +7,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
 
+from pgha.agent.jobs import Result
 from pgha.config.model import RestApiConfig
+from pgha.core import failsafe as rule
+from pgha.core.actions import ConfirmFailsafe
+from pgha.core.snapshot import Snapshot
 
 log = logging.getLogger("pgha")
 
@@ -46,3 +51,20 @@ async def confirm(members: Sequence[tuple[str, str]], body: Mapping[str, Any], t
                                      timeout=aiohttp.ClientTimeout(total=timeout)) as session:
         answers = await asyncio.gather(*(_ask(session, n, u, body) for n, u in members))
     return {n: why for (n, _), why in zip(members, answers) if why is not None}
+
+
+async def confirm_round(act: ConfirmFailsafe, s: Snapshot, api: RestApiConfig) -> Result:
+    """One round for the executor: what it is worth goes back to the loop as ``failsafe_round``
+    (when it was sent; whether every member accepted)."""
+    sent = time.monotonic()
+    mine = s.cluster.members.get(s.name)
+    body = {"name": s.name, "conn_url": mine.conn_url if mine else "", "api_url": api.url + "/patroni",
+            "slots": dict(s.cluster.status.slots)}
+    refused = await confirm(act.members, body, rule.round_timeout(s.config), api)
+    if refused:
+        log.error("etcd unreachable and failsafe round failed (%s): demoting unless the lease still holds",
+                  "; ".join(f"{n}: {why}" for n, why in sorted(refused.items())))
+    elif s.failsafe_confirmed_at is None:
+        log.warning("etcd unreachable: every member (%s) confirms this primary; staying primary in failsafe mode",
+                    ", ".join(n for n, _ in act.members) or "no other member")
+    return Result(failsafe_round=(sent, not refused), wake=not refused)

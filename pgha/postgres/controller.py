@@ -137,11 +137,12 @@ class PostgresController:
     async def query_in(self, database: str, text: str, params: tuple[Any, ...] = (),
                        timeout: float = 10.0) -> list[tuple[Any, ...]]:
         """One statement in another database (a logical slot lives in one), on a connection of
-        its own."""
+        its own. The server gives up at ``timeout`` too: a statement left waiting there (a slot
+        creation behind a long transaction) would pile up with each retry."""
         dsn = conf.conninfo(self.local_host, self.settings.listen_port, self.settings.authentication.superuser,
-                            dbname=database, connect_timeout=3)
+                            dbname=database, connect_timeout=3, options=f"-c statement_timeout={int(timeout * 1000)}")
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout + 1):
                 async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
                     cur = await conn.execute(text, params)
                     return await cur.fetchall() if cur.description else []
