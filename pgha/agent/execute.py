@@ -120,8 +120,9 @@ class Executor:
                                         then=("on_start", "replica"))
             case a.StartPostgres():
                 role = "primary" if act.primary else f"replica of {act.follow or 'nobody'}"
-                return self._background(Busy(Job.STARTING, f"as {role}"), lambda: jobs.start(s, act.primary, act.follow),
-                                        then=("on_start", "primary" if act.primary else "replica"))
+                return self._background(Busy(Job.STARTING, f"as {role}"), self.timeline.restart(
+                    s, act.primary, lambda: jobs.start(s, act.primary, act.follow)),
+                    then=("on_start", "primary" if act.primary else "replica"))
             case a.Demote():
                 return await self._demote(act, s)
             case a.Rewind():

@@ -12,6 +12,7 @@ from typing import Any
 
 from pgha import errors as e
 from pgha.agent.heartbeat import PROBE, SETUP
+from pgha.agent.jobs import Result
 from pgha.core import events
 from pgha.core.snapshot import Snapshot
 from pgha.dcs.store import ClusterStore
@@ -53,6 +54,25 @@ class Timeline:
                                     float(s.config.ttl), lost, acquired, promoted, first_write)
 
         self.spawn(self.after_promotion(make, s.config.retry_timeout))
+
+    def restart(self, s: Snapshot, primary: bool, start: Callable[[], Awaitable[Result]]) -> Callable[[], Awaitable[Result]]:
+        """``start``, recorded as a crash restart when the leader starts its Postgres as primary
+        after it went down (``down`` until the start began, ``start`` until it took writes)."""
+        if not (primary and s.cluster.leader == s.name and s.pg.down_since is not None):
+            return start
+        down = s.wall_now - (s.now - s.pg.down_since)
+
+        async def timed() -> Result:
+            began = time.time()
+            result = await start()
+            if result.ok:
+                event = events.Event("restart", s.name, s.name, s.pg.timeline, s.pg.lsn,
+                                     "postgres went down on the leader and was started again in place",
+                                     events.phases([("down", down), ("start", began)], time.time()))
+                self.spawn(self.record(event, s.config.retry_timeout))
+            return result
+
+        return timed
 
     def stepped_down(self, kind: str, s: Snapshot, timeline: int, lsn: int, reason: str,
                      marks: list[tuple[str, float]]) -> None:

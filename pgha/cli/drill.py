@@ -154,7 +154,7 @@ def _event(target: Target, since: float) -> events.Event | None:
     """The role change the drill caused, as the timeline recorded it (waits a little for it)."""
     for _ in range(30):
         recorded = [ev for ev in events.parse(target.view(require=False).events_raw)
-                    if ev.kind in ("failover", "switchover") and ev.phases[-1].start >= since - 1]
+                    if ev.kind in ("failover", "switchover", "restart") and ev.phases[-1].start >= since - 1]
         if recorded:
             return recorded[-1]
         time.sleep(0.5)

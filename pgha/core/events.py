@@ -11,7 +11,10 @@ old leader releasing the key. The phases are consecutive, so they add up to the 
 - ``first_write``: promoted -> the first write committed (the heartbeat row).
 
 The old leader records its side as its own event: a demotion (``demote``), or a switchover's
-hand-over (``checkpoint``, ``stop``). Events are kept in etcd, the last ``LIMIT``."""
+hand-over (``checkpoint``, ``stop``, ``release``). A leader whose Postgres went down and that
+started it again in place records a ``restart`` (``down``, ``start``); an old primary that
+discards diverged WAL, a ``divergence`` (``agent.divergence``). Events are kept in etcd, the
+last ``LIMIT``."""
 
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ class Phase:
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # failover | switchover | demotion | handover
+    kind: str  # failover | switchover | handover | demotion | restart | divergence
     node: str  # the node that recorded it (the new primary, or the one that stepped down)
     previous: str  # the leader before it ("" when not known)
     timeline: int
