@@ -130,7 +130,7 @@ class Executor:
                 return self._background(Busy(Job.REWINDING, f"from {act.leader}"), lambda: jobs.rewind(act, s),
                                         then=("on_start", "replica"))
             case a.ResumeAsPrimary():
-                return self._background(Busy(Job.RESUMING, "as primary"), lambda: jobs.resume(s),
+                return self._background(Busy(Job.RESUMING, "as primary"), self.timeline.resume(lambda: jobs.resume(s)),
                                         then=("on_start", "primary"))
             case a.RestartPostgres():
                 return self._background(Busy(Job.RESTARTING), lambda: jobs.restart(act, s), Result(restart_done=True),

@@ -30,6 +30,7 @@ class Timeline:
         self.acquired_at: float | None = None  # epoch: when this node last took the leader key
         self.observations: list[tuple[str, float]] = []
         self.recorded = 0  # events recorded by this agent
+        self._crash: tuple[Snapshot, list[tuple[str, float]]] | None = None  # a crash restart under way
         self._tasks: set[asyncio.Task[None]] = set()
 
     def acquired(self) -> None:
@@ -56,9 +57,10 @@ class Timeline:
         self.spawn(self.after_promotion(make, s.config.retry_timeout))
 
     def restart(self, s: Snapshot, primary: bool, start: Callable[[], Awaitable[Result]]) -> Callable[[], Awaitable[Result]]:
-        """``start``, recorded as a crash restart when the leader starts its Postgres as primary
-        after it went down (``down`` until the start began, ``start`` until it took writes)."""
-        if not (primary and s.cluster.leader == s.name and s.pg.down_since is not None):
+        """``start``, timed as a crash restart when the leader starts its Postgres again after it
+        went down: ``down`` until the start began, ``start`` until it ran. Started as primary, the
+        event is recorded then; started read-only, once it resumes as primary (``resume``)."""
+        if not (s.cluster.leader == s.name and s.pg.down_since is not None):
             return start
         down = s.wall_now - (s.now - s.pg.down_since)
 
@@ -66,13 +68,34 @@ class Timeline:
             began = time.time()
             result = await start()
             if result.ok:
-                event = events.Event("restart", s.name, s.name, s.pg.timeline, s.pg.lsn,
-                                     "postgres went down on the leader and was started again in place",
-                                     events.phases([("down", down), ("start", began)], time.time()))
-                self.spawn(self.record(event, s.config.retry_timeout))
+                self._crash = (s, [("down", down), ("start", began)])
+                if primary:
+                    self._record_crash(time.time())
             return result
 
         return timed
+
+    def resume(self, resume: Callable[[], Awaitable[Result]]) -> Callable[[], Awaitable[Result]]:
+        """A leader resuming as primary: the end of a crash restart timed by ``restart``."""
+        async def timed() -> Result:
+            began = time.time()
+            result = await resume()
+            if result.ok and self._crash is not None:
+                self._crash[1].append(("resume", began))
+                self._record_crash(time.time())
+            return result
+
+        return timed
+
+    def _record_crash(self, end: float) -> None:
+        crash, self._crash = self._crash, None
+        if crash is None:
+            return
+        s, marks = crash
+        event = events.Event("restart", s.name, s.name, s.pg.timeline, s.pg.lsn,
+                             "postgres went down on the leader and was started again in place",
+                             events.phases(marks, end))
+        self.spawn(self.record(event, s.config.retry_timeout))
 
     def stepped_down(self, kind: str, s: Snapshot, timeline: int, lsn: int, reason: str,
                      marks: list[tuple[str, float]]) -> None:

@@ -59,6 +59,7 @@ def drill(target: Target, dsn: str, failover: bool, kill: str, max_gap: float, s
     writer.start()
     try:
         _wait("the writer's first commits", lambda: writer.acked() >= 20, 30)
+        booted = _postmaster_start(dsn) or ""
         started, wall = time.monotonic(), time.time()
         old = view.leader
         if failover:
@@ -66,8 +67,9 @@ def drill(target: Target, dsn: str, failover: bool, kill: str, max_gap: float, s
         else:
             _switchover(target, view)
         if failover and kill == "postgres":  # the leader restarts it in place: no new leader
-            _wait("writes again", lambda: writer.acked(time.monotonic() - 0.5) > 0 and writer.acked(started) > 0,
-                  max(60.0, 3 * max_gap))
+            _wait("postgres started again and taking writes", lambda: (
+                (_postmaster_start(dsn) or "") > booted and writer.acked(time.monotonic() - 0.3) > 0),
+                max(60.0, 3 * max_gap))
         else:
             _wait("a new leader taking writes", lambda: (target.view(require=False).leader not in (None, old)
                                                           and writer.acked(started) > 0), max(60.0, 3 * max_gap))
@@ -92,6 +94,16 @@ def _wait(what: str, done: Any, timeout: float) -> None:
             return
         time.sleep(0.1)
     raise click.ClickException(f"drill: timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _postmaster_start(dsn: str) -> str | None:
+    """When the Postgres behind ``dsn`` started (None: it does not answer)."""
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=2) as conn:
+            row = conn.execute("SELECT pg_postmaster_start_time()::text").fetchone()
+            return str(row[0]) if row else None
+    except psycopg.Error:
+        return None
 
 
 def _switchover(target: Target, view: ClusterView) -> None:

@@ -57,6 +57,6 @@ def test_drill_switchover_failover_and_a_failed_gap_check(make_cluster: Callable
         report = json.loads(too_slow.stdout)
         assert report["result"] == "fail" and any("exceeds --max-gap" in p for p in report["problems"])
         assert report["new_leader"] == leader.name  # a crash restart in place, not a failover
-        assert report["event"]["kind"] == "restart" and [p["name"] for p in report["event"]["phases"]] == ["down", "start"]
+        assert report["event"]["kind"] == "restart" and report["event"]["phases"][0]["name"] == "down"
     finally:
         proxy.stop()
