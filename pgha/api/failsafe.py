@@ -43,8 +43,9 @@ async def post_failsafe(request: web.Request) -> web.Response:
     r = ctx.report()
     if name == r.name:
         return web.json_response({"error": f"{name} is this member"}, status=400)
-    if r.pg.writable or r.view.leader == r.name:
-        return web.Response(status=500, text="Running as a leader")
+    refused = failsafe.refusal(r.pg.writable, r.view.leader == r.name)
+    if refused is not None:
+        return web.Response(status=500, text=refused)
     ctx.inbox.failsafe_asked(name, time.monotonic())
     return web.Response(status=200, text="Accepted", headers={"lsn": str(r.pg.lsn)})
 

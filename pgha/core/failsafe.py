@@ -82,6 +82,12 @@ def without_dcs(s: Snapshot) -> Decision | None:
     return Decision((), note, recheck=max(0.1, last + s.config.loop_wait / 2 - s.now))
 
 
+def refusal(writable: bool, holds_key: bool) -> str | None:
+    """Why this member must not confirm another primary (None: it accepts): it runs as one, or
+    holds the leader key and may be about to (Patroni answers the same words)."""
+    return "Running as a leader" if writable or holds_key else None
+
+
 def leader_elsewhere(s: Snapshot) -> str | None:
     """The member that asked us for a confirmation less than ``ttl`` ago: it may still run as the
     primary, so we must not race for the leader key. Unless its own record, published since etcd
