@@ -39,6 +39,10 @@ class PostgresError(PghaError):
     """Raised when a Postgres binary exits non-zero or a query on the local instance fails."""
 
 
+class WalGone(PostgresError):
+    """A starting standby cannot become consistent: WAL it must replay is gone upstream."""
+
+
 class BadRequest(PghaError):
     """Raised when an API request's body, field or query is malformed; answered with ``status``
     (400, or 413 for a body too large)."""

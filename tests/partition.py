@@ -5,6 +5,7 @@ to every node, and the faults the scenarios and ``bench/fence.py`` inject."""
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import signal
 import tempfile
@@ -76,6 +77,10 @@ def open_lab(mode: str, tag: str, timing: dict[str, float] | None = None) -> Ite
         if cluster is not None:
             cluster.stop()
         net.destroy()
+        keep = os.environ.get("KEEP_LAB_LOGS")
+        if keep:  # a flake's whole story, not the teardown's last lines
+            shutil.copytree(base, Path(keep) / base.name, ignore=shutil.ignore_patterns("data", "etcd[0-9]*"),
+                            dirs_exist_ok=True)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -97,11 +102,27 @@ def settle(lab: Lab) -> Node:
     heal_everything(lab)
     wait_for("every etcd member healthy under one leader", lambda: etcd_leader(lab) and all(
         healthy_member(m.client_url) for m in lab.cluster.etcd.members), 60)
-    leader = lab.cluster.wait_healthy(120)
+    try:
+        leader = lab.cluster.wait_healthy(120)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; the nodes: {describe(lab)}") from exc
     if lab.cluster.dcs.get("synchronous_mode"):
         wait_for("a synchronous standby recorded", lambda: (lab.cluster.leader(30).status() or {}).get(
             "synchronous_standbys"), 60)
     return leader
+
+
+def describe(lab: Lab) -> str:
+    """Each node as its API and its last log lines tell it: what a CI failure line must carry
+    when the lab does not heal (the captured logs come truncated)."""
+    out = []
+    for n in lab.cluster.nodes:
+        st = n.status() or {}
+        tail = " | ".join(line.split("] ", 1)[-1] for line in n.log_text().splitlines()[-4:])
+        out.append(f"{n.name}: /primary {n.health('/primary')}, /replica {n.health('/replica')}, "
+                   f"role {st.get('role')}, state {st.get('state')}, timeline {st.get('timeline')}, "
+                   f"note {st.get('note')!r}; log: {tail}")
+    return "\n".join(out)
 
 
 class Recorder:

@@ -44,7 +44,7 @@ class Tally:
 class Executor:
     def __init__(self, jobs: PostgresJobs, publish: Callable[[], None],
                  announce: Callable[[], Awaitable[None]], wake: Callable[[], None],
-                 callbacks: CallbackRunner) -> None:
+                 callbacks: CallbackRunner, refresh: Callable[[], Awaitable[None]]) -> None:
         self.jobs = jobs
         self.timeline = Timeline(jobs.store, jobs.postgres.query_in)
         self.callbacks = callbacks  # fired after the change they report; never awaited
@@ -52,6 +52,7 @@ class Executor:
         self.postgres = jobs.postgres
         self._publish = publish  # republish the node report (in memory)
         self._announce = announce  # publish our member record to etcd now
+        self._refresh = refresh  # observe Postgres again and republish the node report
         self._wake = wake
         self.busy: Busy | None = None
         self.finished: list[Result] = []  # results of jobs that ended since the loop last folded them
@@ -301,6 +302,13 @@ class Executor:
             raise e.PghaError("the leader key is no longer ours: not promoting")
         await self.postgres.promote()
         promoted = time.time()
+        # The health checks answer from the published report: it must say primary before the
+        # callback moves traffic here (a virtual IP), or a client could find the address up and
+        # /primary still 503 until the next loop.
+        try:
+            await self._refresh()
+        except (e.PghaError, OSError) as exc:
+            log.warning("could not observe postgres after the promotion: %s", exc)
         self.callbacks.fire("on_role_change", "primary")
         took = time.monotonic() - t0
         self.tally.promotions += 1

@@ -180,7 +180,14 @@ class PostgresJobs:
         else:
             log.info("use_pg_rewind is off: re-cloning from %s", act.leader)
             await methods.create_replica(self.local, self.postgres, act.leader, host, port)
-        result = await self.start(s, False, act.leader)
+        try:
+            result = await self.start(s, False, act.leader)
+        except e.WalGone as exc:
+            # pg_rewind copies only the WAL its source still has; a new primary's first
+            # checkpoint can recycle what the rewound directory must replay. Only a copy helps.
+            log.warning("the rewound data directory cannot open (%s): re-cloning from %s", exc, act.leader)
+            await methods.create_replica(self.local, self.postgres, act.leader, host, port)
+            result = await self.start(s, False, act.leader)
         log.info("rejoined as a replica of %s", act.leader)
         return result
 

@@ -78,6 +78,12 @@ class HaLoop:
         if any(r.wake for r in results):
             self.inbox.wake()
 
+    async def refresh(self) -> None:
+        """Observe Postgres again and republish the report (after a promotion, mid-loop)."""
+        pg = await self.postgres.observe(self.state.pg, time.monotonic(), lease.observe_timeout(self.dynamic))
+        self.state = replace(self.state, pg=pg)
+        self._publish()
+
     async def _read_view(self) -> ClusterView | None:
         """The cluster now, or None when etcd cannot vouch for it (our last renewal failed)."""
         if not self.keeper.ok:

@@ -68,7 +68,8 @@ class Agent:
         self.callbacks = CallbackRunner(local.postgresql.callbacks, local.scope)
         self.heartbeat = Heartbeat(self.store, self.postgres.superuser_dsn(self.postgres.local_host,
                                                                            self.postgres.settings.listen_port))
-        self.executor = Executor(jobs, self.publish, lambda: self.loop.announce(), self.wake, self.callbacks)
+        self.executor = Executor(jobs, self.publish, lambda: self.loop.announce(), self.wake, self.callbacks,
+                                 lambda: self.loop.refresh())
         self.loop = HaLoop(local, self.keeper, self.cache, self.store, self.postgres, self.executor, self.inbox, self.fence,
                            self.publish, lambda: self._report)
         self._report = node_report.NodeReport(

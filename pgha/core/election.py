@@ -62,10 +62,13 @@ def without_leader(s: Snapshot) -> Decision:
         if ahead:
             return _wait(f"no leader: synchronous standby {', '.join(ahead)} is more advanced")
     if better and waited < s.config.retry_timeout:
-        return _wait(f"no leader: {', '.join(better)} is more advanced, letting it take over")
+        one = len(better) == 1
+        return _wait(f"no leader: {', '.join(better)} {'is' if one else 'are'} more advanced, "
+                     f"letting {'it' if one else 'them'} take over")
     unseen = failsafe.unseen(s)
     if unseen and waited < s.config.retry_timeout:
-        return _wait(f"no leader: waiting for {', '.join(unseen)} (in the failsafe key) to publish its position")
+        return _wait(f"no leader: waiting for {', '.join(unseen)} (in the failsafe key) to publish "
+                     f"{'its position' if len(unseen) == 1 else 'their positions'}")
     proof = _sync_proof(s)
     if proof is not None:
         return proof

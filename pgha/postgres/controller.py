@@ -24,7 +24,7 @@ from pgha import errors as e
 from pgha.config.model import LocalConfig
 from pgha.core.report import PgFacts
 from pgha.core.snapshot import PgState
-from pgha.postgres import conf, guc, roles
+from pgha.postgres import conf, guc, roles, startup
 from pgha.postgres.probe import STATE_QUERY
 from pgha.postgres.runas import RunAs
 
@@ -266,11 +266,15 @@ class PostgresController:
         (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
         self.exited.clear()
         for attempt in range(20):
+            tail = startup.LogTail(Path(self.log_path), startup.log_size(Path(self.log_path)))
             self._proc = await self.runas.spawn([self._bin("postgres"), "-D", str(self.data_dir)], self.log_path)
             asyncio.get_running_loop().create_task(self._watch_exit(self._proc))
             try:
-                await self._wait_ready(self._proc, timeout)
+                await startup.wait_ready(self._proc, self._superuser_dsn(), tail, timeout)
                 return
+            except e.WalGone:
+                await self.stop("immediate")  # it would wait for that WAL forever
+                raise
             except e.PostgresError:
                 # A SIGKILLed postmaster's backends may hold shared memory for a moment longer.
                 if attempt == 19 or self._proc.returncode is None:
@@ -281,19 +285,6 @@ class PostgresController:
         await proc.wait()
         if proc is self._proc:
             self.exited.set()
-
-    async def _wait_ready(self, proc: asyncio.subprocess.Process, timeout: float) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if proc.returncode is not None:
-                raise e.PostgresError(f"postgres exited with {proc.returncode} while starting; see {self.log_path}")
-            try:
-                conn = await psycopg.AsyncConnection.connect(self._superuser_dsn(), autocommit=True)
-                await conn.close()
-                return
-            except psycopg.OperationalError:
-                await asyncio.sleep(0.05)
-        raise e.PostgresError(f"postgres did not accept connections within {timeout:.0f}s; see {self.log_path}")
 
     async def stop(self, mode: str = "fast", timeout: float = 60) -> None:
         await self.disconnect()

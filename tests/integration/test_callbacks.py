@@ -20,12 +20,17 @@ def test_callbacks_run_on_each_event_and_a_hanging_one_delays_no_switchover(
     calls = tmp_path / "calls"
     record = tmp_path / "record.sh"
     record.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
-    hang = tmp_path / "hang.sh"
-    hang.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec sleep 120\n')
-    for p in (record, hang):
-        p.chmod(0o755)
+    record.chmod(0o755)
+    seen = tmp_path / "primary-seen"
     c = make_cluster(nodes=2)
     for n in c.nodes:
+        # The role-change script also asks its own node's /primary at once: a callback that moves
+        # traffic (a virtual IP) must find the health check already agreeing with the new role.
+        hang = tmp_path / f"hang-{n.name}.sh"
+        hang.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n'
+                        f'[ "$2" = primary ] && curl -s -o /dev/null -w "%{{http_code}}\\n" {n.api}/primary >> {seen}\n'
+                        'exec sleep 120\n')
+        hang.chmod(0o755)
         n.config["postgresql"]["callbacks"] = {"on_start": str(record), "on_reload": str(record),
                                                "on_role_change": str(hang), "timeout": 20}
     c.start()
@@ -43,6 +48,8 @@ def test_callbacks_run_on_each_event_and_a_hanging_one_delays_no_switchover(
     assert took < 15, f"switchover took {took:.1f} s with hanging callbacks"
     lines = calls.read_text().splitlines()
     assert "on_role_change replica demo" in lines and "on_role_change primary demo" in lines
+    wait_for("the promoted node's callback asked /primary", seen.exists, 10)
+    assert seen.read_text().split() == ["200"], "on_role_change primary ran while /primary still said 503"
 
     wait_for("the hanging callbacks killed at their timeout", lambda: all(
         "callback on_role_change" in n.log_text() and "timed out after" in n.log_text() for n in c.nodes), 40)

@@ -65,3 +65,44 @@ def test_divergence_ledger_counts_exactly_the_acknowledged_writes_an_async_failo
     pretty = subprocess.run([sys.executable, "-m", "pgha", "divergence", "-c", str(new.config_path)],
                             capture_output=True, text=True, timeout=30, check=True).stdout
     assert f"postgres.feed: {len(lost)} inserted" in pretty
+
+
+def test_old_primary_whose_rewind_needs_wal_the_new_primary_removed_is_cloned_again(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    """pg_rewind copies only the WAL its source still has. When the new primary has already
+    removed segments the rewound directory must replay (no slot held them: here slots are off
+    and wal_keep_size is 0), that standby could never open; the agent clones it again instead
+    of waiting on it for an hour."""
+    c = make_cluster(nodes=2, dcs={**FAST, "heartbeat_interval": 0, "postgresql": {"use_slots": False}})
+    for n in c.nodes:
+        n.config["postgresql"]["parameters"]["wal_keep_size"] = "0"
+    c.start()
+    old = c.leader()
+    (new,) = [n for n in c.nodes if n is not old]
+    sql(old.dsn(), "CREATE TABLE feed (id int PRIMARY KEY)")
+    wait_for("the table on the replica", lambda: sql(new.dsn(), "SELECT to_regclass('feed') IS NOT NULL")[0][0], 30)
+
+    # Diverge: the replica stops receiving while the primary acknowledges a few more writes.
+    sql(old.dsn(), "CHECKPOINT")  # the rewind's starting point: its own WAL still has it
+    senders = [pid for (pid,) in sql(old.dsn(), "SELECT pid FROM pg_stat_replication")]
+    for pid in senders:
+        os.kill(pid, signal.SIGSTOP)
+    sql(old.dsn(), "INSERT INTO feed SELECT generate_series(1, 10)")
+    old.signal_agent(signal.SIGKILL)
+    os.killpg(old.postmaster_pid() or 0, signal.SIGKILL)
+    for pid in senders:  # a stopped walsender would hold the shared memory the rewind needs
+        os.kill(pid, signal.SIGKILL)
+    wait_for("the replica promoted", lambda: new.health("/primary") == 200, 60)
+
+    # The new primary moves on and removes the segments from before its promotion.
+    for _ in range(4):
+        sql(new.dsn(), "INSERT INTO feed SELECT generate_series(100, 200) ON CONFLICT DO NOTHING")
+        sql(new.dsn(), "SELECT pg_switch_wal()")
+        sql(new.dsn(), "CHECKPOINT")
+
+    old.start()
+    wait_for(f"{old.name} back as a streaming replica", lambda: old.health("/replica") == 200, 90)
+    log = old.log_text()
+    assert "pg_rewind: Done!" in log or "no rewind required" in log, "the rejoin was meant to rewind first"
+    assert "the rewound data directory cannot open" in log and "re-cloning from" in log
+    assert sql(old.dsn(), "SELECT count(*) FROM feed WHERE id >= 100")[0][0] == 101

@@ -59,9 +59,13 @@ class Writer(threading.Thread):
         return max(b - a for a, b in itertools.pairwise(times))
 
 
+@pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
 def test_failsafe_primary_rides_out_an_etcd_outage_of_three_ttl_without_a_write_gap(
-        make_cluster: Callable[..., LocalCluster]) -> None:
-    c = make_cluster(dcs={**FAST, "failsafe_mode": True},
+        make_cluster: Callable[..., LocalCluster], sync: bool) -> None:
+    """In synchronous mode too: the standby keeps acknowledging commits while etcd is away, and
+    nobody rewrites synchronous_standby_names or the sync key without it."""
+    mode = {"synchronous_mode": "on"} if sync else {}
+    c = make_cluster(dcs={**FAST, "failsafe_mode": True, **mode},
                      restapi={f"n{i}": {"authentication": AUTH} for i in (1, 2, 3)})
     c.start()
     leader = c.leader()
@@ -78,6 +82,9 @@ def test_failsafe_primary_rides_out_an_etcd_outage_of_three_ttl_without_a_write_
                                          timeout=2)
     assert (status, body) == (200, "Accepted") and int(headers["lsn"]) > 0
 
+    if sync:
+        standbys = wait_for("a synchronous standby recorded", lambda: (leader.status() or {}).get(
+            "synchronous_standbys"), 30)
     pid, timeline = leader.postmaster_pid(), (leader.status() or {})["timeline"]
     writer = Writer(leader)
     writer.start()
@@ -101,6 +108,8 @@ def test_failsafe_primary_rides_out_an_etcd_outage_of_three_ttl_without_a_write_
     assert gap < 1.0, f"writes stopped for {gap:.2f} s during the etcd outage"
     assert c.wait_healthy(30) is leader
     assert (leader.status() or {})["timeline"] == timeline, "a failover happened"
+    if sync:
+        assert (leader.status() or {}).get("synchronous_standbys") == standbys
     # It stayed primary on its members' confirmations (whether etcd expired the leases in the
     # outage, so that it took the leader key again, depends on etcd's lessor: both end here).
     assert "primary while its 2 other member(s) confirm it (failsafe mode)" in leader.log_text()

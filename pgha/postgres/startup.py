@@ -1,0 +1,78 @@
+"""Waiting for a postmaster to open: until it accepts connections, exits, or its log shows the
+one failure no waiting cures. A standby whose upstream already removed WAL it must replay
+before it is consistent (a rewind that ran while the new primary recycled the segments it
+needed, or a replica down longer than the primary keeps WAL) refuses connections forever."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+import psycopg
+
+from pgha import errors as e
+
+_GONE = re.compile(r"requested WAL segment (\S+) has already been removed")
+GRACE = 5.0  # the error must outlast a few of the standby's retries (wal_retrieve_retry_interval)
+
+
+def log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+class LogTail:
+    """What the server appends to its log (stderr) from ``offset`` on, read piece by piece."""
+
+    def __init__(self, path: Path, offset: int) -> None:
+        self.path, self.offset = path, offset
+
+    def read(self) -> str:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                data = f.read(1 << 20)
+        except OSError:
+            return ""
+        # Read whole lines only: a message cut in two would escape the pattern.
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        return data[:end].decode(errors="replace")
+
+
+def wal_gone(text: str) -> str | None:
+    """The WAL segment the upstream reported removed, if the log says so."""
+    found = _GONE.search(text)
+    return found.group(1) if found else None
+
+
+async def wait_ready(proc: asyncio.subprocess.Process, dsn: str, tail: LogTail, timeout: float) -> None:
+    """Until ``proc`` accepts connections; PostgresError if it exits or ``timeout`` passes,
+    WalGone if its upstream keeps answering that WAL it must replay was removed."""
+    end = time.monotonic() + timeout
+    gone: tuple[str, float] | None = None
+    read_at = 0.0
+    while time.monotonic() < end:
+        if proc.returncode is not None:
+            raise e.PostgresError(f"postgres exited with {proc.returncode} while starting; see {tail.path}")
+        try:
+            conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+            await conn.close()
+            return
+        except psycopg.OperationalError:
+            pass
+        now = time.monotonic()
+        if now - read_at >= 1.0:
+            read_at = now
+            segment = wal_gone(tail.read())
+            if segment is not None and gone is None:
+                gone = (segment, now)
+            if gone is not None and now - gone[1] >= GRACE:
+                raise e.WalGone(f"its upstream already removed WAL segment {gone[0]}, which this standby must "
+                                f"replay before it can open; it needs a new copy of the data directory")
+        await asyncio.sleep(0.05)
+    raise e.PostgresError(f"postgres did not accept connections within {timeout:.0f}s; see {tail.path}")
