@@ -92,7 +92,9 @@ class PostgresJobs:
         sync_names = chosen_sync if chosen_sync is not None else s.chosen_sync
         params = self.configure(s, primary, follow, sync_names)
         timeout = s.config.primary_start_timeout if primary else 3600
-        await self.postgres.start(max(timeout, 10))
+        # With an archive to restore from, WAL gone upstream may still arrive from there.
+        archive = params.get("restore_command") or self.local.postgresql.parameters.get("restore_command")
+        await self.postgres.start(max(timeout, 10), missing_wal_is_final=not primary and not archive)
         return Result(applied_parameters=params)
 
     async def bootstrap(self, act: a.InitializeCluster, s: Snapshot) -> Result:

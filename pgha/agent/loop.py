@@ -1,8 +1,7 @@
 """The HA loop: observe, decide, execute, fold the results into the next snapshot.
 
 The cluster view comes from the watched cache when it streams from the endpoint that renews our
-lease, else from one read; the lease comes from the lease keeper. Nothing here chooses what to do.
-"""
+lease, else from one read; the lease comes from the lease keeper. Nothing here chooses what to do."""
 
 from __future__ import annotations
 
@@ -16,6 +15,7 @@ from pgha.agent.execute import Executor
 from pgha.agent.fence import Fence
 from pgha.agent.jobs import Result
 from pgha.agent.lease import LeaseKeeper
+from pgha.agent.settings import StoredSettings
 from pgha.agent.state import LoopState, fold
 from pgha.config.model import LocalConfig
 from pgha.core import failsafe, lease, report
@@ -44,16 +44,19 @@ class HaLoop:
         self._current = current  # the node report as published
         self.state, self.shutting_down, self.loop_at = LoopState(), False, time.monotonic()
         self.failures = Repeats(log)
+        self.stored = StoredSettings(local.bootstrap.dcs)
 
     @property
     def dynamic(self) -> ClusterSettings:
-        return self.state.view.config or self.local.bootstrap.dcs
+        return self.stored.current(self.state.view)
 
     async def run_once(self) -> None:
         view = await self._read_view()
-        if view is not None and view.config is not None and self.keeper.needs_regrant(view.config):
-            self.state = replace(self.state, view=view)  # the keeper reads the new ttl from here
-            await self.keeper.renew(view.leader == self.local.name)  # before deciding under it
+        if view is not None:
+            self.stored.follow(view)
+            if view.config is not None and self.keeper.needs_regrant(view.config):
+                self.state = replace(self.state, view=view)  # the keeper reads the new ttl from here
+                await self.keeper.renew(view.leader == self.local.name)  # before deciding under it
         pg = await self.postgres.observe(self.state.pg, time.monotonic(), lease.observe_timeout(self.dynamic))
         self.executor.settle()
         snap = self._snapshot(time.monotonic(), view, pg)

@@ -253,3 +253,32 @@ def parse_dynamic_config(data: Any, source: str = "dynamic config") -> DynamicCo
         return DynamicConfig.model_validate(data)
     except ValidationError as exc:
         raise e.ConfigError(describe(exc, source, data)) from exc
+
+
+def parse_stored_config(data: Any, source: str = "config in etcd") -> tuple[DynamicConfig, str]:
+    """The cluster's config as etcd stores it, read so that one bad key costs only that key:
+    keys this version does not know (set by a newer pgha during a rolling upgrade, or written by
+    hand) are left out and named in the returned warning (empty: none). Anything else wrong (a
+    value of the wrong type) raises ConfigError naming the key: the caller keeps its last valid
+    settings rather than fall back to ``bootstrap.dcs``."""
+    if not isinstance(data, dict):
+        raise e.ConfigError(f"{source}: must be a mapping, not {type(data).__name__}")
+    try:
+        return DynamicConfig.model_validate(data), ""
+    except ValidationError as exc:
+        errors = exc.errors()
+        if any(item["type"] != "extra_forbidden" for item in errors):
+            raise e.ConfigError(describe(exc, source, data)) from exc
+        unknown = [tuple(item["loc"]) for item in errors]
+    pruned = _without(data, unknown)
+    names = ", ".join(sorted(".".join(str(p) for p in loc) for loc in unknown))
+    return parse_dynamic_config(pruned, source), f"{source}: unknown key(s) {names}: ignored"
+
+
+def _without(data: Any, paths: list[tuple[Any, ...]]) -> Any:
+    """A copy of ``data`` without the keys at ``paths``."""
+    if not isinstance(data, dict):
+        return data
+    here = {p[0] for p in paths if len(p) == 1}
+    return {k: _without(v, [p[1:] for p in paths if len(p) > 1 and p[0] == k])
+            for k, v in data.items() if k not in here}

@@ -175,6 +175,7 @@ class ClusterView:
     failover: FailoverRequest | None = None
     failover_revision: int = 0
     config_raw: str = ""
+    config_problem: str = ""  # why the stored config was read in part, or not at all
     sync: SyncState | None = None
     sync_revision: int = 0
     failsafe: Mapping[str, str] | None = None  # the ``failsafe`` key: member name -> REST API URL
@@ -193,8 +194,9 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
                   parse_config: Any = None) -> ClusterView:
     """Build a ClusterView from the key/values under ``prefix`` (``/pgha/<scope>/``).
 
-    ``parse_config`` turns the raw config JSON into a DynamicConfig; an invalid stored config
-    yields ``config=None`` so that the node keeps its last good settings.
+    ``parse_config`` turns the raw config JSON into a DynamicConfig and a warning; an invalid
+    stored config yields ``config=None`` and its problem, so that the node keeps its last good
+    settings and says why.
     """
     out: dict[str, Any] = {"revision": revision}
     members: dict[str, Member] = {}
@@ -209,7 +211,7 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
             out["failover"], out["failover_revision"] = FailoverRequest.from_json(kv.value), kv.mod_revision
         elif rel == "config":
             out["config_revision"], out["config_raw"] = kv.mod_revision, kv.value
-            out["config"] = _config(kv.value, parse_config)
+            out["config"], out["config_problem"] = _config(kv.value, parse_config)
         elif rel == "leader":
             out["leader"], out["leader_lease"], out["leader_revision"] = kv.value, kv.lease, kv.mod_revision
         elif rel == "status":
@@ -229,14 +231,18 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
     return ClusterView(members=members, member_leases=member_leases, **out)
 
 
-def _config(raw: str, parse_config: Any) -> ClusterSettings | None:
+def _config(raw: str, parse_config: Any) -> tuple[ClusterSettings | None, str]:
     if parse_config is None:
-        return None
+        return None, ""
     try:
-        parsed: ClusterSettings = parse_config(json.loads(raw))
-        return parsed
-    except Exception:  # noqa: BLE001 - a bad stored config must not stop the HA loop
-        return None
+        data = json.loads(raw)
+    except ValueError as exc:
+        return None, f"config in etcd: not valid JSON ({exc})"
+    try:
+        parsed, warning = parse_config(data)
+        return parsed, warning
+    except Exception as exc:  # noqa: BLE001 - a bad stored config must not stop the HA loop
+        return None, str(exc) or type(exc).__name__
 
 
 def parse_failsafe(raw: str) -> Mapping[str, str] | None:

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 
 from pgha import errors as e
-from pgha.config.load import parse_dynamic_config
+from pgha.config.load import parse_stored_config
 from pgha.core.cluster import ClusterView, parse_cluster
 from pgha.dcs.etcd import EtcdClient, KeyValue, WatchEvent
 
@@ -38,7 +38,7 @@ class WatchedCluster:
         return self.endpoint == endpoint
 
     def view(self) -> ClusterView:
-        return parse_cluster(self._kvs.values(), self.prefix, self.revision, parse_config=parse_dynamic_config)
+        return parse_cluster(self._kvs.values(), self.prefix, self.revision, parse_config=parse_stored_config)
 
     async def caught_up(self, revision: int, timeout: float) -> bool:
         """Wait until the cache reflects the store at ``revision`` (our own write); False on timeout."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from pgha import errors as e
 
-from pgha.config.load import parse_dynamic_config
+from pgha.config.load import parse_stored_config
 from pgha.core import events
 from pgha.core.cluster import (
     ClusterView,
@@ -55,7 +55,7 @@ class ClusterStore:
 
     async def load(self, deadline: float) -> ClusterView:
         kvs, revision = await self.client.get_prefix(self.prefix, deadline)
-        return parse_cluster(kvs, self.prefix, revision, parse_config=parse_dynamic_config)
+        return parse_cluster(kvs, self.prefix, revision, parse_config=parse_stored_config)
 
     async def claim_initialize(self, deadline: float) -> bool:
         return await self.client.txn([Compare(self.key("initialize"), "CREATE", 0)],

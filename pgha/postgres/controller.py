@@ -259,18 +259,20 @@ class PostgresController:
 
     # -- processes ---------------------------------------------------------------------
 
-    async def start(self, timeout: float) -> None:
-        """Start the postmaster as our child and wait until it accepts connections."""
+    async def start(self, timeout: float, missing_wal_is_final: bool = False) -> None:
+        """Start the postmaster as our child and wait until it accepts connections (WalGone when
+        ``missing_wal_is_final`` and it could only wait for WAL its upstream removed)."""
         if self.postmaster_pid() is not None:
             return
         (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
         self.exited.clear()
         for attempt in range(20):
-            tail = startup.LogTail(Path(self.log_path), startup.log_size(Path(self.log_path)))
+            path = Path(self.log_path)
+            tail = startup.LogTail(path, startup.log_size(path))
             self._proc = await self.runas.spawn([self._bin("postgres"), "-D", str(self.data_dir)], self.log_path)
             asyncio.get_running_loop().create_task(self._watch_exit(self._proc))
             try:
-                await startup.wait_ready(self._proc, self._superuser_dsn(), tail, timeout)
+                await startup.wait_ready(self._proc, self._superuser_dsn(), tail, timeout, missing_wal_is_final)
                 return
             except e.WalGone:
                 await self.stop("immediate")  # it would wait for that WAL forever

@@ -50,9 +50,11 @@ def wal_gone(text: str) -> str | None:
     return found.group(1) if found else None
 
 
-async def wait_ready(proc: asyncio.subprocess.Process, dsn: str, tail: LogTail, timeout: float) -> None:
+async def wait_ready(proc: asyncio.subprocess.Process, dsn: str, tail: LogTail, timeout: float,
+                     missing_wal_is_final: bool) -> None:
     """Until ``proc`` accepts connections; PostgresError if it exits or ``timeout`` passes,
-    WalGone if its upstream keeps answering that WAL it must replay was removed."""
+    WalGone if ``missing_wal_is_final`` and its log keeps saying that WAL it must replay was
+    removed upstream."""
     end = time.monotonic() + timeout
     gone: tuple[str, float] | None = None
     read_at = 0.0
@@ -66,7 +68,7 @@ async def wait_ready(proc: asyncio.subprocess.Process, dsn: str, tail: LogTail, 
         except psycopg.OperationalError:
             pass
         now = time.monotonic()
-        if now - read_at >= 1.0:
+        if missing_wal_is_final and now - read_at >= 1.0:
             read_at = now
             segment = wal_gone(tail.read())
             if segment is not None and gone is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -10,7 +11,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from pgha.testing import FAST, LocalCluster, Node, wait_for
+from pgha.testing import FAST, LocalCluster, Node, http_request, wait_for
 from tests.conftest import sql
 
 pytestmark = pytest.mark.slow
@@ -126,3 +127,38 @@ def test_takeover_stays_watch_driven_after_etcd_compacted_and_the_watch_reconnec
     wait_for("a new primary", lambda: any(writable(n) for n in c.nodes if n is not old), 30, 0.05)
     # the lease runs out at most ttl after the kill; a loop-paced takeover would add up to loop_wait
     assert time.monotonic() - t0 < slow_loop["ttl"] + 1.5
+
+
+def test_an_invalid_config_written_into_etcd_keeps_the_cluster_on_its_last_valid_settings(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    """A value of the wrong type (or a key this version does not know) written straight into etcd
+    must not send the agents back to bootstrap.dcs: here that would turn synchronous mode, set at
+    runtime, off. The agents keep their last valid settings and name the key in their logs."""
+    c = make_cluster(nodes=2)
+    c.start()
+    leader = c.leader()
+    (replica,) = [n for n in c.nodes if n is not leader]
+    assert http_request("PATCH", leader.api + "/config", {"synchronous_mode": "on"})[0] == 200
+    wait_for("a synchronous standby", lambda: (leader.status() or {}).get("synchronous_standbys") == [replica.name], 30)
+
+    stored = json.loads(etcdctl(c, "get", "--print-value-only", "/pgha/demo/config"))
+    etcdctl(c, "put", "/pgha/demo/config", json.dumps({**stored, "ttl": "soon", "future_key": 1}))
+    wait_for("the bad key named in every log", lambda: all(
+        "config in etcd: ttl:" in n.log_text() and "running under the last valid settings" in n.log_text()
+        for n in c.nodes), 20)
+    time.sleep(3)  # a few loops under the broken config
+    status = leader.status() or {}
+    assert status.get("synchronous_mode") == "on" and status.get("synchronous_standbys") == [replica.name], status
+    assert sql(leader.dsn(), "SHOW synchronous_standby_names")[0][0] != ""
+
+    # The REST API stays strict about what it stores: a PATCH must leave a config this version reads whole.
+    code, body, _ = http_request("PATCH", leader.api + "/config", {"ttl": 6})
+    assert code == 400 and "future_key: unknown key" in str(body), body
+    # A key only a newer pgha knows (a rolling upgrade) costs nothing but a warning naming it.
+    etcdctl(c, "put", "/pgha/demo/config", json.dumps({**stored, "future_key": 1}))
+    wait_for("the unknown key named as ignored", lambda: all(
+        "unknown key(s) future_key: ignored" in n.log_text() for n in c.nodes), 20)
+    assert http_request("PATCH", leader.api + "/config", {"future_key": None})[0] == 200
+    wait_for("the config valid again", lambda: all(
+        "the config in etcd is valid again" in n.log_text() for n in c.nodes), 20)
+    assert (leader.status() or {}).get("synchronous_standbys") == [replica.name]
