@@ -221,6 +221,8 @@ def status(r: NodeReport, now: float, wall_now: float) -> dict[str, Any]:
     out.update(_sync_status(r))
     if failsafe_active(r, now):
         out["failsafe_mode_is_active"] = True  # as Patroni: present only while active
+    if r.view.config_problem:
+        out["config_problem"] = r.view.config_problem  # the config in etcd, read in part or not at all
     if r.busy is not None:
         out["activity"] = str(r.busy)  # pgha's own account of the job under way
     if r.restart_at:
@@ -268,6 +270,8 @@ def metric_values(r: NodeReport, now: float, wall_now: float) -> list[MetricValu
         g("pgha_sync_standby", "1 if this replica is a recorded synchronous standby", float(sync_standby(r))),
         g("pgha_pending_restart", "1 if a parameter change waits for a restart", float(pg.pending_restart)),
         g("pgha_paused", "1 if the cluster is in maintenance mode", float(r.config.pause)),
+        g("pgha_config_problem", "1 if the config in etcd has keys this agent ignores or cannot read "
+          "(it then runs on the last valid config; see config_problem in /patroni)", float(bool(r.view.config_problem))),
         g("pgha_dcs_last_seen_timestamp", "unix time of the last successful etcd exchange",
           wall_now - (now - r.dcs_seen_at) if r.dcs_seen_at is not None else 0.0),
         g("pgha_lease_renewals", "successful lease renewals", c.renewals, counter=True),

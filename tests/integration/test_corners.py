@@ -150,6 +150,11 @@ def test_an_invalid_config_written_into_etcd_keeps_the_cluster_on_its_last_valid
     status = leader.status() or {}
     assert status.get("synchronous_mode") == "on" and status.get("synchronous_standbys") == [replica.name], status
     assert sql(leader.dsn(), "SHOW synchronous_standby_names")[0][0] != ""
+    for n in c.nodes:  # what monitoring sees: the problem in /patroni, and a gauge
+        assert "config in etcd: ttl:" in (n.status() or {}).get("config_problem", "")
+        gauge = next(x for x in str(http_request("GET", n.api + "/metrics")[1]).splitlines()
+                     if x.startswith("pgha_config_problem{"))
+        assert gauge.endswith(" 1.0"), gauge
 
     # The REST API stays strict about what it stores: a PATCH must leave a config this version reads whole.
     code, body, _ = http_request("PATCH", leader.api + "/config", {"ttl": 6})
@@ -162,3 +167,4 @@ def test_an_invalid_config_written_into_etcd_keeps_the_cluster_on_its_last_valid
     wait_for("the config valid again", lambda: all(
         "the config in etcd is valid again" in n.log_text() for n in c.nodes), 20)
     assert (leader.status() or {}).get("synchronous_standbys") == [replica.name]
+    assert "config_problem" not in (leader.status() or {})
