@@ -302,9 +302,8 @@ class Executor:
             raise e.PghaError("the leader key is no longer ours: not promoting")
         await self.postgres.promote()
         promoted = time.time()
-        # The health checks answer from the published report: it must say primary before the
-        # callback moves traffic here (a virtual IP), or a client could find the address up and
-        # /primary still 503 until the next loop.
+        # Health checks answer from the published report: it must say primary before the callback
+        # moves traffic here (a virtual IP), or /primary could say 503 with the address up.
         try:
             await self._refresh()
         except (e.PghaError, OSError) as exc:
@@ -336,11 +335,13 @@ class Executor:
 
     async def _publish_status(self, act: a.PublishLeaderStatus, s: Snapshot) -> Result:
         positions: dict[str, int] = {}
-        if s.config.postgresql.use_slots or act.permanent:
-            positions = await slots.keep(self.postgres.query, act.slots if s.config.postgresql.use_slots
+        physical = s.config.postgresql.use_slots or bool(act.permanent)
+        rows = await slots.read(self.postgres.query) if physical or act.logical else []
+        if physical:
+            positions = await slots.keep(self.postgres.query, rows, act.slots if s.config.postgresql.use_slots
                                          else frozenset(), act.permanent, s.config.ignore_slots)
         if act.logical:
-            positions.update(await slots.keep_logical(self.postgres.query, self._query_in(s), act.logical))
+            positions.update(await slots.keep_logical(self.postgres.query, self._query_in(s), rows, act.logical))
         status = LeaderStatus(s.name, s.pg.timeline, s.pg.lsn, positions, dict(act.retain))
         if status != s.cluster.status:  # an idle leader writes nothing
             await self.store.publish_status(status, self._lease(), self.jobs.keeper.deadline(leader=True))

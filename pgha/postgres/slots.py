@@ -22,23 +22,27 @@ QueryIn = Callable[..., Awaitable[list[tuple[Any, ...]]]]  # (database, text, pa
 
 log = logging.getLogger("pgha")
 
-_SLOTS = """SELECT slot_name, slot_type, database, plugin, active, COALESCE((restart_lsn - '0/0')::bigint, 0)
+# A physical slot's position is where it holds WAL from; a logical slot's, what its consumer confirmed.
+_SLOTS = """SELECT slot_name, slot_type, database, plugin, active, COALESCE((restart_lsn - '0/0')::bigint, 0),
+                   COALESCE((confirmed_flush_lsn - '0/0')::bigint, 0)
               FROM pg_replication_slots"""
-# A logical slot's position is what its consumer confirmed.
-_LOGICAL = """SELECT slot_name, slot_type, database, plugin, active,
-                     COALESCE((confirmed_flush_lsn - '0/0')::bigint, 0)
-                FROM pg_replication_slots WHERE slot_type = 'logical'"""
+Rows = list[tuple[Any, ...]]
 
 
-async def keep(query: Query, members: frozenset[str], permanent: frozenset[str], ignore: Sequence[Any]) -> dict[str, int]:
+async def read(query: Query) -> Rows:
+    """Every slot here, read once for ``keep`` and ``keep_logical``."""
+    return await query(_SLOTS)
+
+
+async def keep(query: Query, rows: Rows, members: frozenset[str], permanent: frozenset[str],
+               ignore: Sequence[Any]) -> dict[str, int]:
     """Keep one physical slot per member and each permanent slot; drop other inactive physical
     slots unless ``ignore`` matches them. Returns the permanent slots' positions."""
     wanted = {conf.slot_name(m) for m in members} | set(permanent)
-    rows = await query(_SLOTS)
     have = {r[0] for r in rows if r[1] == "physical"}
     for name in sorted(wanted - have):
         await query("SELECT pg_create_physical_replication_slot(%s, true)", (name,))
-    for name, kind, database, plugin, active, _ in rows:
+    for name, kind, database, plugin, active, *_ in rows:
         slot = {"name": name, "type": kind, "database": database, "plugin": plugin}
         if kind == "physical" and name not in wanted and not active and not ignored(slot, ignore):
             await query("SELECT pg_drop_replication_slot(%s)", (name,))
@@ -57,13 +61,14 @@ async def copy(query: Query, positions: Mapping[str, int]) -> None:
             await query("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (name, lsn_text(lsn)))
 
 
-async def keep_logical(query: Query, query_in: QueryIn, specs: Sequence[tuple[str, str, str]]) -> dict[str, int]:
+async def keep_logical(query: Query, query_in: QueryIn, rows: Rows,
+                       specs: Sequence[tuple[str, str, str]]) -> dict[str, int]:
     """As primary: keep each permanent logical slot (name, database, plugin); one that exists for
     another database or plugin is recreated if no consumer holds it. Returns their confirmed
     positions (a slot just created shows from the next loop)."""
-    rows = {r[0]: r for r in await query(_LOGICAL)}
+    logical = {r[0]: r for r in rows if r[1] == "logical"}
     for name, database, plugin in specs:
-        row = rows.get(name)
+        row = logical.get(name)
         if row is not None and (row[2], row[3]) != (database, plugin):
             if row[4]:
                 log.warning("logical slot %s is for %s/%s, the config says %s/%s; a consumer is using it: left as it is",
@@ -77,7 +82,7 @@ async def keep_logical(query: Query, query_in: QueryIn, specs: Sequence[tuple[st
             await query_in(database, "SELECT pg_create_logical_replication_slot(%s, %s)", (name, plugin))
             log.info("created permanent logical slot %s (%s in database %s)", name, plugin, database)
     wanted = {n for n, _, _ in specs}
-    return {n: int(r[5]) for n, r in rows.items() if n in wanted and r[5]}
+    return {n: int(r[6]) for n, r in logical.items() if n in wanted and r[6]}
 
 
 async def advance_logical(query: Query, query_in: QueryIn, targets: Sequence[tuple[str, str, int]]) -> None:
