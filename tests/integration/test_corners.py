@@ -166,5 +166,7 @@ def test_an_invalid_config_written_into_etcd_keeps_the_cluster_on_its_last_valid
     assert http_request("PATCH", leader.api + "/config", {"future_key": None})[0] == 200
     wait_for("the config valid again", lambda: all(
         "the config in etcd is valid again" in n.log_text() for n in c.nodes), 20)
+    # (the log line comes from the loop that read the config; its report is published at its end)
+    wait_for("no config_problem in /patroni", lambda: all(
+        "config_problem" not in (n.status() or {"config_problem": "down"}) for n in c.nodes), 10)
     assert (leader.status() or {}).get("synchronous_standbys") == [replica.name]
-    assert "config_problem" not in (leader.status() or {})

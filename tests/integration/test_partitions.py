@@ -17,6 +17,7 @@ import random
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -97,13 +98,19 @@ def test_primary_agent_restarted_within_a_second_causes_no_failover(healthy: Lab
     pid = old.postmaster_pid()
     with Recorder(healthy) as rec:
         before = rec.timelines()
+        logged = len(old.log_text())
         old.signal_agent(signal.SIGKILL)
         old.wait_agent_exit(5)
         time.sleep(0.5)
         old.start()
         time.sleep(TTL + 2)
-        assert healthy.cluster.leader() is old and old.postmaster_pid() == pid
-        assert rec.timelines() == before, "a failover happened"
+        # What the restarted agent did, so that a failure in CI explains itself in one line.
+        since = old.log_text()[logged:][-3000:]
+        fired = Path(f"{old.data_dir}.fence.fired")
+        why = f"agent log since the restart:\n{since}\nfence firings: {fired.read_text() if fired.exists() else 'none'}"
+        assert healthy.cluster.leader() is old, why
+        assert old.postmaster_pid() == pid, f"postgres was restarted; {why}"
+        assert rec.timelines() == before, f"a failover happened; {why}"
         assert_clean(rec.report("restart primary agent"), healthy)
 
 
