@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -40,7 +41,10 @@ def make_cluster(request: pytest.FixtureRequest) -> Iterator[Callable[..., Local
             print(c.dump_logs())
         c.stop()
     for d in dirs:
-        shutil.rmtree(d, ignore_errors=True)
+        if os.environ.get("KEEP_TEST_DIRS"):  # to read a test's logs after it ran
+            print(f"kept {d}")
+        else:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def sql(dsn: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
