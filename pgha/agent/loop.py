@@ -44,7 +44,7 @@ class HaLoop:
         self._current = current  # the node report as published
         self.state, self.shutting_down, self.loop_at = LoopState(), False, time.monotonic()
         self.failures = Repeats(log)
-        self.stored = StoredSettings(local.bootstrap.dcs)
+        self.stored = StoredSettings(local.bootstrap.dcs, local.postgresql.data_dir + ".cluster-config.json")
 
     @property
     def dynamic(self) -> ClusterSettings:

@@ -155,6 +155,14 @@ def test_an_invalid_config_written_into_etcd_keeps_the_cluster_on_its_last_valid
         gauge = next(x for x in str(http_request("GET", n.api + "/metrics")[1]).splitlines()
                      if x.startswith("pgha_config_problem{"))
         assert gauge.endswith(" 1.0"), gauge
+    # An agent restarted meanwhile runs under the config its earlier run saved, not under its
+    # bootstrap.dcs (asynchronous here), which would have it judge failovers without the sync rule.
+    replica.stop()
+    replica.start()
+    wait_for("the restarted agent naming the saved config", lambda: (
+        "running under the last valid settings saved in" in replica.log_text()), 30)
+    wait_for("the restarted replica streaming", lambda: replica.health("/replica") == 200, 30)
+    assert (replica.status() or {}).get("synchronous_mode") == "on", replica.status()
 
     # The REST API stays strict about what it stores: a PATCH must leave a config this version reads whole.
     code, body, _ = http_request("PATCH", leader.api + "/config", {"ttl": 6})
@@ -169,4 +177,5 @@ def test_an_invalid_config_written_into_etcd_keeps_the_cluster_on_its_last_valid
     # (the log line comes from the loop that read the config; its report is published at its end)
     wait_for("no config_problem in /patroni", lambda: all(
         "config_problem" not in (n.status() or {"config_problem": "down"}) for n in c.nodes), 10)
-    assert (leader.status() or {}).get("synchronous_standbys") == [replica.name]
+    wait_for("the restarted replica a synchronous standby again",
+             lambda: (leader.status() or {}).get("synchronous_standbys") == [replica.name], 30)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,35 @@ def test_the_agent_keeps_its_last_valid_settings_while_the_stored_config_is_inva
         stored.follow(good)  # type: ignore[arg-type]
 
     assert "the config in etcd is valid again" in caplog.text
+
+
+def test_an_agent_restarted_while_the_stored_config_is_invalid_runs_under_the_last_one_it_saved(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    saved = str(tmp_path / "data.cluster-config.json")
+    first = StoredSettings(DynamicConfig(), saved)
+    first.follow(view_with({"ttl": 40, "synchronous_mode": "on"}))  # type: ignore[arg-type]
+
+    again = StoredSettings(DynamicConfig(), saved)  # the agent restarted; etcd's config is now broken
+    bad = view_with({"ttl": "soon", "synchronous_mode": "on"})
+    with caplog.at_level(logging.INFO, logger="pgha"):
+        again.follow(bad)  # type: ignore[arg-type]
+    now = again.current(bad)  # type: ignore[arg-type]
+    assert (now.ttl, now.synchronous_mode) == (40, "on"), "fell back to bootstrap.dcs"
+    assert f"running under the last valid settings saved in {saved}" in caplog.text
+
+    # A missing key is a new cluster (or wiped keys): bootstrap.dcs, as before.
+    assert again.current(view_with_nothing()).ttl == DynamicConfig().ttl  # type: ignore[arg-type]
+
+
+def test_a_saved_config_that_cannot_be_read_is_ignored_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    saved = tmp_path / "data.cluster-config.json"
+    saved.write_text("{torn")
+    with caplog.at_level(logging.INFO, logger="pgha"):
+        stored = StoredSettings(DynamicConfig(), str(saved))
+    assert stored.saved is None and "ignoring the saved cluster config" in caplog.text
+    assert stored.current(view_with({"ttl": "soon"})).ttl == DynamicConfig().ttl  # type: ignore[arg-type]
+
+
+def view_with_nothing() -> object:
+    return parse_cluster([], PREFIX, 7, parse_config=parse_stored_config)
