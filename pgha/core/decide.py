@@ -292,10 +292,10 @@ def _operator_request(s: Snapshot) -> Decision | None:
     if f is None or f.scheduled_at is not None and s.wall_now < f.scheduled_at:
         return None
     if c.leader == s.name:
-        if not (s.is_leader() and _writable(s)):
+        # A standby cluster's standby leader hands over like a primary (it never promotes).
+        standby_leading = standby.active(s.config) and pg.running and pg.in_recovery
+        if not (s.is_leader() and (_writable(s) or standby_leading)):
             if f.candidate == s.name and s.is_leader() and pg.running and pg.in_recovery:
-                if standby.active(s.config):  # a standby cluster's new standby leader
-                    return Decision((ClearFailover("switchover complete"),), "switchover complete")
                 # also while paused: the operator asked for this promotion
                 return Decision((Promote(),), "switchover candidate holding the leader key: promoting")
             return None  # the request is cleared once we are primary

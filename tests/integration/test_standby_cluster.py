@@ -1,6 +1,7 @@
 """A standby cluster: a second pgha cluster (its own scope, on the same etcd) replicates from the
 first cluster's primary. Its leader is a standby leader that the other member cascades from; it
-survives the loss of its standby leader; one config change promotes it."""
+survives the loss of its standby leader; a switchover moves the standby leader; one config change
+promotes it."""
 
 from __future__ import annotations
 
@@ -59,9 +60,20 @@ def test_standby_cluster_follows_the_other_cluster_survives_its_leader_and_promo
     lead.start()
     wait_for(f"{lead.name} back, streaming from {other.name}", lambda: lead.health("/replica") == 200, 60)
 
-    code, body, _ = http_request("PATCH", other.api + "/config", {"standby_cluster": None})
+    # A switchover inside the standby cluster moves the standby leader: nobody is promoted, the
+    # new standby leader follows the other cluster and the old one cascades from it.
+    code, body, _ = http_request("POST", other.api + "/switchover", {"leader": other.name, "candidate": lead.name})
     assert code == 200, body
-    wait_for(f"{other.name} promoted", lambda: other.health("/primary") == 200, 60)
-    sql(other.dsn(), "INSERT INTO dr VALUES (100)")
-    wait_for(f"row 100 on {lead.name}", lambda: has_row(lead, 100), 60)
+    wait_for(f"{lead.name} as the standby leader", lambda: lead.health("/standby-leader") == 200, 60)
+    wait_for(f"{other.name} streaming from {lead.name}", lambda: other.health("/replica") == 200, 60)
+    assert [n.name for n in dr.nodes if n.health("/primary") == 200] == []
+    sql(primary.dsn(), "INSERT INTO dr VALUES (4)")
+    for n in dr.nodes:
+        wait_for(f"row 4 on {n.name}", lambda n=n: has_row(n, 4), 30)
+
+    code, body, _ = http_request("PATCH", lead.api + "/config", {"standby_cluster": None})
+    assert code == 200, body
+    wait_for(f"{lead.name} promoted", lambda: lead.health("/primary") == 200, 60)
+    sql(lead.dsn(), "INSERT INTO dr VALUES (100)")
+    wait_for(f"row 100 on {other.name}", lambda: has_row(other, 100), 60)
     assert primary.health("/primary") == 200 and not has_row(primary, 100)  # the first cluster goes on alone

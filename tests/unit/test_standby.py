@@ -8,7 +8,7 @@ from dataclasses import replace
 from pgha.config.replication import StandbyCluster
 from pgha.core import actions as a
 from pgha.core import sync
-from pgha.core.cluster import Member
+from pgha.core.cluster import FailoverRequest, Member
 from pgha.core.decide import decide
 from pgha.core.standby import REMOTE
 from tests.unit.test_decide import CFG, PRIMARY, REPLICA, snap, view
@@ -51,3 +51,18 @@ def test_other_members_follow_the_standby_leader_and_no_commit_is_synchronous() 
     d = decide(snap(replace(REPLICA, following="n9"), leader_view(), name="n2", config=STANDBY))
     assert d.actions == (a.FollowLeader("n1"),)
     assert sync.mode(STANDBY.model_copy(update={"synchronous_mode": True})) == "off"
+
+
+def test_switchover_in_a_standby_cluster_moves_the_standby_leader_without_promoting_anyone() -> None:
+    streaming = Member("n2", role="replica", state="streaming", lsn=REPLICA.lsn, replayed_lsn=REPLICA.lsn)
+    v = replace(leader_view(), members={"n1": Member("n1", role="replica"), "n2": streaming},
+                failover=FailoverRequest("n1", "n2"))
+    assert decide(snap(replace(REPLICA, following=REMOTE), v, name="n1", config=STANDBY)).actions == (
+        a.HandOver("n2"),)
+    # the candidate took the key: it clears the request and follows the other cluster, no promotion
+    taken = replace(v, leader="n2")
+    d = decide(snap(replace(REPLICA, following="n1"), taken, name="n2", config=STANDBY))
+    assert [type(x) for x in d.actions] == [a.ClearFailover]
+    cleared = replace(taken, failover=None)
+    assert decide(snap(replace(REPLICA, following="n1"), cleared, name="n2", config=STANDBY)).actions == (
+        a.FollowRemote(),)
