@@ -132,14 +132,24 @@ class SyncState:
     quorum: int = 0
 
     def to_json(self) -> str:
-        return json.dumps({"leader": self.leader, "sync_standby": list(self.members), "quorum": self.quorum})
+        # Patroni's shape: the standbys as one comma-separated string (null: none). Patroni fails
+        # on a list, so a cluster handed back to Patroni could not read it.
+        return json.dumps({"leader": self.leader, "sync_standby": ",".join(self.members) or None,
+                           "quorum": self.quorum})
 
     @classmethod
     def from_json(cls, raw: str) -> SyncState | None:
+        """Patroni's key or ours; also the list that earlier pgha versions wrote."""
         try:
             d = json.loads(raw)
-            return cls(leader=str(d.get("leader") or ""), members=tuple(str(x) for x in d.get("sync_standby") or ()),
-                       quorum=int(d.get("quorum") or 0))
+            listed = d.get("sync_standby") or ()
+            names = listed.split(",") if isinstance(listed, str) else [str(x) for x in listed]
+            members = tuple(n.strip() for n in names if n.strip())
+            quorum = int(d.get("quorum") or 0)
+            # Patroni writes quorum 0 when every listed standby holds every commit (its mode on);
+            # pgha counts those standbys instead, and never lists a standby with a claim of 0.
+            return cls(leader=str(d.get("leader") or ""), members=members,
+                       quorum=quorum if quorum or not members else len(members))
         except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
             return None
 
