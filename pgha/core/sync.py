@@ -16,7 +16,7 @@ from pgha.core.cluster import ClusterView, SyncState
 from pgha.core.settings import ClusterSettings
 from pgha.core.snapshot import Snapshot
 
-_SETTING = re.compile(r"^\s*(FIRST|ANY)\s+(\d+)\s*\((.*)\)\s*$", re.I)
+_SETTING = re.compile(r"^\s*(?:(FIRST|ANY)\s+)?(\d+)\s*\((.*)\)\s*$", re.I)
 
 
 def mode(config: ClusterSettings) -> str:
@@ -41,10 +41,7 @@ def render(names: tuple[str, ...], sync_mode: str, count: int, strict: bool) -> 
 
 
 def parse(setting: str) -> tuple[str, ...]:
-    m = _SETTING.match(setting or "")
-    if not m:
-        return ()
-    return tuple(n.strip().strip('"') for n in m.group(3).split(",") if n.strip())
+    return postgres_quorum(setting)[0]
 
 
 def candidates(s: Snapshot) -> list[str]:
@@ -109,11 +106,17 @@ def failover_impossible(view: ClusterView) -> str | None:
 
 
 def postgres_quorum(setting: str) -> tuple[tuple[str, ...], int]:
-    """The named standbys Postgres waits for and how many of them must confirm each commit."""
-    m = _SETTING.match(setting or "")
-    if not m:
+    """The named standbys Postgres waits for and how many of them must confirm each commit, in
+    Postgres' whole grammar: ``[FIRST|ANY] n (names)``, or a bare list of names, which means
+    FIRST 1 (as Patroni writes it: a cluster migrated from Patroni starts from its setting).
+    '*' names nobody in particular."""
+    text = (setting or "").strip()
+    m = _SETTING.match(text)
+    if m is None and (not text or "(" in text):
         return (), 0
-    return parse(setting), int(m.group(2))
+    listed, need = (m.group(3), int(m.group(2))) if m is not None else (text, 1)
+    names = tuple(n.strip().strip('"') for n in listed.split(",") if n.strip())
+    return ((), 0) if "*" in names else (names, need)
 
 
 def guarantee(members: tuple[str, ...], setting: str) -> int:

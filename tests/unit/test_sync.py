@@ -121,3 +121,26 @@ def test_nofailover_standby_is_never_chosen_while_a_promotable_one_streams() -> 
     view = replace(alone.cluster, sync=SyncState("n1", ("n2",), 1))
     assert "nofailover" in (failover_impossible(view) or "")
     assert failover_impossible(replace(view, sync=SyncState("n1", ("n3",), 1))) is None
+
+
+def test_postgres_grammar_is_read_whole_including_patronis_bare_list() -> None:
+    from pgha.core.sync import postgres_quorum
+    assert postgres_quorum('FIRST 2 ("n2", "n3")') == (("n2", "n3"), 2)
+    assert postgres_quorum("ANY 1 (n2, n3)") == (("n2", "n3"), 1)
+    assert postgres_quorum("2 (n2, n3, n4)") == (("n2", "n3", "n4"), 2)
+    assert postgres_quorum("n2") == (("n2",), 1)  # Patroni's shape: FIRST 1
+    assert postgres_quorum('n2, "n3"') == (("n2", "n3"), 1)
+    for nobody in ("", "*", "FIRST 1 (*)", "broken (n2"):
+        assert postgres_quorum(nobody) == ((), 0), nobody
+
+
+def test_a_leader_migrated_from_patroni_keeps_its_synchronous_standby_recorded_throughout() -> None:
+    # Patroni left {"sync_standby": "n2", "quorum": 0} and synchronous_standby_names = 'n2'
+    key = SyncState.from_json('{"leader": "n1", "sync_standby": "n2", "quorum": 0}')
+    setting, cfg = "n2", DynamicConfig(synchronous_mode=True)
+    for _ in range(5):
+        assert key is not None and key.members == ("n2",) and key.quorum <= guarantee(key.members, setting)
+        key, setting, acted = step(cfg, key, setting, {"n2", "n3"})
+        if not acted:
+            break
+    assert setting == 'FIRST 1 ("n2")' and key == SyncState("n1", ("n2",), 1)
