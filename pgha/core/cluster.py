@@ -132,24 +132,26 @@ class SyncState:
     quorum: int = 0
 
     def to_json(self) -> str:
-        # Patroni's shape: the standbys as one comma-separated string (null: none). Patroni fails
-        # on a list, so a cluster handed back to Patroni could not read it.
+        # Patroni's shape, so that a cluster handed back to Patroni reads it (it fails on a list):
+        # the standbys as one comma-separated string, and ``quorum`` as Patroni counts it, the
+        # listed nodes a racing standby must see besides itself (len - ours: see from_json).
         return json.dumps({"leader": self.leader, "sync_standby": ",".join(self.members) or None,
-                           "quorum": self.quorum})
+                           "quorum": len(self.members) - self.quorum if self.members else 0})
 
     @classmethod
     def from_json(cls, raw: str) -> SyncState | None:
-        """Patroni's key or ours; also the list that earlier pgha versions wrote."""
+        """Patroni's key (and ours, in its shape); also the list earlier pgha versions wrote,
+        whose ``quorum`` was already ours. Patroni's ``quorum`` is len(active) - numsync
+        (``patroni/quorum.py``): the standbys certain to hold each commit are len - quorum,
+        every listed one in its mode on (quorum 0)."""
         try:
             d = json.loads(raw)
             listed = d.get("sync_standby") or ()
             names = listed.split(",") if isinstance(listed, str) else [str(x) for x in listed]
             members = tuple(n.strip() for n in names if n.strip())
             quorum = int(d.get("quorum") or 0)
-            # Patroni writes quorum 0 when every listed standby holds every commit (its mode on);
-            # pgha counts those standbys instead, and never lists a standby with a claim of 0.
-            return cls(leader=str(d.get("leader") or ""), members=members,
-                       quorum=quorum if quorum or not members else len(members))
+            held = quorum if isinstance(listed, list) else max(0, len(members) - quorum)
+            return cls(leader=str(d.get("leader") or ""), members=members, quorum=held)
         except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
             return None
 

@@ -48,8 +48,8 @@ class Writer:
         return max((b - a for a, b in zip(self.times, self.times[1:])), default=0.0)
 
 
-@pytest.fixture(params=["async", "sync"])
-def patroni_cluster(request: pytest.FixtureRequest) -> Iterator[tuple[PatroniCluster, EtcdCluster, bool]]:
+@pytest.fixture(params=["async", "sync", "quorum"])
+def patroni_cluster(request: pytest.FixtureRequest) -> Iterator[tuple[PatroniCluster, EtcdCluster, str]]:
     try:
         install()
     except PatroniUnavailable as exc:
@@ -60,12 +60,12 @@ def patroni_cluster(request: pytest.FixtureRequest) -> Iterator[tuple[PatroniClu
     etcd = EtcdCluster(base / "etcd", 1)
     etcd.start()
     dcs: dict[str, object] = {"ttl": 10, "loop_wait": 1, "retry_timeout": 3}
-    if request.param == "sync":
-        dcs["synchronous_mode"] = True
+    if request.param != "async":
+        dcs["synchronous_mode"] = True if request.param == "sync" else "quorum"
     cluster = PatroniCluster(base / "patroni", etcd.hosts, dcs, scope="batman")
     try:
         cluster.start()
-        yield cluster, etcd, request.param == "sync"
+        yield cluster, etcd, str(request.param)
     finally:
         cluster.stop()
         etcd.stop()
@@ -86,8 +86,8 @@ def facts(cluster: PatroniCluster) -> dict[str, tuple[int, int]]:
 
 
 def test_running_patroni_cluster_migrates_to_pgha_without_restart_failover_or_lost_write(
-        patroni_cluster: tuple[PatroniCluster, EtcdCluster, bool]) -> None:
-    cluster, _, sync = patroni_cluster
+        patroni_cluster: tuple[PatroniCluster, EtcdCluster, str]) -> None:
+    cluster, _, mode = patroni_cluster
     ports = [n["config"]["postgresql"]["listen"].rsplit(":", 1)[1] for n in cluster.nodes]
     dsn = (f"host={','.join('127.0.0.1' for _ in ports)} port={','.join(ports)} user=postgres password=supersecret "
            "dbname=postgres target_session_attrs=read-write connect_timeout=2")
@@ -120,7 +120,7 @@ def test_running_patroni_cluster_migrates_to_pgha_without_restart_failover_or_lo
                  is False, 20)
         time.sleep(3)
         assert facts(cluster) == before, "a Postgres restarted or a timeline changed under pgha"
-        if sync:  # pgha read Patroni's sync key and keeps a synchronous standby
+        if mode != "async":  # pgha read Patroni's sync key and keeps a synchronous standby
             standbys = http_request("GET", by_name[leader].api + "/patroni")[1].get("synchronous_standbys")
             assert standbys and standbys[0] != leader, standbys
         migrated = len(writer.acked)
@@ -138,8 +138,10 @@ def test_running_patroni_cluster_migrates_to_pgha_without_restart_failover_or_lo
         cluster.start()
         subprocess.run([*ctl, "resume", "--wait"], check=True, capture_output=True, timeout=60)
         time.sleep(3)
-        if sync:  # and Patroni reads the key pgha left
-            assert [http_request("GET", n["api"] + "/sync")[0] for n in cluster.nodes].count(200) == 1
+        if mode != "async":  # and Patroni reads the key pgha left
+            path, count = ("/sync", 1) if mode == "sync" else ("/quorum", 2)
+            wait_for(f"Patroni's {path} answering 200 on {count} node(s)", lambda: [
+                http_request("GET", n["api"] + path)[0] for n in cluster.nodes].count(200) == count, 10)
     except BaseException:
         for n in nodes:
             print(f"===== {n.name}\n{n.log_text()[-4000:]}")
