@@ -40,10 +40,6 @@ def render(names: tuple[str, ...], sync_mode: str, count: int, strict: bool) -> 
     return f"FIRST {len(names)} ({quoted})"
 
 
-def parse(setting: str) -> tuple[str, ...]:
-    return postgres_quorum(setting)[0]
-
-
 def candidates(s: Snapshot) -> list[str]:
     """Streaming standbys fit to be synchronous, never ``nosync``: those already listed first (a
     standby reconnecting after a primary restart keeps its place while its record says it

@@ -53,8 +53,8 @@ def wal_gone(text: str) -> str | None:
 async def wait_ready(proc: asyncio.subprocess.Process, dsn: str, tail: LogTail, timeout: float,
                      missing_wal_is_final: bool) -> None:
     """Until ``proc`` accepts connections; PostgresError if it exits or ``timeout`` passes,
-    WalGone if ``missing_wal_is_final`` and its log keeps saying that WAL it must replay was
-    removed upstream."""
+    WalGone if ``missing_wal_is_final``, its log said that WAL it must replay was removed
+    upstream, and it still does not open ``GRACE`` seconds later (removed WAL does not return)."""
     end = time.monotonic() + timeout
     gone: tuple[str, float] | None = None
     read_at = 0.0

@@ -354,7 +354,7 @@ class SimCluster:
         streaming = bool(pg.following and self.streams_from(node.name, pg.following)
                          and not self.nodes[pg.following].pg.in_recovery)
         standbys = {n: self.nodes[n].pg.received for n in self.nodes if self.streams_from(n, node.name)}
-        names = sync.parse(pg.sync_setting)
+        names = sync.postgres_quorum(pg.sync_setting)[0]
         confirmed = frozenset(n for n in names if n in standbys)
         return PgState(data_dir_empty=False, sysid=SYSID, running=pg.running, in_recovery=pg.in_recovery,
                        timeline=pg.timeline, lsn=pg.lsn, replayed_lsn=pg.replayed, streaming=streaming,
