@@ -28,11 +28,19 @@ def topology(s: Snapshot) -> tuple[tuple[str, str], ...] | None:
     included (None: failsafe mode is off, and the key should not exist)."""
     if not enabled(s.config):
         return None
-    urls = {m.name: m.api_url + "/patroni" for m in s.cluster.members.values() if m.api_url}  # as Patroni writes it
+    published = {m.name: m.api_url + "/patroni" for m in s.cluster.members.values() if m.api_url}  # as Patroni writes it
+    urls = {**confirmed(s), **published}
     mine = s.cluster.members.get(s.name)
     if s.name not in urls and mine is None:
         return None  # our own record is not published yet: write the key once it is
     return tuple(sorted(urls.items()))
+
+
+def confirmed(s: Snapshot) -> Mapping[str, str]:
+    """The members that confirmed this primary in a round that still holds. Right after an etcd
+    outage longer than ttl their leases have expired and their records are gone until each agent's
+    next loop: they stay in the failsafe key and keep their synchronous place meanwhile."""
+    return (s.cluster.failsafe or {}) if holds(s) else {}
 
 
 def valid_until(confirmed_at: float | None, config: ClusterSettings) -> float | None:

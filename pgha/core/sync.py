@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import re
 
+from pgha.core import failsafe
 from pgha.core.actions import Action, SetSyncStandbys, WriteSyncState
 from pgha.core.cluster import ClusterView, SyncState
 from pgha.core.settings import ClusterSettings
 from pgha.core.snapshot import Snapshot
 
-_SETTING = re.compile(r"^\s*(?:(FIRST|ANY)\s+)?(\d+)\s*\((.*)\)\s*$", re.I)
+_SETTING = re.compile(r"^\s*(?:(FIRST|ANY)\s+)?(\d+)\s*\((.*)\)\s*$", re.IGNORECASE)
 
 
 def mode(config: ClusterSettings) -> str:
@@ -49,18 +50,25 @@ def candidates(s: Snapshot) -> list[str]:
     key = s.cluster.sync
     listed = key.members if key is not None and key.leader == s.name else ()
 
+    confirmed = failsafe.confirmed(s)
+
     def fit(name: str) -> bool:
         # Postgres' own pg_stat_replication is the live truth; a member record can be a loop old
         # (a standby that just reconnected still shows its previous role there).
         m = s.cluster.members.get(name)
-        if m is None or name == s.name or m.tags.get("nosync"):
+        if m is None:
+            # After a failsafe outage longer than ttl every lease expired and every record is gone
+            # until its agent's next loop; one that confirmed us within ttl and still streams keeps
+            # its place, rather than the key and Postgres swapping standbys for nothing.
+            return name in listed and name in confirmed and name in s.pg.replica_lsns
+        if name == s.name or m.tags.get("nosync"):
             return False
         return name in s.pg.replica_lsns or (name in listed and m.role == "replica" and m.state == "streaming")
 
     kept = [n for n in listed if fit(n)]
     new = sorted((n for n in s.pg.replica_lsns if n not in kept and fit(n)),
                  key=lambda n: (-s.pg.replica_lsns[n], n))
-    promotable = [n for n in kept + new if not s.cluster.members[n].nofailover]
+    promotable = [n for n in kept + new if n not in s.cluster.members or not s.cluster.members[n].nofailover]
     return promotable or kept + new
 
 

@@ -12,6 +12,7 @@ from pgha.core import actions as a
 from pgha.core import failsafe, lease
 from pgha.core.cluster import Member, parse_failsafe
 from pgha.core.decide import decide
+from pgha.core.failsafe import topology
 from pgha.core.snapshot import Snapshot
 from tests.unit.test_decide import CFG, PRIMARY, REPLICA, snap, view
 
@@ -152,3 +153,11 @@ def test_a_confirmed_round_never_outlasts_the_window_in_which_members_do_not_rac
     assert lease.fence_deadline(failsafe.valid_until(sent, FS), now, FS) < sent + FS.ttl
     if now >= sent + FS.ttl:
         assert any(isinstance(x, a.Demote) for x in decide(s).actions)
+
+
+def test_members_that_confirmed_the_primary_stay_in_the_failsafe_key_until_their_records_are_back() -> None:
+    s = cut_off(failsafe_asked_at=99.5, failsafe_confirmed_at=99.5)
+    key = dict(s.cluster.failsafe or {})
+    back = replace(s, dcs_ok=True, cluster=replace(s.cluster, members={s.name: s.cluster.members[s.name]}))
+    assert dict(topology(back) or ()) == key
+    assert [n for n, _ in topology(replace(back, failsafe_confirmed_at=None)) or ()] == [s.name]

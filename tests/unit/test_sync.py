@@ -144,3 +144,18 @@ def test_a_leader_migrated_from_patroni_keeps_its_synchronous_standby_recorded_t
         if not acted:
             break
     assert setting == 'FIRST 1 ("n2")' and key == SyncState("n1", ("n2",), 1)
+
+
+def test_a_standby_that_confirmed_the_failsafe_primary_keeps_its_place_while_its_record_is_back() -> None:
+    # etcd was away longer than ttl: n2's lease expired and its record is gone until its next loop.
+    cfg = DynamicConfig(synchronous_mode=True, failsafe_mode=True, ttl=6, loop_wait=1, retry_timeout=2)
+    members = {"n3": Member("n3", role="replica", state="streaming")}
+    s = snapshot(cfg, SyncState("n1", ("n2",), 1), 'FIRST 1 ("n2")', {"n2", "n3"}, members=members)
+    s = replace(s, now=100.0, lease_valid_until=200.0, failsafe_confirmed_at=99.5,
+                cluster=replace(s.cluster, failsafe={n: f"http://{n}/patroni" for n in ("n1", "n2", "n3")}))
+    assert leader_actions(s) == ()
+    # once the confirmations no longer hold, a standby without a record is not kept: it may be dead
+    assert leader_actions(replace(s, now=103.0)) == (a.WriteSyncState((), 0),)
+    # nor one that was not among the members that confirmed us
+    unasked = replace(s, cluster=replace(s.cluster, failsafe={"n1": "http://n1/patroni", "n3": "http://n3/patroni"}))
+    assert leader_actions(unasked) == (a.WriteSyncState((), 0),)
