@@ -103,7 +103,8 @@ def failover_impossible(view: ClusterView) -> str | None:
     key = view.sync
     if key is None or not key.members or key.leader != view.leader:
         return None
-    if all(view.members[n].nofailover for n in key.members if n in view.members):
+    present = [view.members[n] for n in key.members if n in view.members]
+    if present and all(m.nofailover for m in present):
         return (f"failover is impossible: the only synchronous standby ({', '.join(key.members)}) "
                 "is tagged nofailover")
     return None

@@ -159,3 +159,12 @@ def test_a_standby_that_confirmed_the_failsafe_primary_keeps_its_place_while_its
     # nor one that was not among the members that confirmed us
     unasked = replace(s, cluster=replace(s.cluster, failsafe={"n1": "http://n1/patroni", "n3": "http://n3/patroni"}))
     assert leader_actions(unasked) == (a.WriteSyncState((), 0),)
+
+
+def test_a_synchronous_standby_without_a_record_does_not_make_failover_look_impossible() -> None:
+    from pgha.core.sync import failover_impossible
+
+    cfg = DynamicConfig(synchronous_mode=True)
+    s = snapshot(cfg, SyncState("n1", ("n2",), 1), 'FIRST 1 ("n2")', {"n2"},
+                 members={"n3": Member("n3", role="replica", state="streaming")})
+    assert failover_impossible(s.cluster) is None
