@@ -21,11 +21,13 @@ from pgha.dcs.store import ClusterStore
 class Inbox:
     """Requests waiting for the loop; ``wake`` makes the loop look at once."""
 
-    def __init__(self, wake: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, wake: Callable[[], None] = lambda: None, failsafe_ping: tuple[str, float] | None = None,
+                 keep_ping: Callable[[str, float], None] = lambda primary, at: None) -> None:
         self.restart_at: float | None = None  # epoch seconds; 0: now
         self.reinit_requested = False
         self.reload_requested = False
-        self.failsafe_ping: tuple[str, float] | None = None  # failsafe mode: the primary that last asked, when
+        self.failsafe_ping = failsafe_ping  # failsafe mode: the primary that last asked, when (monotonic)
+        self._keep_ping = keep_ping  # records the ping where an agent restart finds it again
         self.wake = wake
 
     def request_restart(self, at: float = 0.0) -> None:
@@ -44,6 +46,7 @@ class Inbox:
         """A primary cut off from etcd asked us to confirm it (``POST /failsafe``) at ``at``
         (monotonic): the loop must not race for the leader key for ttl from then."""
         self.failsafe_ping = (primary, at)
+        self._keep_ping(primary, at)
 
     def request_reload(self) -> None:
         self.reload_requested = True

@@ -9,6 +9,7 @@ import logging
 import signal
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from pgha import __version__
 from pgha.agent.callbacks import CallbackRunner
@@ -19,6 +20,7 @@ from pgha.agent.watchdog import Watchdog
 from pgha.agent.jobs import PostgresJobs
 from pgha.agent.lease import LeaseKeeper
 from pgha.agent.loop import HaLoop
+from pgha.agent.promise import Promise
 from pgha.api.server import ApiContext, ApiServer
 from pgha.config.model import LocalConfig
 from pgha.core import lease as lease_rule
@@ -57,7 +59,8 @@ class Agent:
         self.client = make_client(local)
         self.store = ClusterStore(self.client, local.prefix, local.name)
         self.postgres = PostgresController(local)
-        self.inbox = Inbox(self.wake)
+        promise = Promise(Path(local.postgresql.data_dir + ".failsafe-promise"))
+        self.inbox = Inbox(self.wake, promise.load(), promise.save)
         self.fence = Fence(local.postgresql.data_dir, Watchdog(local.watchdog))
         self.fence_fired = 0
         self._was_primary = False

@@ -113,3 +113,59 @@ def test_failsafe_primary_rides_out_an_etcd_outage_of_three_ttl_without_a_write_
     # It stayed primary on its members' confirmations (whether etcd expired the leases in the
     # outage, so that it took the leader key again, depends on etcd's lessor: both end here).
     assert "primary while its 2 other member(s) confirm it (failsafe mode)" in leader.log_text()
+
+
+def writable(node: Node) -> bool:
+    try:
+        with psycopg.connect(node.dsn(), autocommit=True, connect_timeout=1) as conn:
+            row = conn.execute("SELECT NOT pg_is_in_recovery()").fetchone()
+            return bool(row and row[0])
+    except psycopg.Error:
+        return False
+
+
+def test_replica_agent_restarted_in_an_outage_keeps_its_promise_not_to_race(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    """A member that confirmed the primary promised not to race for ttl, and the primary counts on
+    it: its Postgres stays writable until the fence fires, ttl - retry_timeout/2 after the last
+    confirmed round, even with its agent frozen. A restart of that member's agent must not break
+    the promise: no node may become writable before the old primary stops being writable."""
+    ttl = 10
+    c = make_cluster(dcs={"ttl": ttl, "loop_wait": 1, "retry_timeout": 2, "failsafe_mode": True})
+    c.start()
+    leader = c.leader()
+    restarted, other = [n for n in c.nodes if n is not leader]
+    wait_for("the failsafe key with every member", lambda: (k := failsafe_key(leader)) and len(k) == 3, 20)
+
+    c.etcd.kill(0, signal.SIGSTOP)
+    try:
+        wait_for("the primary confirmed by its members",
+                 lambda: (leader.status() or {}).get("failsafe_mode_is_active") is True, ttl)
+        time.sleep(ttl + 1)  # every lease has expired on etcd's clock: no leader key once it is back
+        assert writable(leader), "the confirmed primary stopped taking writes during the outage"
+        leader.signal_agent(signal.SIGSTOP)  # its Postgres runs on until the fence fires
+        frozen = time.monotonic()
+        restarted.signal_agent(signal.SIGKILL)
+        restarted.wait_agent_exit()
+        restarted.start()
+        wait_for("the restarted agent's API", restarted.status, 20)
+    finally:
+        c.etcd.kill(0, signal.SIGCONT)
+
+    seen: dict[str, list[float]] = {n.name: [] for n in c.nodes}
+    end = frozen + ttl + 3  # past the fence of the frozen primary and the others' promise
+    try:
+        while time.monotonic() < end:
+            for n in c.nodes:
+                if writable(n):
+                    seen[n.name].append(time.monotonic())
+            time.sleep(0.1)
+    finally:
+        leader.signal_agent(signal.SIGCONT)
+    old_last = max(seen[leader.name], default=0.0)
+    new_first = min((t for n in (restarted, other) for t in seen[n.name]), default=float("inf"))
+    assert new_first > old_last, (
+        f"two writable primaries: {leader.name} still took writes {old_last - new_first:.1f} s after another "
+        f"node became writable; {restarted.name}'s log:\n{restarted.log_text()[-3000:]}")
+    assert seen[leader.name], "the frozen primary's Postgres stopped at once: the scenario did not happen"
+    c.wait_healthy(60)
