@@ -34,7 +34,8 @@ def test_divergence_ledger_counts_exactly_the_acknowledged_writes_an_async_failo
         sql(n.dsn(), "SELECT to_regclass('feed') IS NOT NULL")[0][0] for n in replicas), 30)
 
     # The replicas stop receiving (the walsenders are frozen); the primary goes on acknowledging.
-    for (pid,) in sql(old.dsn(), "SELECT pid FROM pg_stat_replication"):
+    senders = [pid for (pid,) in sql(old.dsn(), "SELECT pid FROM pg_stat_replication")]
+    for pid in senders:
         os.kill(pid, signal.SIGSTOP)
     acked = []
     with psycopg.connect(old.dsn(), autocommit=True) as conn:
@@ -43,6 +44,8 @@ def test_divergence_ledger_counts_exactly_the_acknowledged_writes_an_async_failo
             acked.append(i)
     old.signal_agent(signal.SIGKILL)
     os.killpg(old.postmaster_pid() or 0, signal.SIGKILL)
+    for pid in senders:  # each backend leads its own process group: a stopped one would outlive the test
+        os.kill(pid, signal.SIGKILL)
     new = wait_for("a new primary", lambda: next((n for n in replicas if n.health("/primary") == 200), None), 60)
     present = {r[0] for r in sql(new.dsn(), "SELECT id FROM feed")}
     lost = [i for i in acked if i not in present]
