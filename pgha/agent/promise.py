@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
+
+from pgha.postgres.runas import replace_file
 
 log = logging.getLogger("pgha")
 
@@ -34,10 +35,8 @@ class Promise:
     def save(self, primary: str, at: float) -> None:
         """Record that ``primary`` asked us at ``at`` (monotonic). Not fsynced: a crash of the
         host ends the boot, and with it the promise."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            tmp.write_text(json.dumps({"primary": primary, "at": at, "boot_id": self._boot}))
-            os.replace(tmp, self.path)
+            replace_file(self.path, json.dumps({"primary": primary, "at": at, "boot_id": self._boot}))
         except OSError as exc:
             log.error("could not record the failsafe confirmation given to %s in %s: %s; a restart of this "
                       "agent within ttl would forget it", primary, self.path, exc)

@@ -16,6 +16,7 @@ from pgha.config.load import parse_stored_config
 from pgha.config.model import DynamicConfig
 from pgha.core.cluster import ClusterView
 from pgha.core.settings import ClusterSettings
+from pgha.postgres.runas import replace_file
 
 log = logging.getLogger("pgha")
 
@@ -68,9 +69,7 @@ class StoredSettings:
     def _save(self, config: ClusterSettings) -> None:
         if self.path is None or not isinstance(config, DynamicConfig):
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            tmp.write_text(json.dumps(config.model_dump(mode="json"), sort_keys=True))
-            tmp.replace(self.path)
+        try:  # private: restore_command or parameters may carry credentials
+            replace_file(self.path, json.dumps(config.model_dump(mode="json"), sort_keys=True))
         except OSError as exc:
             log.warning("could not save the cluster config to %s: %s", self.path, exc)

@@ -44,36 +44,8 @@ class RunAs:
         self.chown(p)
 
     def write_file(self, path: str | Path, text: str | bytes, mode: int = 0o600, durable: bool = False) -> None:
-        """Replace ``path`` atomically with ``text``. The new file is created with its final
-        mode and owner before a byte is written (never readable by others, not even briefly).
-        ``durable``: on disk, file and directory entry, before this returns."""
-        p = Path(path)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-        try:
-            os.fchmod(fd, mode)  # the umask may have narrowed it; the mode is exactly what we ask
-            if self.active:
-                uid, gid = self._ids()
-                os.fchown(fd, uid, gid)
-            with os.fdopen(fd, "wb") as f:
-                fd = -1
-                f.write(text.encode() if isinstance(text, str) else text)
-                if durable:
-                    f.flush()
-                    os.fsync(f.fileno())
-            tmp.replace(p)
-            if durable:
-                dir_fd = os.open(p.parent, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
+        """``replace_file``, the new file owned by ``user``."""
+        replace_file(path, text, mode, self._ids() if self.active else None, durable)
 
     def open_log(self, path: str | Path) -> int:
         """A log file for appending, readable by its owner only (statements may name roles)."""
@@ -125,3 +97,36 @@ class RunAs:
                 cwd="/", start_new_session=True, **self._kwargs())  # type: ignore[arg-type]
         finally:
             os.close(log)
+
+
+def replace_file(path: str | Path, text: str | bytes, mode: int = 0o600, owner: tuple[int, int] | None = None,
+                 durable: bool = False) -> None:
+    """Replace ``path`` atomically with ``text``. The new file is created with its final mode
+    (and ``owner``: uid, gid) before a byte is written (never readable by others, not even
+    briefly). ``durable``: on disk, file and directory entry, before this returns."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask may have narrowed it; the mode is exactly what we ask
+        if owner is not None:
+            os.fchown(fd, *owner)
+        with os.fdopen(fd, "wb") as f:
+            fd = -1
+            f.write(text.encode() if isinstance(text, str) else text)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        tmp.replace(p)
+        if durable:
+            dir_fd = os.open(p.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
