@@ -93,7 +93,9 @@ class CallbackRunner:
     async def close(self) -> None:
         """Let running callbacks finish (within their timeout) before the agent exits."""
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=self.config.timeout)
+            # Each callback's own timeout starts once its task runs, and a kill takes a moment:
+            # waiting only ``timeout`` from here would cancel one a hair before its own ran out.
+            await asyncio.wait(set(self._tasks), timeout=self.config.timeout + 1.0)
 
 
 def _kill_group(pid: int) -> None:
