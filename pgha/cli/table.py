@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -35,13 +36,21 @@ def rows(view: ClusterView, topology: bool = False) -> list[dict[str, Any]]:
         shown = "  " * (depth - 1) + f"+ {name}" if topology and depth > 0 else name
         out.append({"Member": shown, "Host": f"{m.host}:{m.port}", "Role": role, "State": m.state,
                     "TL": m.timeline, "Lag in MB": "" if is_leader or m.role != "replica" else _mb(fitness.lag(top, m.lsn)),
-                    "Pending restart": "*" if m.pending_restart else "", "Scheduled restart": m.scheduled_restart,
+                    "Pending restart": "*" if m.pending_restart else "",
+                    "Pending restart reason": restart_reason(m.pending_restart_reason),
+                    "Scheduled restart": m.scheduled_restart,
                     "Tags": ", ".join(f"{k}: {v}" for k, v in sorted(tags.items()))})
     return out
 
 
+def restart_reason(reason: Mapping[str, Any]) -> str:
+    """Patroni's form: ``wal_level: replica->logical``, the parameters comma-separated."""
+    return ", ".join(f"{k}: {(v or {}).get('old_value')}->{(v or {}).get('new_value')}" for k, v in sorted(reason.items()))
+
+
 def columns(data: list[dict[str, Any]]) -> list[str]:
-    extra = [c for c in ("Pending restart", "Scheduled restart", "Tags") if any(r[c] for r in data)]
+    extra = [c for c in ("Pending restart", "Pending restart reason", "Scheduled restart", "Tags")
+             if any(r[c] for r in data)]
     return BASE_COLUMNS + extra
 
 
@@ -55,6 +64,8 @@ def footer(view: ClusterView, paused: bool) -> list[str]:
     leader = view.members.get(view.leader or "")
     if leader is not None and leader.role != "primary":
         lines.append(f" Leader {leader.name} does not accept writes: {leader.note or leader.state}")
+    elif leader is not None and leader.note.startswith("leader; "):  # a state the leader waits out
+        lines.append(f" Leader {leader.name}: {leader.note.removeprefix('leader; ')}")
     impossible = sync.failover_impossible(view)
     if impossible:
         lines.append(f" Warning: {impossible}")

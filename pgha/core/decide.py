@@ -220,8 +220,10 @@ def _publish(s: Snapshot) -> PublishLeaderStatus:
                             s.config.member_slots_seconds) if s.config.postgresql.use_slots else {}
     streaming = frozenset(n for n in c.members if n != s.name and topology.streams_from_leader(c, n, s.name))
     kept = streaming | {n for n, gone in retain.items() if gone} if s.config.postgresql.use_slots else frozenset()
+    # Logical slots only once Postgres runs with logical WAL: trying before fails every loop.
+    logical = () if slots.logical_waiting(s.config, s.pg.wal_level) else slots.logical(s.config)
     return PublishLeaderStatus(kept, permanent=slots.permanent(s.config), failsafe=failsafe.topology(s),
-                               logical=slots.logical(s.config), retain=tuple(sorted(retain.items())))
+                               logical=logical, retain=tuple(sorted(retain.items())))
 
 
 def _as_leader(s: Snapshot) -> Decision:
@@ -237,9 +239,11 @@ def _as_leader(s: Snapshot) -> Decision:
         if timelines.was_last_primary(s) and pg.following is None:
             return Decision((ResumeAsPrimary(),), "holding the leader key again: resuming as primary")
         return Decision((Promote(),), "holding the leader key: promoting")
+    waiting = slots.logical_waiting(s.config, pg.wal_level)
+    note = f"leader; {waiting}" if waiting else "leader"
     if sync.mode(s.config) != "off":
-        return Decision((_publish(s), *sync.leader_actions(s)), "leader")
-    return Decision((_publish(s),), "leader")
+        return Decision((_publish(s), *sync.leader_actions(s)), note)
+    return Decision((_publish(s),), note)
 
 
 def _as_follower(s: Snapshot, leader: str) -> Decision:

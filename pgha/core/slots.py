@@ -33,6 +33,19 @@ def logical(config: ClusterSettings) -> tuple[tuple[str, str, str], ...]:
                         if getattr(spec, "type", "physical") == "logical"))
 
 
+def logical_waiting(config: ClusterSettings, wal_level: str) -> str | None:
+    """Why the permanent logical slots cannot be created here yet (None: they can). A slot added
+    at runtime to a cluster running with ``wal_level = replica`` needs a restart of the primary:
+    the reload writes ``wal_level = logical``, which Postgres takes only at its next start (it
+    shows as a pending restart meanwhile). pgha does not restart for it on its own, as Patroni
+    does not: a restart of the primary is a cut for every client, the operator picks its time."""
+    names = [n for n, _, _ in logical(config)]
+    if not names or wal_level in ("", "logical"):
+        return None
+    return (f"permanent logical slot{'s' if len(names) > 1 else ''} {', '.join(names)} waiting for a restart: "
+            f"wal_level must be logical (runs with {wal_level})")
+
+
 def parameters(config: ClusterSettings) -> dict[str, Any]:
     """What permanent logical slots need of every node: logical WAL, and standbys reporting their
     slots' horizons so that the primary keeps the catalog rows a copied slot decodes with."""

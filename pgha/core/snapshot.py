@@ -40,6 +40,7 @@ class PgState:
     sync_confirmed: frozenset[str] = frozenset()  # primary: standbys Postgres reports as sync/quorum
     pending_restart: bool = False  # a changed parameter waits for a restart (pg_settings)
     logical_slots: Mapping[str, int] = field(default_factory=dict)  # logical slots here: confirmed position
+    wal_level: str = ""  # as Postgres runs with it ("": not known)
 
     @property
     def writable(self) -> bool:

@@ -200,7 +200,7 @@ class PostgresController:
             # Starting up, shutting down or in crash recovery: the postmaster lives but refuses us.
             return replace(base, down_since=previous.down_since if previous.down_since is not None else now)
         (in_rec, cur, received, replayed, tli, streaming, sysid, replication, replay_ts, sync_setting, pending,
-         version, started, paused, reason, logical) = rows[0]
+         version, started, paused, reason, logical, wal_level) = rows[0]
         self.facts = PgFacts(server_version=version, postmaster_start_time=started, replay_paused=bool(paused),
                              pending_restart_reason=reason or {})
         if self.catalog is None:
@@ -224,7 +224,7 @@ class PostgresController:
             replica_lsns={r["application_name"]: int(r["write_lsn"]) for r in self.replication
                           if r.get("state") == "streaming" and r.get("write_lsn") is not None},
             sync_setting=sync_setting or "", pending_restart=bool(pending),
-            logical_slots={str(k): int(v) for k, v in (logical or {}).items()},
+            logical_slots={str(k): int(v) for k, v in (logical or {}).items()}, wal_level=wal_level or "",
             sync_confirmed=frozenset(r["application_name"] for r in self.replication
                                      if r.get("state") == "streaming" and r.get("sync_state") in ("sync", "quorum")),
             primary_on_timeline=self.disk.primary_on_timeline, following=self.disk.following)

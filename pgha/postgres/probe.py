@@ -29,5 +29,6 @@ SELECT pg_is_in_recovery(),
                                   ORDER BY f.seqno DESC LIMIT 1)))
           FROM pg_settings s WHERE s.pending_restart),
        (SELECT json_object_agg(slot_name, COALESCE((confirmed_flush_lsn - '0/0')::bigint, 0))
-          FROM pg_replication_slots WHERE slot_type = 'logical')
+          FROM pg_replication_slots WHERE slot_type = 'logical'),
+       current_setting('wal_level')
 """

@@ -126,3 +126,17 @@ def test_a_new_leader_keeps_the_old_primarys_slot_and_zero_ttl_keeps_nothing() -
 def test_member_slots_ttl_that_is_not_a_duration_is_refused(value: object) -> None:
     with pytest.raises(ValidationError, match="is not a duration"):
         DynamicConfig.model_validate({"member_slots_ttl": value})
+
+
+def test_a_logical_slot_added_at_runtime_waits_for_the_primary_to_run_with_logical_wal() -> None:
+    members = view(n1=Member("n1"), n2=Member("n2"))
+    d = decide(snap(replace(PRIMARY, wal_level="replica"), members, name="n1", config=LOGICAL,
+                    applied_parameters=parameters.wanted(LOGICAL, None)))
+    publish = d.actions[0]
+    assert isinstance(publish, a.PublishLeaderStatus) and publish.logical == ()  # not tried: it would fail
+    assert publish.permanent == frozenset({"archiver"})  # the physical one is kept meanwhile
+    assert d.note == "leader; permanent logical slot cdc waiting for a restart: wal_level must be logical (runs with replica)"
+    # the leader renders logical WAL like the replicas: its reload is not held back
+    assert parameters.wanted(LOGICAL, None)["wal_level"] == "logical"
+    d = decide(snap(replace(PRIMARY, wal_level="logical"), members, name="n1", config=LOGICAL))
+    assert d.actions[0].logical == (("cdc", "app", "pgoutput"),) and d.note == "leader"  # type: ignore[attr-defined]
