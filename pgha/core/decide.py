@@ -11,7 +11,8 @@ Rules, in the order they are checked:
    identifier instead (a wiped key space); an empty claim left by a dead winner is reclaimed
    after 3 * ttl; a node whose data belongs to another cluster refuses.
 5. operator requests (restart, reinitialize, switchover/failover) run even while paused; then,
-   paused: no automatic action; the leader keeps its key.
+   paused: no automatic action; the leader keeps its key, and the only writable primary takes
+   it back after an outage took it (``core.paused``).
 6. Postgres down: the leader restarts it in place (until ``primary_start_timeout``); others start
    as replicas, after a rewind if their data may have diverged.
 7. the leader promotes its standby (or resumes as primary on the same timeline when it was the
@@ -25,7 +26,7 @@ differ from the wanted ones.
 
 from __future__ import annotations
 
-from pgha.core import election, failsafe, fitness, parameters, slots, standby, sync, timelines, topology
+from pgha.core import election, failsafe, fitness, parameters, paused, slots, standby, sync, timelines, topology
 from pgha.core.actions import (
     AcquireLeader,
     Action,
@@ -102,7 +103,7 @@ def _decide(s: Snapshot) -> Decision:
     if requested is not None:
         return requested
     if s.config.pause:
-        return _paused(s)
+        return paused.decide(s, _publish(s))
     if not s.pg.running:
         return _postgres_down(s)
     if c.leader == s.name:
@@ -178,12 +179,6 @@ def _without_dcs(s: Snapshot) -> Decision:
             "etcd unreachable: demoting before the leader lease can expire",
         )
     return _wait("etcd unreachable")
-
-
-def _paused(s: Snapshot) -> Decision:
-    if s.cluster.leader == s.name and _writable(s):
-        return Decision((_publish(s),), "paused: leader, no automatic actions")
-    return _wait("paused: no automatic actions")
 
 
 def _postgres_down(s: Snapshot) -> Decision:

@@ -85,12 +85,19 @@ class NodeReport:
 
 def holds_leader(r: NodeReport, now: float) -> bool:
     """The leader key names us and our lease, by our own clock, is good with margin to spare; or,
-    cut off from etcd in failsafe mode, every member confirms us (as Patroni's ``/primary``)."""
+    cut off from etcd in failsafe mode, every member confirms us (as Patroni's ``/primary``).
+
+    Paused, a writable leader counts on its lease up to the instant it could expire: the margin
+    is there to demote in time, and a paused node never demotes. Not beyond: Patroni answers 200
+    by role alone while paused and cut off from etcd, which routes writes to two primaries once
+    an operator fails over to another node during a partition."""
     if r.view.leader != r.name:
         return False
-    if (r.lease_id is not None and r.view.leader_lease == r.lease_id
-            and lease.holds(r.lease_valid_until, now, r.config, r.dcs_seen_at)):
-        return True
+    if r.lease_id is not None and r.view.leader_lease == r.lease_id:
+        if lease.holds(r.lease_valid_until, now, r.config, r.dcs_seen_at):
+            return True
+        if r.config.pause and r.pg.writable and r.lease_valid_until is not None and now < r.lease_valid_until:
+            return True
     return failsafe_active(r, now) and r.pg.writable
 
 

@@ -84,8 +84,42 @@ def test_paused_primary_rides_out_an_etcd_outage(make_cluster: Callable[..., Loc
         finally:
             etcd.send_signal(signal.SIGCONT)
     assert writable(c, leader.name) and "stopping postgres now" not in leader.log_text()
+    # Every lease expired, the leader key with them. Still paused, the only writable primary takes
+    # the key back, so that clients find it again (before: /primary 503 until the pause ended).
+    wait_for("the paused primary routed again", lambda: leader.health("/primary") == 200, 10)
+    assert c.primaries() == [leader] and writable(c, leader.name)
+    assert "taking the leader key back as the only writable primary" in leader.log_text()
+    assert (leader.status() or {}).get("pause") is True
     assert http_request("PATCH", leader.api + "/config", {"pause": False})[0] == 200
     wait_for("one primary", lambda: len(c.primaries()) == 1, 30)
+
+
+def test_paused_cluster_with_two_writable_primaries_after_an_outage_routes_neither(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster(nodes=2, dcs=FAST)
+    c.start()
+    leader = c.leader()
+    other = next(n for n in c.nodes if n is not leader)
+    assert http_request("PATCH", leader.api + "/config", {"pause": True})[0] == 200
+    wait_for("every agent paused", lambda: all((n.status() or {}).get("pause") for n in c.nodes), 10)
+    sql(other.dsn(), "SELECT pg_promote()")  # the operator makes a second primary by hand
+    wait_for(f"{other.name} writable", lambda: writable(c, other.name), 20)
+    wait_for(f"{other.name}'s record says primary", lambda: (other.status() or {}).get("role") == "primary", 10)
+    assert c.primaries() == [leader]  # the key holder only
+    etcd = c.etcd.members[0].proc
+    assert etcd is not None
+    etcd.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(2 * FAST["ttl"])
+    finally:
+        etcd.send_signal(signal.SIGCONT)
+    # Both run writable and neither holds the key: pgha does not pick one, it says why.
+    wait_for("both notes", lambda: all("will not pick one" in (n.status() or {}).get("note", "") for n in c.nodes), 15)
+    end = time.monotonic() + 3 * FAST["loop_wait"] + 1
+    while time.monotonic() < end:
+        assert c.primaries() == [], "pgha picked one of two writable primaries"
+        time.sleep(0.2)
+    assert writable(c, leader.name) and writable(c, other.name)  # and changed neither
 
 
 def test_agent_restarted_within_ttl_keeps_leading_without_a_failover(make_cluster: Callable[..., LocalCluster]) -> None:

@@ -287,8 +287,8 @@ class SimCluster:
         until a leader is recorded again. A frozen agent would keep a writable primary whose lease
         lives on; and in synchronous mode, losing the nodes that hold the newest acknowledged
         commits before the next leader is recorded loses them: nothing records who they were."""
-        if any(not n.alive or n.partitioned for n in self.nodes.values()):
-            return
+        if any(not n.alive or n.partitioned for n in self.nodes.values()) or self.config.pause:
+            return  # (paused, nobody takes automatic action: a leader need not be recorded again)
         self.etcd.wipe()
         if abandoned_claim:  # a new node won the bootstrap race and died before initdb finished
             self.etcd.initialize, self.etcd.initialize_revision = "", self.etcd.bump()
@@ -547,8 +547,12 @@ class SimCluster:
     # -- invariants --------------------------------------------------------------------
 
     def health(self, node: SimNode) -> NodeHealth:
-        holds = (node.view.leader == node.name and node.view.leader_lease == node.lease
-                 and lease.holds(node.valid_until, self.local(node), node.config, node.renewed_at))
+        owns = node.view.leader == node.name and node.view.leader_lease == node.lease
+        now, pg = self.local(node), node.pg
+        # paused, a writable leader counts on its lease up to its expiry (core.report.holds_leader)
+        paused = (node.config.pause and pg.running and not pg.in_recovery and node.valid_until is not None
+                  and now < node.valid_until)
+        holds = owns and (lease.holds(node.valid_until, now, node.config, node.renewed_at) or paused)
         return NodeHealth(holds_leader=holds, pg_running=node.pg.running, in_recovery=node.pg.in_recovery,
                           streaming=False, lag=None)
 

@@ -25,6 +25,8 @@ CONFIG_CHANGES: list[dict[str, object]] = [
     {"ttl": 30, "loop_wait": 2, "retry_timeout": 10},  # a margin longer than the lease granted before
     {"maximum_lag_on_failover": 3000},
     {"maximum_lag_on_failover": 1000},
+    {"pause": True},  # maintenance mode: no automatic action, the primary keeps its route
+    {"pause": False},
 ]
 
 Script = list[tuple[object, ...]]
@@ -123,6 +125,8 @@ def settle(cluster: SimCluster) -> None:
         cluster.set_partitioned(name, False)
         cluster.set_wal_cut(name, False)
         cluster.pause_replay(name, False)
+    if cluster.config.pause:
+        cluster.change_config(pause=False)
     limit = 10 * cluster.config.ttl + 30
     steps = 0
     while cluster.settled() is not None:
