@@ -6,6 +6,8 @@
     ├── DcsError             etcd could not answer in time (every endpoint tried)
     │   └── DcsAuthError     etcd refused our credentials
     ├── PostgresError        a Postgres command or query failed
+    │   ├── PostgresTimeout  the server did not answer in time (it may be hung)
+    │   └── WalGone          a starting standby needs WAL removed upstream
     ├── BadRequest           an API request is malformed (HTTP 400; the message says what is wrong)
     └── OperationRefused     an operator request cannot be carried out (the message says why)
 
@@ -37,6 +39,11 @@ class DcsAuthError(DcsError):
 
 class PostgresError(PghaError):
     """Raised when a Postgres binary exits non-zero or a query on the local instance fails."""
+
+
+class PostgresTimeout(PostgresError):
+    """A statement or connection on Postgres got no answer within its deadline: the server is
+    slow or hung, which a refusal (starting up, shutting down) is not."""
 
 
 class WalGone(PostgresError):

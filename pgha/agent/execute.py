@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from pgha import errors as e
-from pgha.agent import failsafe, peers
+from pgha.agent import failsafe, keys, peers
 from pgha.agent.callbacks import CallbackRunner
 from pgha.agent.jobs import PostgresJobs, Result, member_addr
 from pgha.agent.timeline import Timeline
 from pgha.core import actions as a
 from pgha.core import lease as core_lease
 from pgha.core import standby
-from pgha.core.cluster import FailoverRequest, HistoryEntry, LeaderStatus, SyncState, lsn_text
+from pgha.core.cluster import HistoryEntry, LeaderStatus, lsn_text
 from pgha.core.jobs import Busy, Job
 from pgha.core.snapshot import Snapshot
 from pgha.postgres import slots
@@ -122,7 +122,7 @@ class Executor:
             case a.StartPostgres():
                 role = "primary" if act.primary else f"replica of {act.follow or 'nobody'}"
                 return self._background(Busy(Job.STARTING, f"as {role}"), self.timeline.restart(
-                    s, act.primary, lambda: jobs.start(s, act.primary, act.follow)),
+                    s, act.primary, lambda: jobs.start(s, act.primary, act.follow, timeout=act.timeout)),
                     then=("on_start", "primary" if act.primary else "replica"))
             case a.Demote():
                 return await self._demote(act, s)
@@ -161,6 +161,8 @@ class Executor:
         match act:
             case a.AcquireLeader():
                 return await self._acquire(act, s)
+            case a.KillPostgres():
+                return await self._kill(act, s)
             case a.AskPeers():
                 return await self._ask_peers(act, s)
             case a.ConfirmFailsafe():
@@ -193,45 +195,10 @@ class Executor:
                 return await self._reload(s, s.chosen_sync, act.reason)
             case a.SetSyncStandbys():
                 return await self._set_sync(act, s)
-        return await self._execute_keys(act, s)
-
-    async def _execute_keys(self, act: a.Action, s: Snapshot) -> Result:
-        """Actions on the cluster's keys in etcd, each a compare-and-set."""
-        match act:
-            case a.ClaimInitialize():
-                if await self.store.record_initialize(act.sysid, self.jobs.local.bootstrap.dcs.model_dump(mode="json"),
-                                                      s.config.retry_timeout):
-                    log.warning("recorded system identifier %s: the cluster's keys were gone", act.sysid)
-                return Result(wake=True)
-            case a.ReclaimInitialize():
-                if await self.store.reclaim_initialize(act.revision, s.config.retry_timeout):
-                    log.warning("reclaimed a bootstrap claim its winner never completed")
-                return Result(wake=True)
-            case a.TakeOverLeaderKey():
-                if await self.store.take_over_leader(act.old_lease, act.revision, self._lease(), s.config.retry_timeout):
-                    log.info("took over the leader key from an earlier lease of this agent: no failover")
-                return Result(wake=True)
-            case a.ReleaseLeader():
-                if await self.store.release_leader(self._lease(), s.cluster.leader_revision, s.config.retry_timeout):
-                    log.warning("released leader key: %s", act.reason)
-                return Result(wake=True)
-            case a.NameSwitchoverCandidate():
-                await self.store.set_failover(FailoverRequest(s.name, act.candidate), s.cluster.failover_revision,
-                                              s.config.retry_timeout)
-                return Result()
-            case a.ClearFailover():
-                await self.store.clear_failover(s.cluster.failover_revision, s.config.retry_timeout)
-                log.info("cleared the switchover request: %s", act.reason)
-                return Result()
-            case a.WriteSyncState():
-                if await self.store.set_sync(SyncState(s.name, act.members, act.quorum), s.cluster.sync_revision,
-                                             self._lease(), s.config.retry_timeout):
-                    log.info("synchronous standbys recorded: %s", ", ".join(act.members) or "none")
-                    if act.members and all(s.cluster.members[n].nofailover for n in act.members
-                                           if n in s.cluster.members):
-                        log.warning("failover is impossible: the only synchronous standby is tagged nofailover")
-                return Result(wake=True)
-        raise e.PghaError(f"no executor for {act!r}")
+        done = await keys.execute(act, s, self.store, self._lease(), self.jobs.local.bootstrap.dcs.model_dump(mode="json"))
+        if done is None:
+            raise e.PghaError(f"no executor for {act!r}")
+        return done
 
     # -- the actions that run inside the loop --------------------------------------------
 
@@ -281,6 +248,17 @@ class Executor:
         log.warning("demoted in %.2f s: postgres no longer accepts writes", time.monotonic() - t0)
         self.callbacks.fire("on_role_change", "replica")
         return self._background(Busy(Job.STARTING, "read-only"), lambda: self.jobs.start(s, False, act.follow))
+
+    async def _kill(self, act: a.KillPostgres, s: Snapshot) -> Result:
+        self.mark(Busy(Job.STOPPING, act.reason))
+        log.warning("killing postgres (SIGQUIT, then SIGKILL to the postmaster and its backends): %s", act.reason)
+        if await self.postgres.kill(act.grace):
+            log.warning("killed postgres and its backends: %s", act.reason)
+        else:
+            log.error("postgres processes outlived SIGKILL (blocked in the kernel?): the kill stays pending, "
+                      "they can take no more writes")
+        self.callbacks.fire("on_stop", "replica" if s.pg.in_recovery else "primary")
+        return Result(wake=True)
 
     async def _acquire(self, act: a.AcquireLeader, s: Snapshot) -> Result:
         lease = self.jobs.keeper.lease

@@ -84,17 +84,19 @@ class PostgresJobs:
                                        s.config.postgresql.use_slots and slot)
         return params
 
-    async def start(self, s: Snapshot, primary: bool, follow: str | None, chosen_sync: str | None = None) -> Result:
+    async def start(self, s: Snapshot, primary: bool, follow: str | None, chosen_sync: str | None = None,
+                    timeout: float | None = None) -> Result:
+        """``timeout``: as the action says (StartPostgres); None: the defaults below."""
         if primary:
             self.postgres.make_primary()
         else:
             self.postgres.make_standby()
         sync_names = chosen_sync if chosen_sync is not None else s.chosen_sync
         params = self.configure(s, primary, follow, sync_names)
-        timeout = s.config.primary_start_timeout if primary else 3600
+        limit = timeout if timeout is not None else max(s.config.primary_start_timeout if primary else 3600, 10)
         # With an archive to restore from, WAL gone upstream may still arrive from there.
         archive = params.get("restore_command") or self.local.postgresql.parameters.get("restore_command")
-        await self.postgres.start(max(timeout, 10), missing_wal_is_final=not primary and not archive)
+        await self.postgres.start(limit, missing_wal_is_final=not primary and not archive)
         return Result(applied_parameters=params)
 
     async def bootstrap(self, act: a.InitializeCluster, s: Snapshot) -> Result:

@@ -48,10 +48,13 @@ class CloneFrom(Action):
 @dataclass(frozen=True)
 class StartPostgres(Action):
     """Start Postgres. As a primary only when we hold the leader key; otherwise in recovery,
-    streaming from ``follow`` (or from nobody: read-only and idle)."""
+    streaming from ``follow`` (or from nobody: read-only and idle). ``timeout``: how long it may
+    take to accept connections before the start is given up (None: ``primary_start_timeout`` for
+    a primary); a leader restarting after a hang has only what is left of ttl."""
 
     primary: bool
     follow: str | None = None
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,20 @@ class ReleaseLeader(Action):
     """Delete the leader key if it still names us. Only after Postgres stopped being writable."""
 
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class KillPostgres(Action):
+    """Stop a Postgres that does not answer (hung, or still starting when the key must go):
+    SIGQUIT to the postmaster, then after ``grace`` seconds SIGKILL to the postmaster and to every
+    process it started (each backend leads a session of its own, so a signal to the postmaster's
+    process group misses them). SIGKILL ends a stopped process at once, and one blocked in I/O as
+    soon as its call returns, before any acknowledgement can reach a client; it is never revoked,
+    so what outlives the wait for it can never take a write. Before a ReleaseLeader that follows
+    it, and before the restart in place that the crash rules start next."""
+
+    reason: str
+    grace: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ Rules, in the order they are checked:
 5. operator requests (restart, reinitialize, switchover/failover) run even while paused; then,
    paused: no automatic action; the leader keeps its key, and the only writable primary takes
    it back after an outage took it (``core.paused``).
-6. Postgres down: the leader restarts it in place (until ``primary_start_timeout``); others start
+6. Postgres hung (alive, not answering): the leader kills it and restarts it in place, and
+   releases the key if it is not back within ttl (``core.hung``); a hung replica is left alone.
+   Postgres down: the leader restarts it in place (until ``primary_start_timeout``); others start
    as replicas, after a rewind if their data may have diverged.
 7. the leader promotes its standby (or resumes as primary on the same timeline when it was the
    last primary and nobody followed since), then publishes its position.
@@ -26,7 +28,7 @@ differ from the wanted ones.
 
 from __future__ import annotations
 
-from pgha.core import election, failsafe, fitness, parameters, paused, slots, standby, sync, timelines, topology
+from pgha.core import election, failsafe, fitness, hung, parameters, paused, slots, standby, sync, timelines, topology
 from pgha.core.actions import (
     AcquireLeader,
     Action,
@@ -42,6 +44,7 @@ from pgha.core.actions import (
     FollowLeader,
     HandOver,
     InitializeCluster,
+    KillPostgres,
     NameSwitchoverCandidate,
     Promote,
     PublishLeaderStatus,
@@ -60,8 +63,8 @@ from pgha.core.cluster import FailoverRequest
 from pgha.core.snapshot import Snapshot
 
 # Actions after which the running Postgres is no longer the one a reload would reach.
-_REPLACES_POSTGRES = (CloneFrom, CopyLogicalSlots, StartPostgres, Demote, Rewind, InitializeCluster, ResumeAsPrimary,
-                      HandOver, RestartPostgres, Reinitialize, StopPostgres, Exit, ReloadConfig)
+_REPLACES_POSTGRES = (CloneFrom, CopyLogicalSlots, StartPostgres, KillPostgres, Demote, Rewind, InitializeCluster,
+                      ResumeAsPrimary, HandOver, RestartPostgres, Reinitialize, StopPostgres, Exit, ReloadConfig)
 
 
 def _wait(note: str) -> Decision:
@@ -104,6 +107,9 @@ def _decide(s: Snapshot) -> Decision:
         return requested
     if s.config.pause:
         return paused.decide(s, _publish(s))
+    stuck = hung.decide(s)
+    if stuck is not None:
+        return stuck
     if not s.pg.running:
         return _postgres_down(s)
     if c.leader == s.name:
@@ -187,14 +193,14 @@ def _postgres_down(s: Snapshot) -> Decision:
         if not s.holds_lease():
             return _wait("postgres down and the leader lease is about to expire")
         if pg.down_since is not None and s.now - pg.down_since > s.config.primary_start_timeout:
-            return Decision(
-                (ReleaseLeader("postgres did not start within primary_start_timeout"),),
-                "postgres did not start within primary_start_timeout: releasing the leader key",
-            )
+            why = "postgres did not start within primary_start_timeout"
+            # a postmaster still in crash recovery would open for writes after the key is gone
+            kill = (KillPostgres(why),) if pg.postmaster_alive else ()
+            return Decision((*kill, ReleaseLeader(why)), f"{why}: releasing the leader key")
         if standby.active(s.config):
-            return Decision((StartPostgres(primary=False, follow=standby.REMOTE),),
+            return Decision((StartPostgres(primary=False, follow=standby.REMOTE, timeout=hung.start_timeout(s)),),
                             "postgres is down on the standby leader: restarting it in place")
-        return Decision((StartPostgres(primary=timelines.was_last_primary(s)),),
+        return Decision((StartPostgres(primary=timelines.was_last_primary(s), timeout=hung.start_timeout(s)),),
                         "postgres is down on the leader: restarting it in place")
     if c.leader:
         if pg.primary_on_timeline is not None:

@@ -41,6 +41,9 @@ class PgState:
     pending_restart: bool = False  # a changed parameter waits for a restart (pg_settings)
     logical_slots: Mapping[str, int] = field(default_factory=dict)  # logical slots here: confirmed position
     wal_level: str = ""  # as Postgres runs with it ("": not known)
+    postmaster_alive: bool = False  # the postmaster process lives (answering or not)
+    unresponsive: bool = False  # it lives but this look got no answer within its deadline (hung?)
+    hung_since: float | None = None  # since the first look without an answer; kept until it answers again
 
     @property
     def writable(self) -> bool:

@@ -24,21 +24,11 @@ from pgha import errors as e
 from pgha.config.model import LocalConfig
 from pgha.core.report import PgFacts
 from pgha.core.snapshot import PgState
-from pgha.postgres import conf, guc, roles, startup
+from pgha.postgres import bounded, conf, guc, processes, roles, startup
 from pgha.postgres.probe import STATE_QUERY
 from pgha.postgres.runas import RunAs
 
 log = logging.getLogger(__name__)
-
-
-def running_postmaster(data_dir: Path) -> int | None:
-    """The pid in ``postmaster.pid`` if that process is alive."""
-    try:
-        pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
 
 
 @dataclass(frozen=True)
@@ -105,7 +95,7 @@ class PostgresController:
     # -- observation -------------------------------------------------------------------
 
     def postmaster_pid(self) -> int | None:
-        return running_postmaster(self.data_dir)
+        return processes.running_postmaster(self.data_dir)
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -114,25 +104,25 @@ class PostgresController:
 
     async def query(self, text: str | sql.Composed, params: tuple[Any, ...] = (),
                     timeout: float = 10.0) -> list[tuple[Any, ...]]:
-        """Run one statement on the agent's connection, within ``timeout`` seconds.
+        """Run one statement on the agent's connection, within ``timeout`` seconds
+        (PostgresTimeout past it, ``postgres.bounded``). A statement that times out leaves its
+        connection unusable, so the connection is thrown away, never reused: a stuck connection
+        must not stall the HA loop's next query."""
+        async def work() -> list[tuple[Any, ...]]:
+            conn = await self._connection()
+            async with conn.cursor() as cur:
+                await cur.execute(text, params)
+                return await cur.fetchall() if cur.description else []
 
-        A statement that times out or is cancelled leaves its connection unusable (psycopg holds
-        the connection's lock), so the connection is thrown away, never reused: a stuck
-        connection must not stall the HA loop's next query."""
         try:
-            async with asyncio.timeout(timeout):
-                conn = await self._connection()
-                async with conn.cursor() as cur:
-                    await cur.execute(text, params)
-                    return await cur.fetchall() if cur.description else []
+            return await bounded.run(work, timeout, self._drop_connection)
         except psycopg.Error as exc:
             self._drop_connection()
+            if bounded.timed_out(exc):
+                raise e.PostgresTimeout(f"no answer: {exc}") from exc
             raise e.PostgresError(f"query failed: {exc}") from exc
-        except (TimeoutError, asyncio.CancelledError) as exc:
-            self._drop_connection()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            raise e.PostgresError(f"query did not finish within {timeout:.0f}s") from exc
+        except TimeoutError as exc:
+            raise e.PostgresTimeout(f"query did not finish within {timeout:.1f}s") from exc
 
     async def query_in(self, database: str, text: str, params: tuple[Any, ...] = (),
                        timeout: float = 10.0) -> list[tuple[Any, ...]]:
@@ -141,15 +131,19 @@ class PostgresController:
         creation behind a long transaction) would pile up with each retry."""
         dsn = conf.conninfo(self.local_host, self.settings.listen_port, self.settings.authentication.superuser,
                             dbname=database, connect_timeout=3, options=f"-c statement_timeout={int(timeout * 1000)}")
+        opened = bounded.Opened()
+
+        async def work() -> list[tuple[Any, ...]]:
+            async with opened.add(await psycopg.AsyncConnection.connect(dsn, autocommit=True)) as conn:
+                cur = await conn.execute(text, params)
+                return await cur.fetchall() if cur.description else []
+
         try:
-            async with asyncio.timeout(timeout + 1):
-                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                    cur = await conn.execute(text, params)
-                    return await cur.fetchall() if cur.description else []
+            return await bounded.run(work, timeout + 1, opened.close)
         except psycopg.Error as exc:
             raise e.PostgresError(f"query in database {database} failed: {exc}") from exc
         except TimeoutError as exc:
-            raise e.PostgresError(f"query in database {database} did not finish within {timeout:.0f}s") from exc
+            raise e.PostgresTimeout(f"query in database {database} did not finish within {timeout:.0f}s") from exc
 
     def superuser_dsn(self, host: str, port: int) -> str:
         """A superuser connection string for another member's Postgres."""
@@ -157,11 +151,7 @@ class PostgresController:
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.pgconn.finish()  # close the socket without waiting for the connection's lock
-            except Exception:  # noqa: BLE001 - it is being discarded
-                pass
+        bounded.close_quietly(conn)
 
     async def disconnect(self) -> None:
         self._drop_connection()
@@ -192,13 +182,18 @@ class PostgresController:
         base = PgState(data_dir_empty=empty, sysid=None if empty else await self.system_identifier(),
                        following=self.disk.following, primary_on_timeline=self.disk.primary_on_timeline,
                        handover_lsn=self.disk.handover_lsn, last_streaming_at=previous.last_streaming_at)
+        down = previous.down_since if previous.down_since is not None else now
         if empty or self.postmaster_pid() is None:
-            return replace(base, down_since=previous.down_since if previous.down_since is not None else now)
+            return replace(base, down_since=down, hung_since=previous.hung_since)
         try:
             rows = await self.query(STATE_QUERY, timeout=timeout)
+        except e.PostgresTimeout:
+            # It lives but does not answer: hung (a storage stall, SIGSTOP), or overloaded.
+            return replace(base, down_since=down, postmaster_alive=True, unresponsive=True,
+                           hung_since=previous.hung_since if previous.hung_since is not None else now)
         except e.PostgresError:
             # Starting up, shutting down or in crash recovery: the postmaster lives but refuses us.
-            return replace(base, down_since=previous.down_since if previous.down_since is not None else now)
+            return replace(base, down_since=down, postmaster_alive=True, hung_since=previous.hung_since)
         (in_rec, cur, received, replayed, tli, streaming, sysid, replication, replay_ts, sync_setting, pending,
          version, started, paused, reason, logical, wal_level) = rows[0]
         self.facts = PgFacts(server_version=version, postmaster_start_time=started, replay_paused=bool(paused),
@@ -216,7 +211,7 @@ class PostgresController:
             # last restartpoint otherwise, which can lag; timelines of one data directory only grow.
             tli = max(tli or 0, previous.timeline)
         return replace(
-            base, sysid=sysid, running=True, in_recovery=in_rec, timeline=tli or 0,
+            base, sysid=sysid, running=True, postmaster_alive=True, in_recovery=in_rec, timeline=tli or 0,
             lsn=cur if not in_rec else max(received, replayed), replayed_lsn=replayed if in_rec else cur,
             streaming=streaming, last_streaming_at=now if streaming else previous.last_streaming_at,
             stalled_since=_stalled_since(previous, in_rec and not streaming, self.disk.following, now),
@@ -304,6 +299,11 @@ class PostgresController:
                 raise e.PostgresError("postgres did not stop")
             await asyncio.sleep(0.02)
 
+    async def kill(self, grace: float) -> bool:
+        """KillPostgres (``processes.kill``): True once every process is gone."""
+        await self.disconnect()
+        return await processes.kill(self.data_dir, grace)
+
     async def promote(self) -> None:
         rows = await self.query("SELECT pg_promote(true, 60)", timeout=70)
         if not rows or not rows[0][0]:
@@ -312,14 +312,18 @@ class PostgresController:
     async def checkpoint(self, timeout: float = 600) -> None:
         """CHECKPOINT on a connection of its own, so the HA loop's queries never queue behind it;
         given up (the server cancels it when the connection goes) after ``timeout`` seconds."""
+        opened = bounded.Opened()
+
+        async def work() -> None:
+            async with opened.add(await psycopg.AsyncConnection.connect(self._superuser_dsn(), autocommit=True)) as conn:
+                await conn.execute("CHECKPOINT")
+
         try:
-            async with asyncio.timeout(timeout):
-                async with await psycopg.AsyncConnection.connect(self._superuser_dsn(), autocommit=True) as conn:
-                    await conn.execute("CHECKPOINT")
+            await bounded.run(work, timeout, opened.close)
         except psycopg.Error as exc:
             raise e.PostgresError(f"checkpoint failed: {exc}") from exc
         except TimeoutError as exc:
-            raise e.PostgresError(f"checkpoint did not finish within {timeout:.0f}s") from exc
+            raise e.PostgresTimeout(f"checkpoint did not finish within {timeout:.0f}s") from exc
 
     # -- data directory ------------------------------------------------------------------
 

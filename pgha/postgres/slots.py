@@ -3,7 +3,6 @@ a replica's copies of the permanent ones (how a replica gets a logical copy: ``j
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -14,7 +13,7 @@ import psycopg
 from pgha import errors as e
 from pgha.core.cluster import lsn_text
 from pgha.core.slots import ignored
-from pgha.postgres import conf
+from pgha.postgres import bounded, conf
 from pgha.postgres.runas import RunAs
 
 Query = Callable[..., Awaitable[list[tuple[Any, ...]]]]
@@ -103,15 +102,19 @@ async def advance_logical(query: Query, query_in: QueryIn, targets: Sequence[tup
 async def read_states(dsn: str, names: Sequence[str]) -> dict[str, tuple[bytes, int]]:
     """The state files of logical slots ``names`` on the primary at ``dsn`` and the WAL position
     each needs from (``restart_lsn``), read over SQL as a superuser (``pg_read_binary_file``)."""
+    opened = bounded.Opened()
+
+    async def work() -> dict[str, tuple[bytes, int]]:
+        async with opened.add(await psycopg.AsyncConnection.connect(dsn, autocommit=True)) as conn:
+            cur = await conn.execute(
+                "SELECT slot_name, pg_read_binary_file('pg_replslot/' || slot_name || '/state'),"
+                "       COALESCE((restart_lsn - '0/0')::bigint, 0)"
+                "  FROM pg_replication_slots WHERE slot_type = 'logical' AND slot_name = ANY(%s)"
+                "   AND NOT pg_is_in_recovery()", (list(names),))
+            return {str(r[0]): (bytes(r[1]), int(r[2])) for r in await cur.fetchall()}
+
     try:
-        async with asyncio.timeout(10):
-            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                cur = await conn.execute(
-                    "SELECT slot_name, pg_read_binary_file('pg_replslot/' || slot_name || '/state'),"
-                    "       COALESCE((restart_lsn - '0/0')::bigint, 0)"
-                    "  FROM pg_replication_slots WHERE slot_type = 'logical' AND slot_name = ANY(%s)"
-                    "   AND NOT pg_is_in_recovery()", (list(names),))
-                return {str(r[0]): (bytes(r[1]), int(r[2])) for r in await cur.fetchall()}
+        return await bounded.run(work, 10, opened.close)
     except (psycopg.Error, TimeoutError) as exc:
         raise e.PostgresError(f"could not read the logical slots {', '.join(names)} on the primary: {exc}") from exc
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from pgha.postgres.controller import running_postmaster
+from pgha.postgres.processes import running_postmaster
 from pgha.testing.netlab import Host, NetLab
 from pgha.testing.procs import (
     EtcdCluster,

@@ -127,6 +127,9 @@ def settle(cluster: SimCluster) -> None:
         cluster.pause_replay(name, False)
     if cluster.config.pause:
         cluster.change_config(pause=False)
+    # Every agent runs at the instant the faults end, before the cluster is judged steady: a
+    # leader whose agent was just frozen for most of its ttl renews now, or its key expires.
+    _round(cluster, 0.0, False, True)
     limit = 10 * cluster.config.ttl + 30
     steps = 0
     while cluster.settled() is not None:
