@@ -1,6 +1,7 @@
 """``python -m pgha.fence DATA_DIR``: watch ``DATA_DIR.fence`` and SIGKILL the postmaster of
-DATA_DIR once the deadline in it has passed. Imports nothing of pgha, so it starts in a few
-milliseconds and needs little memory."""
+DATA_DIR and every backend once the deadline in it has passed. Imports nothing of pgha but the
+standard-library-only ``pgha.postgres.processes``, so it starts in a few milliseconds and needs
+little memory."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import signal
 import sys
 import time
+
+from pgha.postgres import processes
 
 TICK = 0.01  # seconds between two looks at the clock, near the deadline
 LOOK = 0.05  # ... and at the most, far from it (the agent may move the deadline either way)
@@ -43,18 +46,14 @@ def postmaster(data_dir: str) -> int | None:
 def fire(data_dir: str, deadline: float) -> None:
     pid = postmaster(data_dir)
     late = boottime() - deadline
+    killed = 0
     if pid is not None:
-        try:
-            # The whole process group when the postmaster leads one (pgha starts it so): its
-            # backends go at the same instant and cannot finish one more commit.
-            if os.getpgid(pid) == pid:
-                os.killpg(pid, signal.SIGKILL)
-            else:
-                os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pid = None
+        # The postmaster and every backend at the same instant. Each backend leads a session of
+        # its own (a kill of the postmaster's group missed them), and one in the middle of a
+        # statement outlives its postmaster long enough to commit and acknowledge it.
+        killed = len(processes.kill_tree(pid)) - 1
     with open(data_dir + ".fence.fired", "a") as f:
-        f.write(f"{time.time():.3f} pid={pid} late={late * 1000:.1f}ms\n")
+        f.write(f"{time.time():.3f} pid={pid} backends={killed} late={late * 1000:.1f}ms\n")
 
 
 def main(data_dir: str) -> int:

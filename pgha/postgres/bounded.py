@@ -1,4 +1,4 @@
-"""Statements bounded in time, even on a server that does not answer at all.
+"""Waits bounded in time: statements, even on a server that does not answer at all, and polls.
 
 ``asyncio.timeout`` alone does not bound a psycopg statement: psycopg catches the cancellation,
 sends the server a cancel request and waits for the statement to end, up to 5 s each (psycopg
@@ -10,6 +10,7 @@ first (psycopg then has no query in flight to cancel) and the task is left to un
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -70,3 +71,11 @@ def timed_out(exc: BaseException) -> bool:
     """A psycopg error that means the server did not answer in time (libpq's connect_timeout),
     not that it refused: a refusal (starting up, too many clients) answers at once."""
     return isinstance(exc, psycopg.OperationalError) and "timeout expired" in str(exc)
+
+
+async def until(done: Callable[[], bool], limit: float) -> bool:
+    """Poll ``done`` every 20 ms for up to ``limit`` seconds; its last answer."""
+    end = time.monotonic() + limit
+    while not done() and time.monotonic() < end:
+        await asyncio.sleep(0.02)
+    return done()

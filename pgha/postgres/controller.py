@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -156,24 +155,22 @@ class PostgresController:
     async def disconnect(self) -> None:
         self._drop_connection()
 
+    async def _controldata(self, field: str) -> str | None:
+        """One field of pg_controldata's output (None: not shown)."""
+        out = await self.runas.run([self._bin("pg_controldata"), "-D", str(self.data_dir)], timeout=10)
+        return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith(field + ":")), None)
+
     async def shutdown_checkpoint_lsn(self) -> int:
         """The stopped cluster's last checkpoint location, read from pg_control."""
-        out = await self.runas.run([self._bin("pg_controldata"), "-D", str(self.data_dir)], timeout=10)
-        for line in out.splitlines():
-            if line.startswith("Latest checkpoint location:"):
-                hi, lo = line.split(":", 1)[1].strip().split("/")
-                return (int(hi, 16) << 32) + int(lo, 16)
-        raise e.PostgresError("pg_controldata shows no checkpoint location")
+        hi, _, lo = (await self._controldata("Latest checkpoint location") or "").partition("/")
+        if not lo:
+            raise e.PostgresError("pg_controldata shows no checkpoint location")
+        return (int(hi, 16) << 32) + int(lo, 16)
 
     async def system_identifier(self) -> str | None:
         if self._sysid is None and not self.data_dir_empty():
-            try:
-                out = await self.runas.run([self._bin("pg_controldata"), "-D", str(self.data_dir)], timeout=10)
-            except e.PostgresError:
-                return None
-            for line in out.splitlines():
-                if line.startswith("Database system identifier:"):
-                    self._sysid = line.split(":", 1)[1].strip()
+            with contextlib.suppress(e.PostgresError):
+                self._sysid = await self._controldata("Database system identifier")
         return self._sysid
 
     async def observe(self, previous: PgState, now: float, timeout: float = 5.0) -> PgState:
@@ -284,25 +281,35 @@ class PostgresController:
             self.exited.set()
 
     async def stop(self, mode: str = "fast", timeout: float = 60) -> None:
+        """Stop in ``mode``. Past ``timeout`` a clean stop goes on as an immediate one; an
+        immediate one not done within 5 s (a hung postmaster never acts on SIGQUIT) as a kill of
+        the whole tree."""
         await self.disconnect()
         pid = self.postmaster_pid()
         if pid is None:
             return
-        sig = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}[mode]
-        os.kill(pid, sig)
-        end = time.monotonic() + timeout
-        while self.postmaster_pid() is not None:
-            if time.monotonic() > end:
-                if mode != "immediate":
-                    log.warning("postgres did not stop in %ss (%s): stopping immediately", timeout, mode)
-                    return await self.stop("immediate", timeout=10)
-                raise e.PostgresError("postgres did not stop")
-            await asyncio.sleep(0.02)
+        os.kill(pid, {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}[mode])
+        if await bounded.until(lambda: self.postmaster_pid() is None, timeout if mode != "immediate" else min(timeout, 5)):
+            return
+        if mode != "immediate":
+            log.warning("postgres did not stop in %ss (%s): stopping immediately", timeout, mode)
+            return await self.stop("immediate", timeout=10)
+        log.warning("postgres did not stop in 5 s (immediate): killing it and its backends")
+        if not await self.kill(0):
+            raise e.PostgresError("postgres did not stop, even after SIGKILL")
 
-    async def kill(self, grace: float) -> bool:
-        """KillPostgres (``processes.kill``): True once every process is gone."""
+    async def kill(self, grace: float, limit: float = 5.0) -> bool:
+        """KillPostgres: SIGQUIT, and SIGKILL to the whole tree after ``grace`` s. True once every
+        process is gone; False when some still live ``limit`` s later (blocked in the kernel:
+        their SIGKILL stays pending, they never take another write)."""
         await self.disconnect()
-        return await processes.kill(self.data_dir, grace)
+        pid, tree = self.postmaster_pid(), []
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGQUIT)
+            await bounded.until(lambda: self.postmaster_pid() is None, grace)
+            tree = processes.kill_tree(pid) if self.postmaster_pid() is not None else []
+        return await bounded.until(lambda: self.postmaster_pid() is None and not any(map(processes.alive, tree)), limit)
 
     async def promote(self) -> None:
         rows = await self.query("SELECT pg_promote(true, 60)", timeout=70)
@@ -311,19 +318,8 @@ class PostgresController:
 
     async def checkpoint(self, timeout: float = 600) -> None:
         """CHECKPOINT on a connection of its own, so the HA loop's queries never queue behind it;
-        given up (the server cancels it when the connection goes) after ``timeout`` seconds."""
-        opened = bounded.Opened()
-
-        async def work() -> None:
-            async with opened.add(await psycopg.AsyncConnection.connect(self._superuser_dsn(), autocommit=True)) as conn:
-                await conn.execute("CHECKPOINT")
-
-        try:
-            await bounded.run(work, timeout, opened.close)
-        except psycopg.Error as exc:
-            raise e.PostgresError(f"checkpoint failed: {exc}") from exc
-        except TimeoutError as exc:
-            raise e.PostgresTimeout(f"checkpoint did not finish within {timeout:.0f}s") from exc
+        given up (the server cancels it too) after ``timeout`` seconds."""
+        await self.query_in("postgres", "CHECKPOINT", timeout=timeout)
 
     # -- data directory ------------------------------------------------------------------
 
@@ -394,3 +390,4 @@ def _stalled_since(previous: PgState, stalled: bool, following: str | None, now:
     if previous.stalled_since is None or previous.following != following:
         return now
     return previous.stalled_since
+
