@@ -142,9 +142,14 @@ def writes_acknowledged(r: NodeReport) -> bool:
 
 def health(r: NodeReport, now: float) -> NodeHealth:
     up = postgres_up(r)
+    # A standby on an older timeline than the last primary's has not crossed the fork yet. One
+    # whose WAL goes past the fork streams the old timeline from the new primary for a moment
+    # before Postgres refuses the new one: it holds commits the cluster lost, and must not be
+    # routed reads (seen in CI: /replica 200 for a diverged replica just before its rewind).
+    crossed = r.pg.timeline >= r.view.status.timeline
     return NodeHealth(
         holds_leader=holds_leader(r, now), pg_running=up, in_recovery=r.pg.in_recovery,
-        streaming=up and r.pg.streaming, lag=lag(r), tags=r.tags, sync_standby=sync_standby(r),
+        streaming=up and r.pg.streaming and crossed, lag=lag(r), tags=r.tags, sync_standby=sync_standby(r),
         standby_leader=up and standby_leader(r, now),
         loop_age=now - r.loop_at, dcs_age=now - r.dcs_seen_at if r.dcs_seen_at is not None else float("inf"),
         ttl=r.config.ttl)

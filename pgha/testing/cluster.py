@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from pgha.postgres import processes
 from pgha.postgres.processes import running_postmaster
 from pgha.testing.netlab import Host, NetLab
 from pgha.testing.procs import (
@@ -93,6 +94,17 @@ class Node:
         if pid:
             os.kill(pid, sig)
 
+    def freeze_postgres(self) -> list[int]:
+        """SIGSTOP the postmaster (it forks no more), then every child: the shape of a storage
+        stall. Returns the pids, for ``thaw``."""
+        pm = self.postmaster_pid()
+        assert pm is not None, f"{self.name}: postgres is not running"
+        os.kill(pm, signal.SIGSTOP)
+        pids = [pm, *processes.children(pm)]
+        for p in pids[1:]:
+            os.kill(p, signal.SIGSTOP)
+        return pids
+
     def status(self) -> dict[str, Any] | None:
         try:
             return http_get(self.api + "/status", 1.0)[1]
@@ -135,6 +147,11 @@ class Node:
             return pid if b"pgha/fence" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
         except (OSError, ValueError):
             return None
+
+
+def thaw(pids: list[int]) -> None:
+    for pid in pids:
+        with_cont(pid)
 
 
 def with_cont(pid: int) -> None:

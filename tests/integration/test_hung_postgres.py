@@ -6,59 +6,24 @@ writable, and nothing of the hung primary survives to take a write once it thaws
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import psycopg
 import pytest
 
+from pgha.postgres import processes
 from pgha.testing import FAST, LocalCluster, Node, wait_for
+from pgha.testing.cluster import thaw
 
 pytestmark = pytest.mark.slow
 TTL = FAST["ttl"]
 
 
-def children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
-def freeze(n: Node) -> list[int]:
-    """SIGSTOP the postmaster first (it forks no more), then every child."""
-    pm = n.postmaster_pid()
-    assert pm is not None
-    os.kill(pm, signal.SIGSTOP)
-    pids = [pm, *children(pm)]
-    for p in pids[1:]:
-        os.kill(p, signal.SIGSTOP)
-    return pids
-
-
-def thaw(pids: list[int]) -> None:
-    for p in pids:
-        try:
-            os.kill(p, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
-
-
 def gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    return not processes.alive(pid)
 
 
 def is_writable(n: Node) -> bool:
@@ -109,7 +74,7 @@ def test_hung_postgres_replica_unhealthy_leader_restarted_in_place_or_replaced_w
     replica = next(n for n in c.nodes if n is not leader)
 
     # A hung replica: unhealthy for the load balancer, never a candidate, not killed.
-    pids = freeze(replica)
+    pids = replica.freeze_postgres()
     try:
         wait_for(f"{replica.name} reported unhealthy", lambda: replica.health("/replica") == 503, 10)
         assert "does not answer" in (replica.status() or {}).get("note", "")
@@ -121,7 +86,7 @@ def test_hung_postgres_replica_unhealthy_leader_restarted_in_place_or_replaced_w
 
     with probing(c.nodes) as probe:
         # A hung leader: killed and restarted in place on the same node.
-        pids = freeze(leader)
+        pids = leader.freeze_postgres()
         t0 = time.monotonic()
         try:
             wait_for(f"{leader.name} writable again", lambda: any(n == leader.name for _, n in probe.since(t0 + 0.5)),
@@ -140,7 +105,7 @@ def test_hung_postgres_replica_unhealthy_leader_restarted_in_place_or_replaced_w
         wait_for("the restarted leader settled", lambda: c.primaries() == [leader], 20)
         with open(leader.data_dir / "postgresql.auto.conf", "a") as f:
             f.write("shared_preload_libraries = 'pgha_no_such_library'\n")
-        pids = freeze(leader)
+        pids = leader.freeze_postgres()
         t1 = time.monotonic()
         try:
             wait_for("another node writable", lambda: any(n != leader.name for _, n in probe.since(t1)), TTL + 8)

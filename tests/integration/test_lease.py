@@ -83,10 +83,12 @@ def test_paused_primary_rides_out_an_etcd_outage(make_cluster: Callable[..., Loc
             assert len(w.acks) > before, "the paused primary stopped taking writes"
         finally:
             etcd.send_signal(signal.SIGCONT)
+            back = time.monotonic()
     assert writable(c, leader.name) and "stopping postgres now" not in leader.log_text()
     # Every lease expired, the leader key with them. Still paused, the only writable primary takes
     # the key back, so that clients find it again (before: /primary 503 until the pause ended).
     wait_for("the paused primary routed again", lambda: leader.health("/primary") == 200, 10)
+    print(f"paused primary routed again {time.monotonic() - back:.1f} s after etcd came back")
     assert c.primaries() == [leader] and writable(c, leader.name)
     assert "taking the leader key back as the only writable primary" in leader.log_text()
     assert (leader.status() or {}).get("pause") is True

@@ -83,3 +83,12 @@ def test_status_names_role_lag_and_sync_standby() -> None:
 def test_leader_key_bound_to_an_earlier_lease_is_not_ours() -> None:
     restarted = node("n1", PRIMARY, lease_id=8)  # the key still carries lease 7 of the dead agent
     assert verdict("/primary", {}, report.health(restarted, now=50.0)) == 503
+
+
+def test_replica_streaming_an_older_timeline_than_the_last_primarys_is_not_routed_reads() -> None:
+    """A standby past the new timeline's fork streams the old timeline for a moment before
+    Postgres refuses the new one: it holds commits the cluster lost."""
+    on_old = node("n3", replace(REPLICA, timeline=1, lsn=1200, replayed_lsn=1200))
+    assert verdict("/replica", {}, report.health(on_old, now=50.0)) == 503
+    assert verdict("/read-only", {}, report.health(on_old, now=50.0)) == 503
+    assert verdict("/replica", {}, report.health(node("n3", REPLICA), now=50.0)) == 200
