@@ -43,7 +43,8 @@ def decide(s: Snapshot) -> Decision | None:
     if silent >= s.config.retry_timeout:
         return Decision((KillPostgres(f"postgres does not answer (for {silent:.1f} s)"),),
                         "postgres on the leader does not answer: killing it to restart it in place")
-    return Decision((), f"postgres on the leader does not answer (for {silent:.1f} s)")
+    # look again soon rather than after loop_wait: the cluster has no primary meanwhile
+    return Decision((), f"postgres on the leader does not answer (for {silent:.1f} s)", recheck=1.0)
 
 
 def start_timeout(s: Snapshot) -> float | None:

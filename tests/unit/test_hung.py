@@ -26,6 +26,7 @@ def leader(pg: PgState, now: float = 100.0, **kw: object) -> a.Decision:
 def test_leader_waits_retry_timeout_before_killing_a_silent_postgres() -> None:
     d = leader(HUNG_PRIMARY)
     assert d.actions == () and "does not answer (for 1.0 s)" in d.note
+    assert d.recheck == 1.0  # looks again soon, not after loop_wait: there is no primary meanwhile
 
 
 def test_leader_kills_a_postgres_silent_for_retry_timeout() -> None:
