@@ -84,7 +84,9 @@ def _decide(s: Snapshot) -> Decision:
     if s.shutting_down:
         return _shutdown(s)
     if s.busy:
-        return _wait(f"{s.busy} in progress")
+        # a leader restarting after a hang looks again soon: its ttl bound runs from the hang
+        soon = 1.0 if s.cluster.leader == s.name and hung.silent_for(s) is not None else None
+        return Decision((), f"{s.busy} in progress", recheck=soon)
     if s.pg.writable and not s.fence_ok and not s.config.pause:
         return Decision((Demote("immediate", reason="the fence process cannot be armed"),),
                         "no fence outlives this agent: demoting")

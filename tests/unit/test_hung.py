@@ -10,6 +10,7 @@ from pgha.core import actions as a
 from pgha.core import report
 from pgha.core.decide import decide
 from pgha.core.health import verdict
+from pgha.core.jobs import Busy, Job
 from pgha.core.snapshot import PgState
 from tests.unit.test_decide import CFG, PRIMARY, REPLICA, snap, view
 
@@ -41,6 +42,11 @@ def test_killed_leader_restarts_in_place_within_what_is_left_of_ttl() -> None:
     # a crash that was no hang keeps the usual bound (primary_start_timeout)
     crashed = replace(PRIMARY, running=False, down_since=99.0)
     assert leader(crashed).actions == (a.StartPostgres(primary=True),)
+
+
+def test_leader_restarting_after_a_hang_looks_again_soon_while_busy() -> None:
+    assert leader(KILLED_PRIMARY, busy=Busy(Job.STARTING, "as primary")).recheck == 1.0
+    assert leader(replace(PRIMARY, running=False), busy=Busy(Job.STARTING, "as primary")).recheck is None
 
 
 def test_leader_not_back_within_ttl_of_the_hang_kills_what_lives_and_releases_the_key() -> None:
