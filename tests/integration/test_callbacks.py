@@ -49,7 +49,8 @@ def test_callbacks_run_on_each_event_and_a_hanging_one_delays_no_switchover(
     assert took < 8, f"switchover took {took:.1f} s with hanging callbacks"
     lines = calls.read_text().splitlines()
     assert "on_role_change replica demo" in lines and "on_role_change primary demo" in lines
-    wait_for("the promoted node's callback asked /primary", seen.exists, 10)
+    # (the shell's redirect creates the file before curl has written the status code to it)
+    wait_for("the promoted node's callback asked /primary", lambda: seen.exists() and seen.read_text().strip(), 10)
     assert seen.read_text().split() == ["200"], "on_role_change primary ran while /primary still said 503"
 
     wait_for("the hanging callbacks killed at their timeout", lambda: all(
