@@ -10,6 +10,7 @@ import signal
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 import click
@@ -127,15 +128,17 @@ def _kill(target: Target, view: ClusterView, dsn: str, what: str) -> None:
             except psycopg.Error:
                 pass  # the connection goes with the postmaster
         return
-    pid = _local_agent(leader.name)
+    pid = _local_agent(leader.name, urlsplit(leader.api_url).port)
     if pid is None:
         raise click.ClickException(f"--kill agent: the leader {leader.name}'s agent does not run on this host "
                                    f"(run the drill on its host)")
     os.kill(pid, signal.SIGKILL)
 
 
-def _local_agent(name: str) -> int | None:
-    """The pid of the agent on this host whose config names ``name``."""
+def _local_agent(name: str, api_port: int | None) -> int | None:
+    """The pid of the agent on this host whose config names ``name`` and its REST API's port:
+    another cluster's agent on the same host may carry the same node name (as the test clusters
+    of two pytest workers do; the drill killed the wrong one)."""
     for proc in Path("/proc").iterdir():
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
@@ -145,7 +148,8 @@ def _local_agent(name: str) -> int | None:
             continue
         config = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in (b"-c", b"--config")), None)
         try:
-            if config and f"\nname: {name}\n" in "\n" + Path(os.fsdecode(config)).read_text():
+            text = "\n" + Path(os.fsdecode(config)).read_text() if config else ""
+            if f"\nname: {name}\n" in text and (api_port is None or f":{api_port}" in text):
                 return int(proc.name)
         except (OSError, ValueError):
             continue
