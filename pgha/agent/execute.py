@@ -195,7 +195,7 @@ class Executor:
                 return await self._reload(s, s.chosen_sync, act.reason)
             case a.SetSyncStandbys():
                 return await self._set_sync(act, s)
-        done = await keys.execute(act, s, self.store, self._lease(), self.jobs.local.bootstrap.dcs.model_dump(mode="json"))
+        done = await keys.execute(act, s, self.store, self._lease(), self.jobs.local.bootstrap.dcs)
         if done is None:
             raise e.PghaError(f"no executor for {act!r}")
         return done

@@ -4,7 +4,8 @@ fields say, for the executor (``agent.execute``)."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+
+from pydantic import BaseModel
 
 from pgha.agent.jobs import Result
 from pgha.core import actions as a
@@ -16,12 +17,13 @@ log = logging.getLogger("pgha")
 
 
 async def execute(act: a.Action, s: Snapshot, store: ClusterStore, lease: int,
-                  bootstrap_dcs: dict[str, Any]) -> Result | None:
+                  bootstrap_dcs: BaseModel) -> Result | None:
     """Carry out a key action (None: ``act`` is not one). ``lease``: ours, for the guards (0
-    matches no key: no lease, no write)."""
+    matches no key: no lease, no write); ``bootstrap_dcs``: what a recorded cluster starts with."""
     match act:
         case a.ClaimInitialize():
-            if await store.record_initialize(act.sysid, bootstrap_dcs, s.config.retry_timeout):
+            if await store.record_initialize(act.sysid, bootstrap_dcs.model_dump(mode="json"),
+                                             s.config.retry_timeout):
                 log.warning("recorded system identifier %s: the cluster's keys were gone", act.sysid)
             return Result(wake=True)
         case a.ReclaimInitialize():

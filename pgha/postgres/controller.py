@@ -390,4 +390,3 @@ def _stalled_since(previous: PgState, stalled: bool, following: str | None, now:
     if previous.stalled_since is None or previous.following != following:
         return now
     return previous.stalled_since
-

@@ -23,12 +23,8 @@ def _stat(pid: int) -> list[str] | None:
         return None
 
 
-def zombie(pid: int) -> bool:
-    fields = _stat(pid)
-    return fields is not None and fields[0] == "Z"
-
-
 def alive(pid: int) -> bool:
+    """The process exists and is no zombie (a killed one not yet reaped is gone for us)."""
     fields = _stat(pid)
     return fields is not None and fields[0] not in ("Z", "X")
 
@@ -62,8 +58,6 @@ def running_postmaster(data_dir: Path) -> int | None:
     """The pid in ``postmaster.pid`` if that process is alive (a zombie is not)."""
     try:
         pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
-        os.kill(pid, 0)
-        return None if zombie(pid) else pid
+        return pid if alive(pid) else None
     except (OSError, ValueError):
         return None
-
