@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pgha.agent.jobs import Result
 from pgha.core import actions as a
 from pgha.core.cluster import FailoverRequest, SyncState
+from pgha.core.poolers import Handover
 from pgha.core.snapshot import Snapshot
 from pgha.dcs.store import ClusterStore
 
@@ -42,6 +43,11 @@ async def execute(act: a.Action, s: Snapshot, store: ClusterStore, lease: int,
             await store.set_failover(FailoverRequest(s.name, act.candidate), s.cluster.failover_revision,
                                      s.config.retry_timeout)
             return Result()
+        case a.AnnounceHandover():
+            handover = Handover(s.name, act.candidate, s.wall_now)
+            if await store.announce_handover(handover, lease, s.config.retry_timeout):
+                log.info("switchover to %s: asked pooler(s) %s to pause", act.candidate, ", ".join(sorted(s.cluster.poolers)))
+            return Result(wake=True)
         case a.ClearFailover():
             await store.clear_failover(s.cluster.failover_revision, s.config.retry_timeout)
             log.info("cleared the switchover request: %s", act.reason)

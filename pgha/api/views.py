@@ -52,6 +52,9 @@ def cluster_json(view: ClusterView, scope: str, paused: bool) -> dict[str, Any]:
         planned = {"at": schedule.iso(f.scheduled_at, "auto") if f.scheduled_at else None,
                    "from": f.leader or None, "to": f.candidate or None}
         out["scheduled_switchover"] = {k: v for k, v in planned.items() if v is not None}
+    if view.poolers:  # not in Patroni's body: only when poolers follow the cluster
+        out["poolers"] = {n: {"kind": p.kind, "state": p.state, "target": p.target or None}
+                          for n, p in sorted(view.poolers.items())}
     return out
 
 

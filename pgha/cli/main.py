@@ -33,6 +33,7 @@ COMMANDS = {
     "drill": "pgha.cli.drill:drill",
     "availability": "pgha.cli.availability:availability",
     "divergence": "pgha.cli.divergence:divergence",
+    "pooler": "pgha.pooler.command:pooler",
 }
 
 

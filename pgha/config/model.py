@@ -106,6 +106,9 @@ class DynamicConfig(_Strict):
     member_slots_ttl: int | str = "30min"
     # The leader commits one heartbeat row this often (availability accounting); 0 turns it off.
     heartbeat_interval: float = Field(1.0, ge=0, le=60)
+    # How long a planned switchover waits for the poolers to pause before it stops the old primary
+    # (``core.poolers``); 0 hands over without asking them.
+    pooler_pause_timeout: float = Field(5.0, ge=0, le=60)
 
     @field_validator("member_slots_ttl")
     @classmethod

@@ -215,6 +215,15 @@ class NameSwitchoverCandidate(Action):
 
 
 @dataclass(frozen=True)
+class AnnounceHandover(Action):
+    """Write the ``handover`` key (bound to our lease, only while the leader key is ours) saying
+    we are about to hand over to ``candidate``: the poolers pause and answer under ``poolers/``
+    before ``HandOver`` stops Postgres (``core.poolers``)."""
+
+    candidate: str
+
+
+@dataclass(frozen=True)
 class HandOver(Action):
     """Planned switchover to ``candidate``: checkpoint, stop Postgres cleanly (the walsenders ship
     the shutdown checkpoint to the streaming replicas first), publish the final WAL position in
@@ -235,7 +244,8 @@ class ClearDivergence(Action):
 
 @dataclass(frozen=True)
 class ClearFailover(Action):
-    """Delete the ``failover`` key (done, or impossible: ``reason``)."""
+    """Delete the ``failover`` key (done, or impossible: ``reason``), and with it any ``handover``
+    key, so that no pooler stays paused for a hand-over that is over."""
 
     reason: str = ""
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgha.core import schedule
+from pgha.core.poolers import Handover, PoolerRecord
 from pgha.core.settings import ClusterSettings
 
 
@@ -193,6 +194,8 @@ class ClusterView:
     failsafe: Mapping[str, str] | None = None  # the ``failsafe`` key: member name -> REST API URL
     events_raw: str = ""  # the ``events`` key (the failover timeline, ``core.events``), parsed on demand
     availability_raw: str = ""  # the ``availability`` key (``core.availability``), parsed on demand
+    handover: Handover | None = None  # a planned switchover waiting for the poolers (``core.poolers``)
+    poolers: Mapping[str, PoolerRecord] = field(default_factory=dict)
     revision: int = 0
 
     @property
@@ -213,6 +216,7 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
     out: dict[str, Any] = {"revision": revision}
     members: dict[str, Member] = {}
     member_leases: dict[str, int] = {}
+    poolers: dict[str, PoolerRecord] = {}
     for kv in kvs:
         rel = kv.key[len(prefix):]
         if rel == "initialize":
@@ -236,11 +240,15 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
             out["events_raw"] = kv.value
         elif rel == "availability":
             out["availability_raw"] = kv.value
+        elif rel == "handover":
+            out["handover"] = Handover.from_json(kv.value, kv.create_revision)
+        elif rel.startswith("poolers/"):
+            poolers[rel[len("poolers/"):]] = PoolerRecord.from_json(rel[len("poolers/"):], kv.value)
         elif rel.startswith("members/"):
             name = rel[len("members/"):]
             members[name] = Member.from_json(name, kv.value)
             member_leases[name] = kv.lease
-    return ClusterView(members=members, member_leases=member_leases, **out)
+    return ClusterView(members=members, member_leases=member_leases, poolers=poolers, **out)
 
 
 def _config(raw: str, parse_config: Any) -> tuple[ClusterSettings | None, str]:

@@ -28,10 +28,24 @@ differ from the wanted ones.
 
 from __future__ import annotations
 
-from pgha.core import election, failsafe, fitness, hung, parameters, paused, slots, standby, sync, timelines, topology
+from pgha.core import (
+    election,
+    failsafe,
+    fitness,
+    hung,
+    parameters,
+    paused,
+    poolers,
+    slots,
+    standby,
+    sync,
+    timelines,
+    topology,
+)
 from pgha.core.actions import (
     AcquireLeader,
     Action,
+    AnnounceHandover,
     ClaimInitialize,
     ClearDivergence,
     ClearFailover,
@@ -317,12 +331,26 @@ def _operator_request(s: Snapshot) -> Decision | None:
                 or not fitness.sync_ok(c, s.config, m.name)):
             return Decision((ClearFailover(f"no healthy candidate ({candidate or 'none'})"),),
                             "switchover impossible: no healthy candidate")
-        if f.candidate != m.name:
-            return Decision((NameSwitchoverCandidate(m.name), HandOver(m.name)), f"switchover to {m.name}: handing over")
-        return Decision((HandOver(m.name),), f"switchover to {m.name}: handing over")
+        return _hand_over(s, m.name, (NameSwitchoverCandidate(m.name),) if f.candidate != m.name else ())
     if c.leader is None and pg.running and pg.in_recovery:
         return _during_switchover(s, f)
     return None
+
+
+def _hand_over(s: Snapshot, candidate: str, first: tuple[Action, ...]) -> Decision:
+    """Hand over once every pooler has paused (or the bound for that ran out: ``core.poolers``)."""
+    c = s.cluster
+    g = poolers.gate(c.poolers, c.handover, s.name, candidate, s.wall_now, s.config.pooler_pause_timeout)
+    if g.announce:
+        return Decision((*first, AnnounceHandover(candidate)),
+                        f"switchover to {candidate}: asking {len(c.poolers)} pooler(s) to pause", recheck=0.02)
+    if g.waiting:
+        return Decision(first, f"switchover to {candidate}: waiting for pooler(s) {', '.join(g.waiting)} to pause",
+                        recheck=0.02)
+    note = f"switchover to {candidate}: handing over"
+    if g.late:
+        note += f" (pooler(s) {', '.join(g.late)} did not pause within {s.config.pooler_pause_timeout:g} s)"
+    return Decision((*first, HandOver(candidate)), note)
 
 
 def _during_switchover(s: Snapshot, f: FailoverRequest) -> Decision | None:

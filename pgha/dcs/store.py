@@ -33,6 +33,7 @@ from pgha.core.cluster import (
     parse_cluster,
 )
 from pgha.core.events import Event
+from pgha.core.poolers import Handover
 from pgha.dcs.etcd import Compare, EtcdClient, delete_op, put_op
 
 log = logging.getLogger("pgha")
@@ -149,10 +150,17 @@ class ClusterStore:
                                      [put_op(self.key("failover"), request.to_json())], deadline=deadline)
 
     async def clear_failover(self, mod_revision: int, deadline: float) -> bool:
+        """Delete the request (compare-and-set unless ``mod_revision`` is 0) and any ``handover``
+        with it: no pooler stays paused for a hand-over that is over."""
+        ops = [delete_op(self.key("failover")), delete_op(self.key("handover"))]
         if mod_revision == 0:
-            return await self.client.delete(self.key("failover"), deadline) > 0
-        return await self.client.txn([Compare(self.key("failover"), "MOD", mod_revision)],
-                                     [delete_op(self.key("failover"))], deadline=deadline)
+            return await self.client.txn([], ops, deadline=deadline)
+        return await self.client.txn([Compare(self.key("failover"), "MOD", mod_revision)], ops, deadline=deadline)
+
+    async def announce_handover(self, handover: Handover, lease: int, deadline: float) -> bool:
+        """Write ``handover`` bound to our lease, only while we hold the leader key."""
+        return await self.client.txn(self._ours(lease), [put_op(self.key("handover"), handover.to_json(), lease)],
+                                     deadline=deadline)
 
     async def set_sync(self, state: SyncState, mod_revision: int, lease: int, deadline: float) -> bool:
         """Compare-and-set the ``sync`` key (create-only when ``mod_revision`` is 0), as leader."""
