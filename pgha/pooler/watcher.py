@@ -94,8 +94,7 @@ class Watcher:
     # -- looking -------------------------------------------------------------------------
 
     def _etcd_ok(self, now: float) -> bool:
-        return now - self.lease_ok_at < self.cfg.lease_ttl / 2 and (self.cache.endpoint is not None
-                                                                  or self.cache.revision == 0)
+        return self.cache.endpoint is not None and now - self.lease_ok_at < self.cfg.lease_ttl / 2
 
     async def _probe(self, member: Member | None, now: float) -> None:
         if member is None or not member.api_url:
@@ -221,6 +220,11 @@ class Watcher:
         self.http = aiohttp.ClientSession()
         tasks = [asyncio.create_task(self.cache.run(lambda: time.monotonic() + 2.0)),
                  asyncio.create_task(self.keep_lease())]
+        # Nothing is decided before the first read (or lease_ttl / 2 without one): a watcher
+        # starting up must not take "not read yet" for "no leader" and pause a working pool.
+        end = time.monotonic() + self.cfg.lease_ttl / 2
+        while self.cache.endpoint is None and time.monotonic() < end:
+            await asyncio.sleep(0.02)
         try:
             while True:
                 self.changed.clear()

@@ -3,14 +3,18 @@ become latency instead of errors."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from pgha.testing import LocalCluster, http_get, http_request, wait_for
+from pgha.testing import FAST, LocalCluster, http_get, http_request, wait_for
 from pgha.testing.pooler import Pooled
 from pgha.testing.workload import Workload, missing_on
 
@@ -37,6 +41,13 @@ def _switchover(c: LocalCluster, candidate: str) -> tuple[int, object]:
     status, body, _ = http_request("POST", c.leader().api + "/switchover",
                                    {"leader": c.leader().name, "candidate": candidate})
     return status, body
+
+
+def _switchover_in_background(c: LocalCluster, candidate: str) -> threading.Thread:
+    """POST /switchover answers once the switchover is over; these scenarios act meanwhile."""
+    t = threading.Thread(target=_switchover, args=(c, candidate), daemon=True)
+    t.start()
+    return t
 
 
 def _settle(c: LocalCluster, name: str) -> None:
@@ -89,3 +100,87 @@ def test_primary_killed_queued_statements_complete_on_the_new_primary(pooled: tu
     after = [s for s, _ in tally.latencies if s > killed + 0.5]
     assert after, "no statement was sent after the kill"
     assert missing_on(new.dsn(), tally.acked) == []
+
+
+def _ghost_pooler(c: LocalCluster) -> None:
+    """A pooler that registers and never answers (a watcher stuck or cut off from PgBouncer)."""
+    etcd = c.etcd.hosts[0]
+    subprocess.run(["etcdctl", f"--endpoints={etcd}", "lease", "grant", "60"], check=True, capture_output=True,
+                   text=True)
+    out = subprocess.run(["etcdctl", f"--endpoints={etcd}", "lease", "grant", "60"], check=True,
+                         capture_output=True, text=True).stdout
+    lease = out.split()[1]
+    subprocess.run(["etcdctl", f"--endpoints={etcd}", "put", f"/pgha/{c.scope}/poolers/ghost",
+                    '{"state": "active", "target": "", "paused_for": 0, "kind": "pgbouncer"}', f"--lease={lease}"],
+                   check=True, capture_output=True)
+
+
+def _record(c: LocalCluster, name: str) -> dict[str, object]:
+    return dict(_poolers(c).get(name) or {})  # type: ignore[call-overload]
+
+
+def test_switchover_failing_midway_leaves_the_pooler_resumed_on_the_primary(
+        pooled: tuple[LocalCluster, Pooled]) -> None:
+    c, p = pooled
+    _ghost_pooler(c)  # the leader now waits pooler_pause_timeout (5 s) for it
+    old = c.leader()
+    candidate = next(n for n in c.nodes if n is not old)
+    _switchover_in_background(c, candidate.name)
+    wait_for("bouncer1 paused for the hand-over", lambda: _record(c, "bouncer1").get("state") == "paused" or None, 5)
+    candidate.signal_agent(signal.SIGKILL)  # the candidate dies while the leader waits
+    candidate.kill_postgres(signal.SIGKILL)
+    # The leader gives the switchover up (or, had it already handed over, a replica takes over):
+    # either way the pooler ends resumed on whichever node is then the primary.
+    wait_for("the switchover over", lambda: not _cluster(c).get("scheduled_switchover") or None, 30)
+    primary = c.leader()
+    wait_for("primary writable", lambda: primary.health("/primary") == 200 or None, 30)
+    wait_for("bouncer1 resumed on the primary", lambda: _record(c, "bouncer1").get("state") == "active"
+             and _record(c, "bouncer1").get("target") == primary.name or None, 15)
+    with psycopg.connect(p.bouncer.dsn(), autocommit=True, connect_timeout=5, prepare_threshold=None) as conn:
+        assert conn.execute("SELECT inet_server_port(), pg_is_in_recovery()").fetchone() == (primary.pg_port, False)
+
+
+def test_pooler_that_never_pauses_delays_the_switchover_by_the_bound_only(
+        pooled: tuple[LocalCluster, Pooled]) -> None:
+    c, p = pooled
+    _ghost_pooler(c)
+    old = c.leader()
+    new = next(n for n in c.nodes if n is not old)
+    t0 = time.monotonic()
+    status, body = _switchover(c, new.name)
+    assert status == 200, body
+    _settle(c, new.name)
+    assert time.monotonic() - t0 >= 4.0  # it waited for the ghost, up to pooler_pause_timeout (5 s)
+    assert "did not pause within 5 s" in old.log_text()
+    wait_for("pooler on the new primary", lambda: _record(c, "bouncer1").get("target") == new.name or None, 10)
+
+
+def test_watcher_killed_during_a_pause_ends_the_pause_within_its_bound(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster(dcs={**FAST, "pooler_pause_timeout": 30})
+    c.start()
+    p = Pooled(c, c.base / "pooler", max_pause=3.0)
+    p.start(primary_port=c.leader().pg_port)
+    try:
+        wait_for("pooler registered", lambda: _poolers(c).get("bouncer1"), 15)
+        _ghost_pooler(c)  # the hand-over now waits 30 s for it: longer than bouncer1 may stay paused
+        old = c.leader()
+        _switchover_in_background(c, next(n for n in c.nodes if n is not old).name)
+        wait_for("bouncer1 paused", lambda: _record(c, "bouncer1").get("state") == "paused" or None, 5)
+        paused = time.monotonic()
+        pid = p.watcher.controller_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        # A statement sent now queues in the paused PgBouncer until the pause ends.
+        with psycopg.connect(p.bouncer.dsn(), autocommit=True, connect_timeout=10, prepare_threshold=None) as conn:
+            assert conn.execute("SELECT inet_server_port()").fetchone() == (old.pg_port,)
+        ended = time.monotonic() - paused
+        assert 2.0 < ended < 3.0 + 2.0, ended  # max_pause from the pause's start, not from the restart
+        assert "exited with" in p.watcher.log_text()
+    finally:
+        p.stop()
+
+
+def _cluster(c: LocalCluster) -> dict[str, object]:
+    status, body = http_get(c.leader().api + "/cluster")
+    return dict(body or {}) if status == 200 else {}
