@@ -233,6 +233,7 @@ class Server(Protocol):
 
 HAPROXY_TEMPLATE = """global
     maxconn 200
+    stats socket {socket} mode 600 level admin
 defaults
     mode tcp
     retries 3
@@ -268,7 +269,9 @@ class HAProxy:
         servers = "\n".join(f"    server {n.name} {getattr(n, 'host', '127.0.0.1')}:{n.pg_port} check port {n.api_port}"
                             for n in nodes)
         self.config_path = base / "haproxy.cfg"
-        self.config_path.write_text(HAPROXY_TEMPLATE.format(write_port=self.write_port, read_port=self.read_port,
+        self.socket = base / "haproxy.sock"  # the runtime API (pgha pooler's HAProxy push)
+        self.config_path.write_text(HAPROXY_TEMPLATE.format(socket=self.socket, write_port=self.write_port,
+                                                            read_port=self.read_port,
                                                             primary_servers=servers, replica_servers=servers))
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -14,9 +15,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgha.testing import FAST, LocalCluster, http_get, http_request, wait_for
-from pgha.testing.pooler import Pooled
+from pgha.testing import FAST, HAProxy, LocalCluster, http_get, http_request, wait_for
+from pgha.testing.cluster import thaw
+from pgha.testing.pooler import Pooled, PoolerWatcher
 from pgha.testing.workload import Workload, missing_on
+from tests.conftest import sql
 
 pytestmark = pytest.mark.slow
 
@@ -184,3 +187,87 @@ def test_watcher_killed_during_a_pause_ends_the_pause_within_its_bound(
 def _cluster(c: LocalCluster) -> dict[str, object]:
     status, body = http_get(c.leader().api + "/cluster")
     return dict(body or {}) if status == 200 else {}
+
+
+def _haproxy_up(proxy: HAProxy, server: str) -> bool:
+    """The write backend's runtime state says ``server`` is up (operational state 2)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(proxy.socket))
+        s.sendall(b"show servers state primary\n")
+        out = b"".join(iter(lambda: s.recv(65536), b"")).decode()
+    for row in out.splitlines():
+        cols = row.split()
+        if len(cols) > 5 and cols[1] == "primary" and cols[3] == server:
+            return cols[5] == "2"
+    return False
+
+
+def test_haproxy_push_routes_writes_to_the_new_primary_at_once(make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster()
+    c.start()
+    proxy = HAProxy(c.base, c.nodes)
+    proxy.start()
+    w = PoolerWatcher(c.base / "push", {"scope": c.scope, "name": "haproxy1", "etcd": {"hosts": c.etcd.hosts},
+                                         "lease_ttl": 4, "haproxy": {"socket": str(proxy.socket)}})
+    w.start()
+    try:
+        wait_for("watcher registered", lambda: _poolers(c).get("haproxy1"), 15)
+        old = c.leader()
+        new = next(n for n in c.nodes if n is not old)
+        _switchover_in_background(c, new.name)
+        writable = wait_for("new primary writable", lambda: time.monotonic() if sql(new.dsn(), "SELECT NOT pg_is_in_recovery()")[0][0] else None, 30, interval=0.01)
+        routed = wait_for("HAProxy routes to it", lambda: time.monotonic() if _haproxy_up(proxy, new.name) else None, 5, interval=0.01)
+        # The checks (inter 500 ms) alone take up to a second; the push, the watcher's probe.
+        assert routed - writable < 0.4, routed - writable
+        assert not _haproxy_up(proxy, old.name)
+    finally:
+        w.stop()
+        proxy.stop()
+
+
+def test_haproxy_push_without_the_socket_falls_back_to_checks_with_a_log_line(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster()
+    c.start()
+    w = PoolerWatcher(c.base / "push", {"scope": c.scope, "name": "haproxy1", "etcd": {"hosts": c.etcd.hosts},
+                                         "lease_ttl": 4, "haproxy": {"socket": str(c.base / "no-such.sock")}})
+    w.start()
+    try:
+        wait_for("the fallback logged", lambda: "falls back to its health checks" in w.log_text() or None, 15)
+    finally:
+        w.stop()
+
+
+def test_frozen_primary_gets_no_pooled_write_and_acknowledges_none(pooled: tuple[LocalCluster, Pooled]) -> None:
+    c, p = pooled
+    load = Workload(p.bouncer.dsn(), clients=4, idle=True)
+    load.setup()
+    load.start()
+    time.sleep(1.0)
+    old = c.leader()
+    pids = old.freeze_postgres()  # SIGSTOP: its agent lives on, sees the hang, and fences it
+    try:
+        # The agent kills the hung Postgres after retry_timeout and restarts it in place, or a
+        # replica takes over: either way the pooler must end on the writable primary only.
+        time.sleep(4.0)
+        wait_for("a writable primary", lambda: c.leader().health("/primary") == 200 or None, 40)
+        new = c.leader()
+        wait_for("pooler resumed on it", lambda: _record(c, "bouncer1").get("target") == new.name
+                 and _record(c, "bouncer1").get("state") == "active" or None, 20)
+        moved = time.monotonic()
+        time.sleep(1.0)
+    finally:
+        thaw([pid for pid in pids if _alive(pid)])
+    time.sleep(2.0)  # anything the old primary still held is answered (or refused) now
+    tally = load.stop()
+    assert [s for s, _ in tally.latencies if s > moved], "no statement after the move"
+    assert missing_on(new.dsn(), tally.acked) == []  # nothing acknowledged by the frozen old primary
+    assert load.idle_survived()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
