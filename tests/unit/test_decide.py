@@ -479,3 +479,17 @@ def test_a_sync_key_older_than_the_last_promotion_names_nobody() -> None:
     assert kinds(snap(replace(REPLICA, streaming=False), v, name="n1", config=strict, leader_lost_at=0.0)) == []
     assert kinds(snap(replace(REPLICA, streaming=False), v, name="n3", config=strict, leader_lost_at=0.0)) == [
         a.AcquireLeader]
+
+
+def test_leader_asks_the_poolers_to_pause_before_handing_over() -> None:
+    from pgha.core.poolers import Handover, PoolerRecord
+
+    v = replace(view(n2=STREAMING_N2), failover=FailoverRequest("n1", "n2"), poolers={"b1": PoolerRecord("b1")})
+    assert decide(snap(PRIMARY, v, name="n1", wall_now=100.0)).actions == (a.AnnounceHandover("n2"),)
+    announced = replace(v, handover=Handover("n1", "n2", 100.0, 42))
+    waiting = decide(snap(PRIMARY, announced, name="n1", wall_now=101.0))
+    assert waiting.actions == () and "waiting for pooler(s) b1" in waiting.note
+    acked = replace(announced, poolers={"b1": PoolerRecord("b1", "paused", "n1", 42)})
+    assert decide(snap(PRIMARY, acked, name="n1", wall_now=101.0)).actions == (a.HandOver("n2"),)
+    late = decide(snap(PRIMARY, announced, name="n1", wall_now=106.0))
+    assert late.actions == (a.HandOver("n2"),) and "did not pause within 5 s" in late.note
