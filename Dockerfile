@@ -3,7 +3,7 @@
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      postgresql-15 python3 python3-venv ca-certificates \
+      postgresql-15 pgbouncer python3 python3-venv ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md constraints.txt /opt/pgha/
 COPY pgha /opt/pgha/pgha

@@ -5,6 +5,7 @@ with the reason, where no container engine can be started."""
 from __future__ import annotations
 
 import csv
+import json
 import io
 import os
 import time
@@ -135,6 +136,24 @@ def test_pgha_list_works_inside_a_node_container(deployment: Deployment) -> None
     assert "Leader" in out and all(n in out for n in NODES)
     out = deployment.compose("exec", "-T", "pg3", "pgha", "list", "-c", "/etc/pgha/node.yml").stdout
     assert "Leader" in out and all(n in out for n in NODES)
+
+
+def pooled_server() -> tuple[str, bool] | None:
+    try:
+        with psycopg.connect(dsn(6432), autocommit=True, prepare_threshold=None) as conn:
+            row = conn.execute("SELECT host(inet_server_addr()), pg_is_in_recovery()").fetchone()
+            return (str(row[0]), bool(row[1])) if row else None
+    except psycopg.Error:
+        return None
+
+
+def test_pooler_service_routes_pgbouncer_to_the_primary(deployment: Deployment) -> None:
+    d = deployment
+    leader = leader_of(d)
+    server = wait_for("a statement through PgBouncer on 6432", pooled_server, 60)
+    assert server == (d.address(leader), False)
+    body = json.loads(urllib.request.urlopen(f"http://{d.address(leader)}:8008/cluster", timeout=5).read())
+    assert body["poolers"]["pooler1"]["target"] == leader
 
 
 def test_one_etcd_member_killed_causes_no_failover(deployment: Deployment) -> None:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from pgha.testing.cluster import LocalCluster
+from pgha.testing.pooler import Pooled
 from pgha.testing.procs import HAProxy
 
 
@@ -24,6 +25,7 @@ def main() -> None:
     shutil.rmtree(base, ignore_errors=True)
     cluster = LocalCluster(base, nodes=args.nodes)
     proxy = HAProxy(base, cluster.nodes)
+    pooled = Pooled(cluster, base / "pooler", haproxy_socket=str(proxy.socket))
     stop = False
 
     def on_signal(*_: object) -> None:
@@ -36,6 +38,7 @@ def main() -> None:
         cluster.start()
         proxy.start()
         leader = cluster.leader()
+        pooled.start(primary_port=leader.pg_port)
         node_cfg = cluster.nodes[0].config_path
         su = cluster.nodes[0].config["postgresql"]["authentication"]["superuser"]
         print(f"""
@@ -44,6 +47,7 @@ pgha local cluster is up (scope {cluster.scope}, ttl {cluster.dcs['ttl']}s, data
   leader:         {leader.name}
   nodes:          {', '.join(f'{n.name} pg 127.0.0.1:{n.pg_port} api {n.api}' for n in cluster.nodes)}
   writes (HAProxy): psql 'host=127.0.0.1 port={proxy.write_port} user={su['username']} password={su['password']} dbname=postgres'
+  writes (PgBouncer, paused across role changes): psql '{pooled.bouncer.dsn()}'
   reads  (HAProxy): psql 'host=127.0.0.1 port={proxy.read_port} user={su['username']} password={su['password']} dbname=postgres'
   members:        .venv/bin/pgha list -c {node_cfg}
   health:         curl -i {leader.api}/primary
@@ -52,6 +56,7 @@ Ctrl-C stops everything.""", flush=True)
             time.sleep(0.5)
     finally:
         print("stopping the local cluster", flush=True)
+        pooled.stop()
         proxy.stop()
         cluster.stop()
 

@@ -146,7 +146,7 @@ class Pooled:
         self.bouncer = PgBouncer(base / name, su["username"], su["password"])
         cfg: dict[str, Any] = {
             "scope": cluster.scope, "name": name, "etcd": {"hosts": cluster.etcd.hosts},
-            "max_pause": max_pause, "lease_ttl": 4, "log_level": "DEBUG",
+            "max_pause": max_pause, "lease_ttl": 4,
             "pgbouncer": {"admin": self.bouncer.admin_dsn, "databases_file": str(self.bouncer.databases_file)},
         }
         if haproxy_socket is not None:
