@@ -6,5 +6,6 @@ printf '"postgres" "%s"\n' "$PGPASSWORD" >/run/pgbouncer/userlist.txt
 printf '[databases]\n' >/run/pgbouncer/databases.ini
 chown postgres:postgres /run/pgbouncer/userlist.txt /run/pgbouncer/databases.ini
 chmod 600 /run/pgbouncer/userlist.txt
-pgbouncer -d -u postgres /etc/pgbouncer/pgbouncer.ini
+# in the background, its log on the container's output (daemon mode would need a pidfile and a logfile)
+pgbouncer -u postgres /etc/pgbouncer/pgbouncer.ini &
 exec pgha pooler -c /etc/pgha/pooler.yml

@@ -150,7 +150,11 @@ def pooled_server() -> tuple[str, bool] | None:
 def test_pooler_service_routes_pgbouncer_to_the_primary(deployment: Deployment) -> None:
     d = deployment
     leader = leader_of(d)
-    server = wait_for("a statement through PgBouncer on 6432", pooled_server, 60)
+    try:
+        server = wait_for("a statement through PgBouncer on 6432", pooled_server, 60)
+    except TimeoutError:
+        print(d.compose("logs", "pooler", check=False).stdout)
+        raise
     assert server == (d.address(leader), False)
     body = json.loads(urllib.request.urlopen(f"http://{d.address(leader)}:8008/cluster", timeout=5).read())
     assert body["poolers"]["pooler1"]["target"] == leader
