@@ -36,7 +36,7 @@ WINDOW = 15.0  # seconds after the event in which statements count as affected
 
 
 def _gap(tally: Tally, t0: float) -> float:
-    acks = sorted(s + d for s, d in tally.latencies if s + d >= t0 - 1.0)
+    acks = sorted(t for t in tally.acked_at if t >= t0 - 1.0)
     return max((b - a for a, b in zip(acks, acks[1:], strict=False)), default=0.0)
 
 

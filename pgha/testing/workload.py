@@ -25,6 +25,7 @@ class Tally:
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (start, seconds) of each statement
     errors: list[str] = field(default_factory=list)
     failed_at: list[float] = field(default_factory=list)  # when each failed statement started
+    acked_at: list[float] = field(default_factory=list)  # when each acknowledgement arrived
 
 
 class Workload:
@@ -75,6 +76,7 @@ class Workload:
             self.tally.latencies.append((start, time.monotonic() - start))
             if ok and ident is not None:
                 self.tally.acked.append(ident)
+                self.tally.acked_at.append(time.monotonic())
             elif not ok:
                 self.tally.failed += 1
                 self.tally.failed_at.append(start)

@@ -35,6 +35,15 @@ def pooled(make_cluster: Callable[..., LocalCluster]) -> Iterator[tuple[LocalClu
     p.stop()
 
 
+def _writing(p: Pooled, clients: int, long_tx: bool = False) -> Workload:
+    """Clients writing through the pooler (and one idle connection), for a second already."""
+    load = Workload(p.bouncer.dsn(), clients=clients, long_tx=long_tx, idle=True)
+    load.setup()
+    load.start()
+    time.sleep(1.0)
+    return load
+
+
 def _poolers(c: LocalCluster) -> dict[str, object]:
     status, body = http_get(c.leader().api + "/cluster")
     return dict((body or {}).get("poolers") or {}) if status == 200 else {}
@@ -60,10 +69,7 @@ def _settle(c: LocalCluster, name: str) -> None:
 def test_switchover_through_pgbouncer_fails_no_statement_and_drops_no_connection(
         pooled: tuple[LocalCluster, Pooled]) -> None:
     c, p = pooled
-    load = Workload(p.bouncer.dsn(), clients=8, long_tx=True, idle=True)
-    load.setup()
-    load.start()
-    time.sleep(1.0)
+    load = _writing(p, clients=8, long_tx=True)
     old = c.leader()
     new = next(n for n in c.nodes if n is not old)
     status, body = _switchover(c, new.name)
@@ -82,10 +88,7 @@ def test_switchover_through_pgbouncer_fails_no_statement_and_drops_no_connection
 
 def test_primary_killed_queued_statements_complete_on_the_new_primary(pooled: tuple[LocalCluster, Pooled]) -> None:
     c, p = pooled
-    load = Workload(p.bouncer.dsn(), clients=4, idle=True)
-    load.setup()
-    load.start()
-    time.sleep(1.0)
+    load = _writing(p, clients=4)
     old = c.leader()
     old.signal_agent(signal.SIGKILL)
     old.kill_postgres(signal.SIGKILL)
@@ -240,10 +243,7 @@ def test_haproxy_push_without_the_socket_falls_back_to_checks_with_a_log_line(
 
 def test_frozen_primary_gets_no_pooled_write_and_acknowledges_none(pooled: tuple[LocalCluster, Pooled]) -> None:
     c, p = pooled
-    load = Workload(p.bouncer.dsn(), clients=4, idle=True)
-    load.setup()
-    load.start()
-    time.sleep(1.0)
+    load = _writing(p, clients=4)
     old = c.leader()
     pids = old.freeze_postgres()  # SIGSTOP: its agent lives on, sees the hang, and fences it
     try:
