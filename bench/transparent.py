@@ -12,13 +12,14 @@ on the primary afterwards (acknowledged by a non-primary, or lost; must be 0).
 
     .venv/bin/python bench/transparent.py [--runs 3] [--events switchover,kill]
 
-Patroni 4.1.5 + HAProxy is not in this run yet (see the issue's closing note); its switchover
-write gap through HAProxy was 3.07 s in the earlier side-by-side harness (bench/switchover.py).
+``--systems`` may add ``patroni``: Patroni 4.1.5 (installed from PyPI into its own venv,
+``pgha.testing.patroni``) behind the same HAProxy, with our check settings (inter 500 ms, fall 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import statistics
@@ -28,7 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pgha.testing import HAProxy, LocalCluster, http_request, wait_for
+from pgha.testing import EtcdCluster, HAProxy, LocalCluster, http_get, http_request, wait_for
+from pgha.testing.patroni import PatroniCluster
 from pgha.testing.pooler import Pooled, PoolerWatcher
 from pgha.testing.workload import Tally, Workload, missing_on
 
@@ -52,10 +54,58 @@ def _event(c: LocalCluster, event: str) -> None:
                                                  and n.health("/primary") == 200), None), 60)
 
 
+class _PatroniNode:
+    """A Patroni node as HAProxy and the events see it."""
+
+    def __init__(self, node: dict[str, Any]) -> None:
+        self.raw = node
+        self.name = node["name"]
+        self.pg_port = int(node["config"]["postgresql"]["listen"].rsplit(":", 1)[1])
+        self.api_port = int(node["config"]["restapi"]["listen"].rsplit(":", 1)[1])
+        self.api = node["api"]
+
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.pg_port} user=postgres password=supersecret dbname=postgres"
+
+
+def _patroni(base: Path, stops: list[Callable[[], None]]) -> tuple[list[_PatroniNode], Callable[[str], None]]:
+    etcd = EtcdCluster(base, 1)
+    etcd.start()
+    stops.append(etcd.stop)
+    pc = PatroniCluster(base / "patroni", etcd.hosts, {"ttl": 6, "loop_wait": 1, "retry_timeout": 2})
+    stops.append(pc.stop)
+    pc.start()
+    nodes = [_PatroniNode(n) for n in pc.nodes]
+
+    def leader() -> _PatroniNode:
+        return wait_for("a Patroni primary", lambda: next((n for n in nodes if http_get(n.api + "/primary", 1)[0]
+                                                           == 200), None), 60)
+
+    def event(kind: str) -> None:
+        old = leader()
+        if kind == "switchover":
+            new = next(n for n in nodes if n is not old)
+            http_request("POST", old.api + "/switchover", {"leader": old.name, "candidate": new.name}, timeout=60)
+        else:
+            old.raw["proc"].kill()
+            pm = (base / "patroni" / old.name / "data" / "postmaster.pid").read_text().split()[0]
+            os.kill(int(pm), signal.SIGKILL)
+        wait_for("a new Patroni primary", lambda: next((n for n in nodes if n is not old
+                                                        and http_get(n.api + "/primary", 1)[0] == 200), None), 60)
+    return nodes, event
+
+
 def one(system: str, event: str) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="pgha-bench-"))
-    c = LocalCluster(base)
     stops: list[Callable[[], None]] = []
+    if system == "patroni":
+        try:
+            return _patroni_run(base, event, stops)
+        finally:
+            for stop in reversed(stops):
+                stop()
+            shutil.rmtree(base, ignore_errors=True)
+    c = LocalCluster(base)
     try:
         c.start()
         proxy = HAProxy(base, c.nodes)
@@ -73,22 +123,7 @@ def one(system: str, event: str) -> dict[str, Any]:
             p.start(primary_port=c.leader().pg_port)
             stops.append(p.stop)
             dsn = p.bouncer.dsn()
-        time.sleep(2.0)
-        load = Workload(dsn, clients=30, long_tx=True, idle=True)
-        load.setup()
-        load.start()
-        time.sleep(3.0)
-        before = statistics.median(d for _, d in load.tally.latencies) if load.tally.latencies else 0.0
-        t0 = time.monotonic()
-        _event(c, event)
-        time.sleep(3.0)
-        tally = load.stop()
-        added = sorted(max(0.0, d - before) for s, d in tally.latencies if t0 - 1.0 <= s <= t0 + WINDOW)
-        primary = c.leader()
-        return {"failed": tally.failed, "dropped": tally.dropped, "gap": _gap(tally, t0),
-                "p50": added[len(added) // 2] if added else 0.0,
-                "p99": added[int(len(added) * 0.99)] if added else 0.0, "max": added[-1] if added else 0.0,
-                "idle_kept": load.idle_survived(), "non_primary_acks": len(missing_on(primary.dsn(), tally.acked))}
+        return _measure(dsn, lambda: _event(c, event), lambda: c.leader().dsn())
     finally:
         for stop in reversed(stops):
             stop()
@@ -96,11 +131,39 @@ def one(system: str, event: str) -> dict[str, Any]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def _patroni_run(base: Path, event: str, stops: list[Callable[[], None]]) -> dict[str, Any]:
+    nodes, fire = _patroni(base, stops)
+    proxy = HAProxy(base, nodes)
+    proxy.start()
+    stops.append(proxy.stop)
+    dsn = f"host=127.0.0.1 port={proxy.write_port} user=postgres password=supersecret dbname=postgres"
+    primary = lambda: next(n for n in nodes if http_get(n.api + "/primary", 1)[0] == 200).dsn()  # noqa: E731
+    return _measure(dsn, lambda: fire(event), primary)
+
+
+def _measure(dsn: str, fire: Callable[[], None], primary_dsn: Callable[[], str]) -> dict[str, Any]:
+    time.sleep(2.0)
+    load = Workload(dsn, clients=30, long_tx=True, idle=True)
+    load.setup()
+    load.start()
+    time.sleep(3.0)
+    before = statistics.median(d for _, d in load.tally.latencies) if load.tally.latencies else 0.0
+    t0 = time.monotonic()
+    fire()
+    time.sleep(3.0)
+    tally = load.stop()
+    added = sorted(max(0.0, d - before) for s, d in tally.latencies if t0 - 1.0 <= s <= t0 + WINDOW)
+    return {"failed": tally.failed, "dropped": tally.dropped, "gap": _gap(tally, t0),
+            "p50": added[len(added) // 2] if added else 0.0,
+            "p99": added[int(len(added) * 0.99)] if added else 0.0, "max": added[-1] if added else 0.0,
+            "idle_kept": load.idle_survived(), "non_primary_acks": len(missing_on(primary_dsn(), tally.acked))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--events", default="switchover,kill")
-    ap.add_argument("--systems", default="haproxy,haproxy+push,pgbouncer")
+    ap.add_argument("--systems", default="patroni,haproxy,haproxy+push,pgbouncer")
     args = ap.parse_args()
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for _ in range(args.runs):
