@@ -97,6 +97,7 @@ def _patroni(base: Path, stops: list[Callable[[], None]]) -> tuple[list[_Patroni
 
 def one(system: str, event: str) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="pgha-bench-"))
+    base.chmod(0o755)  # Patroni runs as postgres
     stops: list[Callable[[], None]] = []
     if system == "patroni":
         try:
