@@ -132,6 +132,11 @@ def missing_on(dsn: str, acked: list[int]) -> list[int]:
     return [i for i in acked if i not in have]
 
 
+def acked_since(tally: Tally, since: float) -> list[int]:
+    """The ids acknowledged at or after ``since`` (monotonic)."""
+    return [i for i, at in zip(tally.acked, tally.acked_at) if at >= since]
+
+
 def added_latency(tally: Tally, since: float) -> float:
     """The longest statement that started at or after ``since`` (monotonic)."""
     return max((d for s, d in tally.latencies if s >= since), default=0.0)
