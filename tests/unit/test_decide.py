@@ -493,3 +493,16 @@ def test_leader_asks_the_poolers_to_pause_before_handing_over() -> None:
     assert decide(snap(PRIMARY, acked, name="n1", wall_now=101.0)).actions == (a.HandOver("n2"),)
     late = decide(snap(PRIMARY, announced, name="n1", wall_now=106.0))
     assert late.actions == (a.HandOver("n2"),) and "did not pause within 5 s" in late.note
+
+
+def test_leader_gives_up_a_switchover_whose_candidate_stopped_streaming_from_it() -> None:
+    # n2's record (bound to its lease) still says streaming; the leader's own replication view
+    # says its walreceiver is gone: it died while the poolers paused
+    n2 = replace(STREAMING_N2, following="n1")
+    v = replace(view(n2=n2), failover=FailoverRequest("n1", "n2"))
+    gone = decide(snap(PRIMARY, v, name="n1"))
+    assert [type(x) for x in gone.actions] == [a.ClearFailover] and "no longer streams from n1" in gone.note
+    alive = replace(PRIMARY, replica_lsns={"n2": 5000})
+    assert decide(snap(alive, v, name="n1")).actions == (a.HandOver("n2"),)
+    cascading = replace(v, members={**v.members, "n2": replace(n2, following="n3")})
+    assert decide(snap(PRIMARY, cascading, name="n1")).actions == (a.HandOver("n2"),)
