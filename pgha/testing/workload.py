@@ -26,6 +26,7 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     failed_at: list[float] = field(default_factory=list)  # when each failed statement started
     acked_at: list[float] = field(default_factory=list)  # when each acknowledgement arrived
+    acked_sent: list[float] = field(default_factory=list)  # when each acknowledged statement was sent
 
 
 class Workload:
@@ -77,6 +78,7 @@ class Workload:
             if ok and ident is not None:
                 self.tally.acked.append(ident)
                 self.tally.acked_at.append(time.monotonic())
+                self.tally.acked_sent.append(start)
             elif not ok:
                 self.tally.failed += 1
                 self.tally.failed_at.append(start)
@@ -132,9 +134,10 @@ def missing_on(dsn: str, acked: list[int]) -> list[int]:
     return [i for i in acked if i not in have]
 
 
-def acked_since(tally: Tally, since: float) -> list[int]:
-    """The ids acknowledged at or after ``since`` (monotonic)."""
-    return [i for i, at in zip(tally.acked, tally.acked_at) if at >= since]
+def sent_since(tally: Tally, since: float) -> list[int]:
+    """The acknowledged ids whose statement was sent at or after ``since`` (monotonic): after a
+    fault, these must all be on the new primary, whatever the old one had not replicated."""
+    return [i for i, at in zip(tally.acked, tally.acked_sent) if at >= since]
 
 
 def added_latency(tally: Tally, since: float) -> float:

@@ -19,10 +19,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from pgha.testing import http_request, wait_for
+from pgha.testing import Node, http_request, wait_for
 from pgha.testing.netlab import why_not_available
+from pgha.testing.pooler import Pooled
+from pgha.testing.workload import Workload, missing_on, sent_since
 from tests.history import Report
 from tests.partition import (
     FAULTS,
@@ -242,3 +245,54 @@ def test_failsafe_primary_that_cannot_reach_one_replica_demotes_before_ttl_when_
             lab.cluster.etcd.kill(i, signal.SIGCONT)
         settle(lab)
         set_failsafe_mode(lab, False)
+
+
+def test_whole_primary_node_frozen_gets_no_write_through_the_pooler(healthy: Lab) -> None:
+    """PgBouncer and its watcher in the host namespace, clients writing through it. The whole
+    primary node frozen (agent and Postgres, as a stalled VM): the pool pauses once the watcher's
+    probe of the leader times out, moves to the new primary with its idle connection kept, and
+    nothing sent after that pause is acknowledged by the old primary; in synchronous mode every
+    acknowledgement survives. Statements already sent to the frozen node (in flight, or in the
+    probe's window) hang until the thaw, as they would on a direct connection."""
+    lab = healthy
+    old = lab.cluster.leader()
+    others = [n for n in lab.cluster.nodes if n is not old]
+    pooled = Pooled(lab.cluster, lab.cluster.base / f"pooler-{lab.mode}")
+    pooled.start(primary_port=old.pg_port)
+    load = Workload(pooled.bouncer.dsn(), clients=4, idle=True)
+    try:
+        load.setup()
+        load.start()
+        time.sleep(1.0)
+        lab.net.freeze(old.name, True)
+        try:
+            # "pausing": PAUSE waits on the connections stuck in the frozen node; new statements queue
+            paused = wait_for("the pool paused", lambda: time.monotonic() if pool_record(others).get(
+                "state") in ("pausing", "paused") else None, 10, interval=0.02)
+            new = wait_for("another writable primary", lambda: next(
+                (n for n in others if n.health("/primary") == 200), None), TTL * 4)
+            wait_for("the pool on the new primary", lambda: pool_record(others).get("target") == new.name
+                     and pool_record(others).get("state") == "active" or None, 20)
+            with psycopg.connect(pooled.bouncer.dsn(), autocommit=True, prepare_threshold=None) as conn:
+                row = conn.execute("SELECT NOT pg_is_in_recovery(), inet_server_port()").fetchone()
+            assert row == (True, new.pg_port), row
+        finally:
+            lab.net.freeze(old.name, False)
+        time.sleep(3.0)  # the thawed node is fenced; anything it still held is answered or refused now
+        tally = load.stop()
+        assert missing_on(new.dsn(), sent_since(tally, paused)) == [], "the frozen primary acknowledged a pooled write"
+        if lab.sync:
+            assert missing_on(new.dsn(), tally.acked) == [], "an acknowledged write was lost"
+        assert load.idle_survived()
+    finally:
+        load.halt.set()
+        pooled.stop()
+
+
+def pool_record(nodes: list[Node]) -> dict[str, object]:
+    """bouncer1's record under poolers/, as the first node that answers shows it."""
+    for n in nodes:
+        status, body, _ = http_request("GET", n.api + "/cluster", timeout=2.0)
+        if status == 200:
+            return dict(((body or {}).get("poolers") or {}).get("bouncer1") or {})
+    return {}
