@@ -32,7 +32,7 @@ from typing import Any
 from pgha.testing import EtcdCluster, HAProxy, LocalCluster, http_get, http_request, wait_for
 from pgha.testing.patroni import PatroniCluster
 from pgha.testing.pooler import Pooled, PoolerWatcher
-from pgha.testing.workload import Tally, Workload, missing_on
+from pgha.testing.workload import Tally, Workload, missing_on, sent_since
 
 WINDOW = 15.0  # seconds after the event in which statements count as affected
 
@@ -42,16 +42,22 @@ def _gap(tally: Tally, t0: float) -> float:
     return max((b - a for a, b in zip(acks, acks[1:], strict=False)), default=0.0)
 
 
-def _event(c: LocalCluster, event: str) -> None:
+def _event(c: LocalCluster, event: str) -> float:
+    """Fire ``event``; returns the time from which every acknowledgement must be on the final
+    primary (a switchover: all of them; a kill: those sent after it, the asynchronous tail
+    before it may be lost)."""
     old = c.leader()
+    since = 0.0
     if event == "switchover":
         new = next(n for n in c.nodes if n is not old)
         http_request("POST", old.api + "/switchover", {"leader": old.name, "candidate": new.name}, timeout=30)
     else:
         old.signal_agent(signal.SIGKILL)
         old.kill_postgres(signal.SIGKILL)
+        since = time.monotonic()
     wait_for("a writable primary", lambda: next((n for n in c.nodes if n is not old
                                                  and n.health("/primary") == 200), None), 60)
+    return since
 
 
 class _PatroniNode:
@@ -68,7 +74,7 @@ class _PatroniNode:
         return f"host=127.0.0.1 port={self.pg_port} user=postgres password=supersecret dbname=postgres"
 
 
-def _patroni(base: Path, stops: list[Callable[[], None]]) -> tuple[list[_PatroniNode], Callable[[str], None]]:
+def _patroni(base: Path, stops: list[Callable[[], None]]) -> tuple[list[_PatroniNode], Callable[[str], float]]:
     etcd = EtcdCluster(base, 1)
     etcd.start()
     stops.append(etcd.stop)
@@ -81,8 +87,9 @@ def _patroni(base: Path, stops: list[Callable[[], None]]) -> tuple[list[_Patroni
         return wait_for("a Patroni primary", lambda: next((n for n in nodes if http_get(n.api + "/primary", 1)[0]
                                                            == 200), None), 60)
 
-    def event(kind: str) -> None:
+    def event(kind: str) -> float:
         old = leader()
+        since = 0.0
         if kind == "switchover":
             new = next(n for n in nodes if n is not old)
             http_request("POST", old.api + "/switchover", {"leader": old.name, "candidate": new.name}, timeout=60)
@@ -90,8 +97,10 @@ def _patroni(base: Path, stops: list[Callable[[], None]]) -> tuple[list[_Patroni
             old.raw["proc"].kill()
             pm = (base / "patroni" / old.name / "data" / "postmaster.pid").read_text().split()[0]
             os.kill(int(pm), signal.SIGKILL)
+            since = time.monotonic()
         wait_for("a new Patroni primary", lambda: next((n for n in nodes if n is not old
                                                         and http_get(n.api + "/primary", 1)[0] == 200), None), 60)
+        return since
     return nodes, event
 
 
@@ -142,7 +151,7 @@ def _patroni_run(base: Path, event: str, stops: list[Callable[[], None]]) -> dic
     return _measure(dsn, lambda: fire(event), primary)
 
 
-def _measure(dsn: str, fire: Callable[[], None], primary_dsn: Callable[[], str]) -> dict[str, Any]:
+def _measure(dsn: str, fire: Callable[[], float], primary_dsn: Callable[[], str]) -> dict[str, Any]:
     time.sleep(2.0)
     load = Workload(dsn, clients=30, long_tx=True, idle=True)
     load.setup()
@@ -150,14 +159,16 @@ def _measure(dsn: str, fire: Callable[[], None], primary_dsn: Callable[[], str])
     time.sleep(3.0)
     before = statistics.median(d for _, d in load.tally.latencies) if load.tally.latencies else 0.0
     t0 = time.monotonic()
-    fire()
+    since = fire()
     time.sleep(3.0)
     tally = load.stop()
     added = sorted(max(0.0, d - before) for s, d in tally.latencies if t0 - 1.0 <= s <= t0 + WINDOW)
+    missing = set(missing_on(primary_dsn(), tally.acked))
+    after = missing.intersection(sent_since(tally, since))
     return {"failed": tally.failed, "dropped": tally.dropped, "gap": _gap(tally, t0),
             "p50": added[len(added) // 2] if added else 0.0,
             "p99": added[int(len(added) * 0.99)] if added else 0.0, "max": added[-1] if added else 0.0,
-            "idle_kept": load.idle_survived(), "non_primary_acks": len(missing_on(primary_dsn(), tally.acked))}
+            "idle_kept": load.idle_survived(), "non_primary_acks": len(after), "lost_tail": len(missing - after)}
 
 
 def main() -> None:
@@ -173,12 +184,13 @@ def main() -> None:
                 r = one(system, event)
                 results.setdefault((system, event), []).append(r)
                 print(f"{system:14} {event:10} {r}", flush=True)
-    print("\nmedians over runs (failed, dropped, gap s, added latency p50/p99/max s, idle kept, non-primary acks)")
+    print("\nmedians over runs (failed, dropped, gap s, added latency p50/p99/max s, idle kept; summed: acks"
+          " by a non-primary, acks lost with an asynchronous primary's unreplicated tail)")
     for (system, event), rs in results.items():
         med = {k: statistics.median(float(r[k]) for r in rs) for k in ("failed", "dropped", "gap", "p50", "p99", "max")}
         print(f"{system:14} {event:10} failed {med['failed']:.0f}  dropped {med['dropped']:.0f}  gap {med['gap']:.2f}  "
               f"added {med['p50']:.3f}/{med['p99']:.3f}/{med['max']:.3f}  idle kept {all(r['idle_kept'] for r in rs)}  "
-              f"non-primary acks {sum(r['non_primary_acks'] for r in rs)}")
+              f"non-primary acks {sum(r['non_primary_acks'] for r in rs)}  lost tail {sum(r['lost_tail'] for r in rs)}")
 
 
 if __name__ == "__main__":

@@ -59,18 +59,51 @@ class PgBouncerDriver:
         self.cfg = cfg
         self._pause_task: asyncio.Task[None] | None = None
         self._pause_conn: list[psycopg.AsyncConnection[Any]] = []
+        # An admin connection opened ahead of the next PAUSE: logging in takes milliseconds that,
+        # after a primary died, are statements failing.
+        self._spare: asyncio.Task[psycopg.AsyncConnection[Any]] | None = None
         self.paused = False  # the last PAUSE returned and no RESUME followed
 
     @property
     def pausing(self) -> bool:
         return self._pause_task is not None
 
+    def _connect(self) -> Any:
+        return psycopg.AsyncConnection.connect(self.cfg.admin, autocommit=True, connect_timeout=2,
+                                               cursor_factory=psycopg.AsyncClientCursor)
+
+    def warm(self) -> None:
+        """Have an admin connection ready for the next PAUSE (opened in the background)."""
+        t = self._spare
+        if t is not None and t.done() and (t.cancelled() or t.exception() is not None or t.result().closed):
+            t = None
+        if t is None and self._pause_task is None:
+            t = asyncio.get_running_loop().create_task(self._connect())
+        self._spare = t
+
+    async def _admin_for_pause(self) -> psycopg.AsyncConnection[Any]:
+        t, self._spare = self._spare, None
+        if t is not None and t.done() and not t.cancelled() and t.exception() is None and not t.result().closed:
+            return t.result()
+        if t is not None and not t.done():
+            t.cancel()
+        conn: psycopg.AsyncConnection[Any] = await self._connect()
+        return conn
+
+    def drop_spare(self) -> None:
+        t, self._spare = self._spare, None
+        if t is None:
+            return
+        if not t.done():
+            t.cancel()
+        elif not t.cancelled() and t.exception() is None:
+            bounded.close_quietly(t.result())
+
     async def _command(self, sql: str) -> None:
         conn: list[psycopg.AsyncConnection[Any]] = []
 
         async def go() -> None:
-            conn.append(await psycopg.AsyncConnection.connect(
-                self.cfg.admin, autocommit=True, connect_timeout=2, cursor_factory=psycopg.AsyncClientCursor))
+            conn.append(await self._connect())
             try:
                 await conn[0].execute(sql)
             finally:
@@ -90,8 +123,7 @@ class PgBouncerDriver:
             self._pause_task = asyncio.get_running_loop().create_task(self._pause())
 
     async def _pause(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(
-            self.cfg.admin, autocommit=True, connect_timeout=2, cursor_factory=psycopg.AsyncClientCursor)
+        conn = await self._admin_for_pause()
         self._pause_conn.append(conn)
         try:
             await conn.execute("PAUSE")

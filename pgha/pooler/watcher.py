@@ -26,6 +26,7 @@ from pgha.pooler.config import PoolerConfig
 from pgha.pooler.decide import Held, Plan, Seen, plan
 from pgha.pooler.haproxy import HAProxyDriver
 from pgha.pooler.pgbouncer import PgBouncerDriver
+from pgha.pooler.sentinel import Sentinel, stopped
 
 log = logging.getLogger("pgha.pooler")
 
@@ -55,6 +56,7 @@ class Watcher:
         self.bouncer = PgBouncerDriver(cfg.pgbouncer) if cfg.pgbouncer is not None else None
         self.haproxy = HAProxyDriver(cfg.haproxy) if cfg.haproxy is not None else None
         self.probe = Probe()
+        self.sentinel = Sentinel(self._sentinel_closed)
         self.lease = 0
         self.lease_ok_at = time.monotonic()  # etcd counts as reachable until the first lease_ttl / 2 without it
         self.published: PoolerRecord | None = None
@@ -107,6 +109,12 @@ class Watcher:
                 ok = resp.status == 200
         self.probe.name, self.probe.ok, self.probe.at = member.name, ok, time.monotonic()
 
+    def _sentinel_closed(self, name: str) -> None:
+        """The connection held to ``name``'s agent closed: probe it now, not at the next interval."""
+        if self.probe.name == name:
+            self.probe.at = 0.0
+        self.changed.set()
+
     def _seen(self, view: ClusterView, now: float) -> Seen:
         fresh = self.cfg.probe_interval * 2 + 0.5
         return Seen(now=now, etcd_ok=self._etcd_ok(now), leader=view.leader, handover=view.handover,
@@ -121,6 +129,8 @@ class Watcher:
         due = FAST if self.probe.confirmed(now, 1e9) != who else self.cfg.probe_interval
         if member is not None and (self.probe.name != who or now - self.probe.at >= due):
             await self._probe(member, now)
+        held = who if member is not None and self.probe.confirmed(now, 1e9) == who else None
+        self.sentinel.watch(held, member.api_url if member is not None and held else "")
         return self._seen(view, time.monotonic()), view
 
     # -- acting --------------------------------------------------------------------------
@@ -140,6 +150,8 @@ class Watcher:
             await self._pause(view)
         else:
             await self._route(p.target, view)
+            if self.bouncer is not None:
+                self.bouncer.warm()
         paused = self.bouncer.paused if self.bouncer is not None else p.pause
         self.held = Held(target=self.held.target if p.pause else p.target, pause_wanted_since=since, paused=paused)
 
@@ -242,6 +254,9 @@ class Watcher:
         and our registration goes at once."""
         with contextlib.suppress(Exception):
             await self.step(bound=0.0)
+        await stopped(self.sentinel)
+        if self.bouncer is not None:
+            self.bouncer.drop_spare()
         if self.lease:
             with contextlib.suppress(e.DcsError):
                 await self.client.lease_revoke(self.lease, time.monotonic() + 1.0)

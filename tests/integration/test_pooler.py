@@ -22,6 +22,7 @@ from pgha.testing.workload import Workload, missing_on, sent_since
 from tests.conftest import sql
 
 pytestmark = pytest.mark.slow
+CLIENTS = 4  # writers in the kill scenarios
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ def test_switchover_through_pgbouncer_fails_no_statement_and_drops_no_connection
 
 
 def _kill_primary_under_load(c: LocalCluster, p: Pooled) -> tuple[Workload, float, Node]:
-    load = _writing(p, clients=4)
+    load = _writing(p, clients=CLIENTS)
     old = c.leader()
     old.signal_agent(signal.SIGKILL)
     old.kill_postgres(signal.SIGKILL)
@@ -107,10 +108,13 @@ def test_primary_killed_queued_statements_complete_on_the_new_primary(pooled: tu
     c, p = pooled
     load, killed, new = _kill_primary_under_load(c, p)
     tally = load.stop()
-    # Statements fail only in the window before the watcher sees the primary gone (its probe
-    # interval, 0.1 s; these clients retry every 5 ms): every one sent later queues and completes
-    # on the new primary, though the leader key stayed until its ttl ran out.
-    assert max(tally.failed_at, default=killed) < killed + 0.5, tally.errors
+    # The statements in flight at the kill fail; the watcher's connection to the agent closes with
+    # it, so the pool pauses within milliseconds, not at the next probe (0.1 s, in which these
+    # clients, retrying every 5 ms, would fail dozens more): every statement sent later queues
+    # and completes on the new primary, though the leader key stayed until its ttl ran out.
+    late = [f - killed for f in tally.failed_at if f >= killed]
+    print(f"failed after the kill: {len(late)} at {late}")
+    assert len(late) <= 2 * CLIENTS, (late, tally.errors)
     assert load.idle_survived()
     after = [s for s, _ in tally.latencies if s > killed + 0.5]
     assert after, "no statement was sent after the kill"
