@@ -7,13 +7,18 @@ transactions, one idle connection. Events: a planned switchover, and a SIGKILL o
 node (agent and Postgres). Per system and event it reports failed statements, dropped
 connections, the largest added latency of statements started in the event's window (p50 / p99 /
 max, over the median latency before the event), the write gap (longest time without an
-acknowledged write), whether the idle connection survived, and writes acknowledged but missing
-on the primary afterwards (acknowledged by a non-primary, or lost; must be 0).
+acknowledged write), whether the idle connection survived, and acknowledged writes missing on
+the primary afterwards: those sent after the event (acknowledged by a non-primary; must be 0)
+apart from those sent before a kill (an asynchronous primary's unreplicated tail).
 
-    .venv/bin/python bench/transparent.py [--runs 3] [--events switchover,kill]
+    .venv/bin/python bench/transparent.py [--runs 3] [--events switchover,kill] [--systems ...]
 
-``--systems`` may add ``patroni``: Patroni 4.1.5 (installed from PyPI into its own venv,
-``pgha.testing.patroni``) behind the same HAProxy, with our check settings (inter 500 ms, fall 2).
+Systems: ``haproxy`` (checks only: inter 500 ms, fall 2, rise 1), ``haproxy+push``,
+``pgbouncer``, ``pgbouncer+cut`` (``pooler_pause_timeout`` 0.3 s: transactions still open 0.3 s
+into the hand-over are cut, bounding everyone else's wait), ``patroni`` (Patroni 4.1.5, installed
+from PyPI into its own venv by ``pgha.testing.patroni``, behind the same HAProxy with our check
+settings) and ``patroni-sample`` (the same with Patroni's sample haproxy.cfg checks: inter 3s,
+fall 3, rise 2).
 """
 
 from __future__ import annotations
@@ -29,12 +34,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pgha.testing import EtcdCluster, HAProxy, LocalCluster, http_get, http_request, wait_for
+from pgha.testing import FAST, EtcdCluster, HAProxy, LocalCluster, http_get, http_request, wait_for
 from pgha.testing.patroni import PatroniCluster
 from pgha.testing.pooler import Pooled, PoolerWatcher
 from pgha.testing.workload import Tally, Workload, missing_on, sent_since
 
 WINDOW = 15.0  # seconds after the event in which statements count as affected
+OUR_CHECKS = "inter 500ms fall 2 rise 1"  # configs/haproxy.cfg
+SAMPLE_CHECKS = "inter 3s fall 3 rise 2"  # Patroni's haproxy.cfg sample
 
 
 def _gap(tally: Tally, t0: float) -> float:
@@ -108,14 +115,14 @@ def one(system: str, event: str) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="pgha-bench-"))
     base.chmod(0o755)  # Patroni runs as postgres
     stops: list[Callable[[], None]] = []
-    if system == "patroni":
+    if system.startswith("patroni"):
         try:
-            return _patroni_run(base, event, stops)
+            return _patroni_run(base, event, stops, SAMPLE_CHECKS if system == "patroni-sample" else OUR_CHECKS)
         finally:
             for stop in reversed(stops):
                 stop()
             shutil.rmtree(base, ignore_errors=True)
-    c = LocalCluster(base)
+    c = LocalCluster(base, dcs={**FAST, "pooler_pause_timeout": 0.3} if system == "pgbouncer+cut" else None)
     try:
         c.start()
         proxy = HAProxy(base, c.nodes)
@@ -128,7 +135,7 @@ def one(system: str, event: str) -> dict[str, Any]:
             w.start()
             stops.append(w.stop)
         dsn = f"host=127.0.0.1 port={port} user=postgres password=supersecret dbname=postgres"
-        if system == "pgbouncer":
+        if system.startswith("pgbouncer"):
             p = Pooled(c, base / "pooler")
             p.start(primary_port=c.leader().pg_port)
             stops.append(p.stop)
@@ -141,9 +148,9 @@ def one(system: str, event: str) -> dict[str, Any]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _patroni_run(base: Path, event: str, stops: list[Callable[[], None]]) -> dict[str, Any]:
+def _patroni_run(base: Path, event: str, stops: list[Callable[[], None]], checks: str) -> dict[str, Any]:
     nodes, fire = _patroni(base, stops)
-    proxy = HAProxy(base, nodes)
+    proxy = HAProxy(base, nodes, checks)
     proxy.start()
     stops.append(proxy.stop)
     dsn = f"host=127.0.0.1 port={proxy.write_port} user=postgres password=supersecret dbname=postgres"
@@ -175,7 +182,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--events", default="switchover,kill")
-    ap.add_argument("--systems", default="patroni,haproxy,haproxy+push,pgbouncer")
+    ap.add_argument("--systems", default="patroni,patroni-sample,haproxy,haproxy+push,pgbouncer,pgbouncer+cut")
     args = ap.parse_args()
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for _ in range(args.runs):

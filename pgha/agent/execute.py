@@ -195,6 +195,11 @@ class Executor:
                 return await self._reload(s, s.chosen_sync, act.reason)
             case a.SetSyncStandbys():
                 return await self._set_sync(act, s)
+            case a.AnnounceHandover():
+                # The checkpoint that keeps the shutdown short runs now, while clients still
+                # write, not once the poolers hold them paused (the hand-over's is then small).
+                await self._step("checkpoint before the poolers pause")
+                await self.postgres.checkpoint(max(1.0, s.config.ttl / 2))
         done = await keys.execute(act, s, self.store, self._lease(), self.jobs.local.bootstrap.dcs)
         if done is None:
             raise e.PghaError(f"no executor for {act!r}")

@@ -247,7 +247,7 @@ listen primary
     bind 127.0.0.1:{write_port}
     option httpchk OPTIONS /primary
     http-check expect status 200
-    default-server inter {inter} fall 2 rise 1 on-marked-down shutdown-sessions
+    default-server {checks} on-marked-down shutdown-sessions
 {primary_servers}
 listen replicas
     bind 127.0.0.1:{read_port}
@@ -262,8 +262,9 @@ listen replicas
 class HAProxy:
     """HAProxy routing a write port to the node answering /primary and a read port to /replica."""
 
-    def __init__(self, base: Path, nodes: Sequence[Server], inter: str = "500ms") -> None:
-        """``inter``: the write backend's check interval (a push test makes it too slow to matter)."""
+    def __init__(self, base: Path, nodes: Sequence[Server], checks: str = "inter 500ms fall 2 rise 1") -> None:
+        """``checks``: the write backend's check timing (Patroni's sample: inter 3s fall 3 rise 2;
+        a push test makes it too slow to matter)."""
         self.binary = require_binary("haproxy")
         self.base = base
         self.write_port, self.read_port = free_port(), free_port()
@@ -272,7 +273,7 @@ class HAProxy:
         self.config_path = base / "haproxy.cfg"
         self.socket = base / "haproxy.sock"  # the runtime API (pgha pooler's HAProxy push)
         self.config_path.write_text(HAPROXY_TEMPLATE.format(socket=self.socket, write_port=self.write_port,
-                                                            read_port=self.read_port, inter=inter,
+                                                            read_port=self.read_port, checks=checks,
                                                             primary_servers=servers, replica_servers=servers))
         self.proc: subprocess.Popen[bytes] | None = None
 

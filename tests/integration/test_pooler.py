@@ -241,7 +241,7 @@ def test_haproxy_push_routes_writes_to_the_new_primary_at_once(make_cluster: Cal
     c = make_cluster()
     c.start()
     # Checks every 30 s: only the push can route within the test's windows.
-    proxy = HAProxy(c.base, c.nodes, inter="30s")
+    proxy = HAProxy(c.base, c.nodes, checks="inter 30s fall 2 rise 1")
     proxy.start()
     w = PoolerWatcher(c.base / "push", {"scope": c.scope, "name": "haproxy1", "etcd": {"hosts": c.etcd.hosts},
                                          "lease_ttl": 4, "haproxy": {"socket": str(proxy.socket)}})
