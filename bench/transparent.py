@@ -5,8 +5,8 @@ Not a test: nothing here asserts a time.
 Workload (``pgha.testing.workload``): 30 clients of short autocommit writes, one client in 1 s
 transactions, one idle connection. Events: a planned switchover, and a SIGKILL of the primary's
 node (agent and Postgres). Per system and event it reports failed statements, dropped
-connections, the largest added latency of statements started in the event's window (p50 / p99 /
-max, over the median latency before the event), the write gap (longest time without an
+connections, the added latency of short statements started in the event's window (p50 / p99 /
+max, over their median latency before the event) and the most added to a 1 s transaction, the write gap (longest time without an
 acknowledged write), whether the idle connection survived, and acknowledged writes missing on
 the primary afterwards: those sent after the event (acknowledged by a non-primary; must be 0)
 apart from those sent before a kill (an asynchronous primary's unreplicated tail).
@@ -44,8 +44,17 @@ OUR_CHECKS = "inter 500ms fall 2 rise 1"  # configs/haproxy.cfg
 SAMPLE_CHECKS = "inter 3s fall 3 rise 2"  # Patroni's haproxy.cfg sample
 
 
-def _gap(tally: Tally, t0: float) -> float:
-    acks = sorted(t for t in tally.acked_at if t >= t0 - 1.0)
+def _is_primary(api: str) -> bool:
+    try:
+        return http_get(api + "/primary", 1)[0] == 200
+    except OSError:  # a killed node refuses
+        return False
+
+
+def _gap(tally: Tally, t0: float, end: float) -> float:
+    """The longest time without an acknowledged write from a second before the event to ``end``
+    (writes that never resume count up to ``end``)."""
+    acks = sorted(t for t in tally.acked_at if t >= t0 - 1.0) + [end]
     return max((b - a for a, b in zip(acks, acks[1:], strict=False)), default=0.0)
 
 
@@ -91,8 +100,7 @@ def _patroni(base: Path, stops: list[Callable[[], None]]) -> tuple[list[_Patroni
     nodes = [_PatroniNode(n) for n in pc.nodes]
 
     def leader() -> _PatroniNode:
-        return wait_for("a Patroni primary", lambda: next((n for n in nodes if http_get(n.api + "/primary", 1)[0]
-                                                           == 200), None), 60)
+        return wait_for("a Patroni primary", lambda: next((n for n in nodes if _is_primary(n.api)), None), 60)
 
     def event(kind: str) -> float:
         old = leader()
@@ -106,7 +114,7 @@ def _patroni(base: Path, stops: list[Callable[[], None]]) -> tuple[list[_Patroni
             os.kill(int(pm), signal.SIGKILL)
             since = time.monotonic()
         wait_for("a new Patroni primary", lambda: next((n for n in nodes if n is not old
-                                                        and http_get(n.api + "/primary", 1)[0] == 200), None), 60)
+                                                        and _is_primary(n.api)), None), 60)
         return since
     return nodes, event
 
@@ -154,7 +162,7 @@ def _patroni_run(base: Path, event: str, stops: list[Callable[[], None]], checks
     proxy.start()
     stops.append(proxy.stop)
     dsn = f"host=127.0.0.1 port={proxy.write_port} user=postgres password=supersecret dbname=postgres"
-    primary = lambda: next(n for n in nodes if http_get(n.api + "/primary", 1)[0] == 200).dsn()  # noqa: E731
+    primary = lambda: next(n for n in nodes if _is_primary(n.api)).dsn()  # noqa: E731
     return _measure(dsn, lambda: fire(event), primary)
 
 
@@ -168,13 +176,15 @@ def _measure(dsn: str, fire: Callable[[], float], primary_dsn: Callable[[], str]
     t0 = time.monotonic()
     since = fire()
     time.sleep(3.0)
+    end = time.monotonic()
     tally = load.stop()
     added = sorted(max(0.0, d - before) for s, d in tally.latencies if t0 - 1.0 <= s <= t0 + WINDOW)
     missing = set(missing_on(primary_dsn(), tally.acked))
     after = missing.intersection(sent_since(tally, since))
-    return {"failed": tally.failed, "dropped": tally.dropped, "gap": _gap(tally, t0),
+    return {"failed": tally.failed, "dropped": tally.dropped, "gap": _gap(tally, t0, end),
             "p50": added[len(added) // 2] if added else 0.0,
             "p99": added[int(len(added) * 0.99)] if added else 0.0, "max": added[-1] if added else 0.0,
+            "long_max": max((d for s, d in tally.long_latencies if t0 - 1.0 <= s <= t0 + WINDOW), default=0.0),
             "idle_kept": load.idle_survived(), "non_primary_acks": len(after), "lost_tail": len(missing - after)}
 
 
@@ -191,12 +201,14 @@ def main() -> None:
                 r = one(system, event)
                 results.setdefault((system, event), []).append(r)
                 print(f"{system:14} {event:10} {r}", flush=True)
-    print("\nmedians over runs (failed, dropped, gap s, added latency p50/p99/max s, idle kept; summed: acks"
+    print("\nmedians over runs (failed, dropped, gap s, added latency of short writes p50/p99/max s and of the 1 s"
+          " transactions, idle kept; summed: acks"
           " by a non-primary, acks lost with an asynchronous primary's unreplicated tail)")
     for (system, event), rs in results.items():
-        med = {k: statistics.median(float(r[k]) for r in rs) for k in ("failed", "dropped", "gap", "p50", "p99", "max")}
+        med = {k: statistics.median(float(r[k]) for r in rs)
+               for k in ("failed", "dropped", "gap", "p50", "p99", "max", "long_max")}
         print(f"{system:14} {event:10} failed {med['failed']:.0f}  dropped {med['dropped']:.0f}  gap {med['gap']:.2f}  "
-              f"added {med['p50']:.3f}/{med['p99']:.3f}/{med['max']:.3f}  idle kept {all(r['idle_kept'] for r in rs)}  "
+              f"added {med['p50']:.3f}/{med['p99']:.3f}/{med['max']:.3f}  long tx +{med['long_max']:.2f}  idle kept {all(r['idle_kept'] for r in rs)}  "
               f"non-primary acks {sum(r['non_primary_acks'] for r in rs)}  lost tail {sum(r['lost_tail'] for r in rs)}")
 
 

@@ -48,6 +48,10 @@ async def execute(act: a.Action, s: Snapshot, store: ClusterStore, lease: int,
             if await store.announce_handover(handover, lease, s.config.retry_timeout):
                 log.info("switchover to %s: asked pooler(s) %s to pause", act.candidate, ", ".join(sorted(s.cluster.poolers)))
             return Result(wake=True)
+        case a.WriteRollout():
+            if await store.write_rollout(act.record, lease, s.config.retry_timeout):
+                log.info("rolling restart: %s", act.record.progress())
+            return Result(wake=True)
         case a.ClearFailover():
             await store.clear_failover(s.cluster.failover_revision, s.config.retry_timeout)
             log.info("cleared the switchover request: %s", act.reason)

@@ -55,6 +55,8 @@ def cluster_json(view: ClusterView, scope: str, paused: bool) -> dict[str, Any]:
     if view.poolers:  # not in Patroni's body: only when poolers follow the cluster
         out["poolers"] = {n: {"kind": p.kind, "state": p.state, "target": p.target or None}
                           for n, p in sorted(view.poolers.items())}
+    if view.rollout is not None:  # not in Patroni's body either
+        out["rollout"] = view.rollout.body()
     return out
 
 

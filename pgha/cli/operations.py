@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from pgha.cli import rollout
 from pgha.cli.context import Target, cluster_options
 from pgha.core import schedule
 from pgha.core.cluster import ClusterView
@@ -191,12 +192,31 @@ def _members_in_order(view: ClusterView, names: tuple[str, ...]) -> list[str]:
 @click.option("--pending", is_flag=True, help="only members whose settings need a restart")
 @click.option("--scheduled", help="when, as ISO 8601 with a timezone")
 @click.option("--force", is_flag=True, help="do not ask")
+@click.option("--rolling", is_flag=True, help="let the cluster restart them one by one, switching over "
+              "before the primary (clients see no error through the pooler)")
+@click.option("--older-than-installed", is_flag=True, help="with --rolling: members whose running Postgres is "
+              "older than the installed binary")
+@click.option("--max-lag", help="with --rolling: how far behind (bytes, or 16MB) a restarted replica may be "
+              "before the next member goes")
+@click.option("--drain", type=float, help="with --rolling: seconds a replica may take to lose its read sessions")
+@click.option("--abort", "abort_", is_flag=True, help="stop a rolling restart after the member in progress")
+@click.option("--no-wait", is_flag=True, help="with --rolling: start it and return")
 def restart(target: Target, members: tuple[str, ...], role: str, pending: bool, scheduled: str | None,
-            force: bool) -> None:
+            force: bool, rolling: bool, older_than_installed: bool, max_lag: str | None, drain: float | None,
+            abort_: bool, no_wait: bool) -> None:
     """Restart Postgres on members: replicas first, the primary last.
 
     Example: pgha restart -c node.yml --pending --force
+
+    With --rolling the cluster does it (a closed terminal stops nothing): each replica drained
+    from the read path, restarted and caught up, then a switchover, then the old primary.
     """
+    if abort_:
+        return rollout.abort(target)
+    if rolling or older_than_installed:
+        asked = {"pending": pending or None, "older_than_installed": older_than_installed or None,
+                 "max_lag": int(max_lag) if max_lag and max_lag.isdigit() else max_lag, "drain": drain}
+        return rollout.start(target, members, {k: v for k, v in asked.items() if v is not None}, not no_wait)
     view = target.view()
     order = _members_in_order(view, members)
     if role != "any":

@@ -76,6 +76,9 @@ def footer(view: ClusterView, paused: bool) -> list[str]:
         lines.append(f"                    from: {f.leader or view.leader}")
         if f.candidate:
             lines.append(f"                      to: {f.candidate}")
+    r = view.rollout
+    if r is not None and r.state != "done":  # a failed or aborted one stays shown until the next
+        lines.append(f" Rolling restart {r.progress()}")
     return lines
 
 

@@ -4,6 +4,10 @@ stops at the first that fails; the next loop decides again from what then is."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pgha.core.rollout import Rollout
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,14 @@ class NameSwitchoverCandidate(Action):
     request that named none), so that it alone waits for our final WAL position."""
 
     candidate: str
+
+
+@dataclass(frozen=True)
+class WriteRollout(Action):
+    """Compare-and-set the ``rollout`` key to ``record`` (against ``record.revision``), only while
+    the leader key is ours: the coordinator's next step of a rolling restart (``core.rolling``)."""
+
+    record: Rollout
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 from pgha.core import schedule
 from pgha.core.poolers import Handover, PoolerRecord
+from pgha.core.rollout import Rollout
 from pgha.core.settings import ClusterSettings
 
 
@@ -35,6 +36,8 @@ class Member:
     pause: bool = False
     note: str = ""  # the agent's last decision, e.g. why it does not take over
     following: str = ""  # the member this replica streams from (cascading: not always the leader)
+    started_at: float = 0.0  # when its Postgres started (epoch s; 0: not running or not known)
+    sessions: int = -1  # client sessions on its Postgres (-1: not known): a draining replica waits for 0
 
     @property
     def nofailover(self) -> bool:
@@ -196,6 +199,7 @@ class ClusterView:
     availability_raw: str = ""  # the ``availability`` key (``core.availability``), parsed on demand
     handover: Handover | None = None  # a planned switchover waiting for the poolers (``core.poolers``)
     poolers: Mapping[str, PoolerRecord] = field(default_factory=dict)
+    rollout: Rollout | None = None  # a rolling restart (``core.rollout``)
     revision: int = 0
 
     @property
@@ -240,6 +244,8 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
             out["events_raw"] = kv.value
         elif rel == "availability":
             out["availability_raw"] = kv.value
+        elif rel == "rollout":
+            out["rollout"] = Rollout.from_json(kv.value, kv.mod_revision)
         elif rel == "handover":
             out["handover"] = Handover.from_json(kv.value, kv.create_revision)
         elif rel.startswith("poolers/"):

@@ -36,6 +36,7 @@ from pgha.core import (
     parameters,
     paused,
     poolers,
+    rolling,
     slots,
     standby,
     sync,
@@ -86,7 +87,7 @@ def _wait(note: str) -> Decision:
 
 
 def decide(s: Snapshot) -> Decision:
-    d = _decide(s)
+    d = rolling.join(s, _decide(s), _REPLACES_POSTGRES)
     if (s.busy is None and s.pg.running and s.applied_parameters is not None
             and not any(isinstance(x, _REPLACES_POSTGRES) for x in d.actions)
             and parameters.wanted(s.config, s.chosen_sync) != s.applied_parameters):
@@ -304,6 +305,8 @@ def _operator_request(s: Snapshot) -> Decision | None:
         return None  # a due demotion goes first: no restart, reload or reinit of a primary that must stop
     if s.reinit_requested and c.leader != s.name and c.leader in c.members:
         return Decision((Reinitialize(str(c.leader)),), f"reinitializing from {c.leader} as requested")
+    if rolling.restart_due(s):
+        return Decision((RestartPostgres(primary=False, follow=pg.following),), "rolling restart: restarting postgres")
     if s.restart_at is not None and s.wall_now >= s.restart_at and pg.running:
         follow = None if pg.writable else pg.following
         return Decision((RestartPostgres(primary=pg.writable, follow=follow),), "restarting postgres as requested")

@@ -29,6 +29,7 @@ class NodeHealth:
     loop_age: float = 0.0  # seconds since the HA loop last completed
     dcs_age: float = 0.0  # seconds since etcd last answered
     ttl: float = 30.0
+    draining: bool = False  # a rolling restart takes it out of the read path before restarting it
 
 
 def parse_size(text: str) -> int:
@@ -53,7 +54,7 @@ def is_primary(h: NodeHealth) -> bool:
 
 
 def is_replica(h: NodeHealth, query: Mapping[str, str]) -> bool:
-    if not (h.pg_running and h.in_recovery and h.streaming) or h.tags.get("noloadbalance"):
+    if not (h.pg_running and h.in_recovery and h.streaming) or h.tags.get("noloadbalance") or h.draining:
         return False
     if "lag" in query:
         if h.lag is None or h.lag > parse_size(query["lag"]):

@@ -152,7 +152,7 @@ def health(r: NodeReport, now: float) -> NodeHealth:
         streaming=up and r.pg.streaming and crossed, lag=lag(r), tags=r.tags, sync_standby=sync_standby(r),
         standby_leader=up and standby_leader(r, now),
         loop_age=now - r.loop_at, dcs_age=now - r.dcs_seen_at if r.dcs_seen_at is not None else float("inf"),
-        ttl=r.config.ttl)
+        ttl=r.config.ttl, draining=r.view.rollout is not None and r.view.rollout.draining(r.name))
 
 
 def member_state(r: NodeReport) -> str:
@@ -170,7 +170,8 @@ def member(r: NodeReport) -> Member:
         replayed_lsn=pg.replayed_lsn, tags=dict(r.tags), version=r.version,
         pending_restart=pg.pending_restart, pending_restart_reason=r.facts.pending_restart_reason,
         scheduled_restart=schedule.iso(r.restart_at) if r.restart_at else "",
-        pause=r.config.pause, note=r.note, following=pg.following or "" if pg.in_recovery else "")
+        pause=r.config.pause, note=r.note, following=pg.following or "" if pg.in_recovery else "",
+        started_at=pg.started_at or 0.0 if pg.running else 0.0, sessions=pg.sessions if pg.running else -1)
 
 
 def _sync_status(r: NodeReport) -> dict[str, Any]:

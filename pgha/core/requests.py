@@ -10,7 +10,7 @@ from pgha.core.cluster import ClusterView
 from pgha.core.fitness import LivePositions, candidate_problem
 from pgha.core.settings import ClusterSettings
 
-__all__ = ["LivePositions", "Refusal", "check_failover", "check_switchover", "merge_patch"]
+__all__ = ["LivePositions", "Refusal", "check_failover", "check_rollout", "check_switchover", "merge_patch"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,32 @@ def check_failover(view: ClusterView, config: ClusterSettings, candidate: str) -
         return Refusal(412, f"candidate {candidate} is tagged nofailover")
     if m.role != "replica" or m.state not in ("running", "streaming"):
         return Refusal(412, f"candidate {candidate} is not a running replica (role {m.role}, state {m.state})")
+    return None
+
+
+def check_rollout(view: ClusterView, config: ClusterSettings, members: list[str], max_lag: int,
+                  live: LivePositions | None) -> Refusal | None:
+    """A rolling restart of ``members`` (the leader among them: it switches over first)."""
+    if config.pause:
+        return Refusal(412, "the cluster is paused (maintenance mode): resume it first")
+    if view.leader is None:
+        return Refusal(412, "the cluster has no leader")
+    if view.failover is not None:
+        return Refusal(409, "a switchover is scheduled or in progress")
+    if view.rollout is not None and view.rollout.running:
+        return Refusal(409, f"a rolling restart is already running ({view.rollout.progress()})")
+    unknown = [n for n in members if n not in view.members]
+    if unknown:
+        return Refusal(412, f"not a member of the cluster: {', '.join(unknown)}")
+    leader_lsn = live.leader_lsn if live is not None else view.members[view.leader].lsn \
+        if view.leader in view.members else 0
+    for name, m in sorted(view.members.items()):
+        behind = leader_lsn - (live.replicas.get(name, m.lsn) if live is not None else m.lsn)
+        if name != view.leader and (m.role != "replica" or m.state != "streaming" or behind > max_lag):
+            return Refusal(412, f"member {name} is unhealthy ({m.role}, {m.state}, {behind} bytes behind):"
+                                " a rolling restart restarts nobody while another member is unhealthy")
+    if view.leader in members and not any(candidate_problem(view, config, n, live) is None for n in view.members):
+        return Refusal(412, f"no replica can take over from {view.leader}: a rolling restart switches over first")
     return None
 
 

@@ -44,6 +44,8 @@ class PgState:
     postmaster_alive: bool = False  # the postmaster process lives (answering or not)
     unresponsive: bool = False  # it lives but this look got no answer within its deadline (hung?)
     hung_since: float | None = None  # since the first look without an answer; kept until it answers again
+    started_at: float | None = None  # when the postmaster started (epoch s)
+    sessions: int = -1  # client sessions other than the agent's (-1: not known)
 
     @property
     def writable(self) -> bool:

@@ -69,7 +69,13 @@ def candidates(s: Snapshot) -> list[str]:
     new = sorted((n for n in s.pg.replica_lsns if n not in kept and fit(n)),
                  key=lambda n: (-s.pg.replica_lsns[n], n))
     promotable = [n for n in kept + new if n not in s.cluster.members or not s.cluster.members[n].nofailover]
-    return promotable or kept + new
+    ordered = promotable or kept + new
+    r = s.cluster.rollout
+    if r is not None:
+        # A standby drained for a rolling restart goes last: commits should not wait on a
+        # standby about to restart, when another can hold them.
+        ordered = [n for n in ordered if not r.draining(n)] + [n for n in ordered if r.draining(n)]
+    return ordered
 
 
 def unrecorded(view: ClusterView) -> bool:

@@ -34,6 +34,7 @@ from pgha.core.cluster import (
 )
 from pgha.core.events import Event
 from pgha.core.poolers import Handover
+from pgha.core.rollout import Rollout
 from pgha.dcs.etcd import Compare, EtcdClient, delete_op, put_op
 
 log = logging.getLogger("pgha")
@@ -156,6 +157,12 @@ class ClusterStore:
         if mod_revision == 0:
             return await self.client.txn([], ops, deadline=deadline)
         return await self.client.txn([Compare(self.key("failover"), "MOD", mod_revision)], ops, deadline=deadline)
+
+    async def write_rollout(self, record: Rollout, lease: int | None, deadline: float) -> bool:
+        """Compare-and-set the ``rollout`` key against ``record.revision`` (0: create-only); with
+        ``lease``, only while the leader key is ours (the coordinator's steps)."""
+        guards = [self._unchanged("rollout", record.revision), *(self._ours(lease) if lease is not None else [])]
+        return await self.client.txn(guards, [put_op(self.key("rollout"), record.to_json())], deadline=deadline)
 
     async def announce_handover(self, handover: Handover, lease: int, deadline: float) -> bool:
         """Write ``handover`` bound to our lease, only while we hold the leader key."""

@@ -23,7 +23,7 @@ from pgha import errors as e
 from pgha.config.model import LocalConfig
 from pgha.core.report import PgFacts
 from pgha.core.snapshot import PgState
-from pgha.postgres import bounded, conf, guc, processes, roles, startup
+from pgha.postgres import bounded, conf, guc, installed, processes, roles, startup
 from pgha.postgres.probe import STATE_QUERY
 from pgha.postgres.runas import RunAs
 
@@ -57,6 +57,7 @@ class PostgresController:
         self.replication: list[dict[str, Any]] = []  # pg_stat_replication rows, as last observed
         self.replayed_timestamp: str | None = None
         self.facts = PgFacts()  # what the status body reports and the decision does not need
+        self.installed = installed.InstalledVersion(Path(self._bin("postgres")))  # after a package update
         self.catalog: dict[str, guc.Setting] | None = None  # pg_settings, read once
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -98,7 +99,9 @@ class PostgresController:
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await psycopg.AsyncConnection.connect(self._superuser_dsn(), autocommit=True)
+            # named, so that the client sessions a draining replica waits for leave it out
+            self._conn = await psycopg.AsyncConnection.connect(self._superuser_dsn(), autocommit=True,
+                                                               application_name="pgha agent")
         return self._conn
 
     async def query(self, text: str | sql.Composed, params: tuple[Any, ...] = (),
@@ -192,9 +195,11 @@ class PostgresController:
             # Starting up, shutting down or in crash recovery: the postmaster lives but refuses us.
             return replace(base, down_since=down, postmaster_alive=True, hung_since=previous.hung_since)
         (in_rec, cur, received, replayed, tli, streaming, sysid, replication, replay_ts, sync_setting, pending,
-         version, started, paused, reason, logical, wal_level) = rows[0]
+         version, started, paused, reason, logical, wal_level, started_epoch, sessions) = rows[0]
+        newer = installed.restart_reason(version, await self.installed.get())
+        pending = pending or bool(newer)
         self.facts = PgFacts(server_version=version, postmaster_start_time=started, replay_paused=bool(paused),
-                             pending_restart_reason=reason or {})
+                             pending_restart_reason={**(reason or {}), **newer})
         if self.catalog is None:
             with contextlib.suppress(e.PostgresError):
                 self.catalog = guc.catalog(await self.query(guc.CATALOG_QUERY, timeout=5))
@@ -219,7 +224,8 @@ class PostgresController:
             logical_slots={str(k): int(v) for k, v in (logical or {}).items()}, wal_level=wal_level or "",
             sync_confirmed=frozenset(r["application_name"] for r in self.replication
                                      if r.get("state") == "streaming" and r.get("sync_state") in ("sync", "quorum")),
-            primary_on_timeline=self.disk.primary_on_timeline, following=self.disk.following)
+            primary_on_timeline=self.disk.primary_on_timeline, following=self.disk.following,
+            started_at=float(started_epoch) if started_epoch is not None else None, sessions=int(sessions))
 
     # -- configuration -------------------------------------------------------------------
 

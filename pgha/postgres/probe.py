@@ -30,5 +30,9 @@ SELECT pg_is_in_recovery(),
           FROM pg_settings s WHERE s.pending_restart),
        (SELECT json_object_agg(slot_name, COALESCE((confirmed_flush_lsn - '0/0')::bigint, 0))
           FROM pg_replication_slots WHERE slot_type = 'logical'),
-       current_setting('wal_level')
+       current_setting('wal_level'),
+       extract(epoch FROM pg_postmaster_start_time())::float8,
+       (SELECT count(*) FROM pg_stat_activity
+         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+           AND application_name NOT LIKE 'pgha%')
 """

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+LONG_TX = 1.0  # seconds each long transaction lasts
 SETUP = "CREATE TABLE IF NOT EXISTS pgha_load (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())"
 
 
@@ -22,7 +23,9 @@ class Tally:
     failed: int = 0
     dropped: int = 0
     acked: list[int] = field(default_factory=list)
-    latencies: list[tuple[float, float]] = field(default_factory=list)  # (start, seconds) of each statement
+    latencies: list[tuple[float, float]] = field(default_factory=list)  # (start, seconds) of each short statement
+    # (start, seconds beyond its own 1 s) of each long transaction: how much a role change added to it
+    long_latencies: list[tuple[float, float]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     failed_at: list[float] = field(default_factory=list)  # when each failed statement started
     acked_at: list[float] = field(default_factory=list)  # when each acknowledgement arrived
@@ -72,9 +75,13 @@ class Workload:
         with self._lock:
             return next(self._ids)
 
-    def _record(self, start: float, ok: bool, ident: int | None, error: str = "") -> None:
+    def _record(self, start: float, ok: bool, ident: int | None, error: str = "", long: bool = False) -> None:
         with self._lock:
-            self.tally.latencies.append((start, time.monotonic() - start))
+            took = time.monotonic() - start
+            if long:
+                self.tally.long_latencies.append((start, max(0.0, took - LONG_TX)))
+            else:
+                self.tally.latencies.append((start, took))
             if ok and ident is not None:
                 self.tally.acked.append(ident)
                 self.tally.acked_at.append(time.monotonic())
@@ -105,12 +112,13 @@ class Workload:
                 if transaction:
                     with conn.transaction():
                         conn.execute(statement, (ident,))
-                        conn.execute("SELECT pg_sleep(1)")
+                        conn.execute("SELECT pg_sleep(%s)", (LONG_TX,))
                 else:
                     conn.execute(statement, (ident,))
-                self._record(start, True, ident)
+                self._record(start, True, ident, long=transaction)
             except psycopg.Error as exc:
-                self._record(start, False, None, str(exc).strip().splitlines()[0] if str(exc) else repr(exc))
+                self._record(start, False, None, str(exc).strip().splitlines()[0] if str(exc) else repr(exc),
+                             long=transaction)
                 if conn.broken or conn.closed:
                     with self._lock:
                         self.tally.dropped += 1
@@ -141,5 +149,5 @@ def sent_since(tally: Tally, since: float) -> list[int]:
 
 
 def added_latency(tally: Tally, since: float) -> float:
-    """The longest statement that started at or after ``since`` (monotonic)."""
+    """The longest short statement that started at or after ``since`` (monotonic)."""
     return max((d for s, d in tally.latencies if s >= since), default=0.0)
