@@ -55,17 +55,20 @@ async def start(request: web.Request) -> web.Response:
     view = await ctx.store.load(config.retry_timeout)
     max_lag = _max_lag(body.get("max_lag"), min(config.maximum_lag_on_failover, 16 << 20))
     names = list(body.get("members") or sorted(view.members))
-    live = LivePositions(r.pg.lsn, r.pg.replica_lsns) if view.leader == r.name and r.pg.writable else None
-    refusal = check_rollout(view, config, names, max_lag, live)
-    if refusal is not None:
-        return _error(refusal.status, refusal.reason)
     pending, older = bool(body.get("pending")), bool(body.get("older_than_installed"))
+    unknown = [n for n in names if n not in view.members]
+    if unknown:
+        raise e.OperationRefused(f"not a member of the cluster: {', '.join(unknown)}")
     # Each member is judged when its turn comes (a parameter change reaches members a loop
     # apart); here only whether anyone needs a restart at all.
     wanted = [n for n in names if (not pending or view.members[n].pending_restart)
               and (not older or older_binary(view.members[n].pending_restart_reason))]
     if not wanted:
         return web.json_response({"message": "nothing to restart"})
+    live = LivePositions(r.pg.lsn, r.pg.replica_lsns) if view.leader == r.name and r.pg.writable else None
+    refusal = check_rollout(view, config, names, max_lag, live)
+    if refusal is not None:
+        return _error(refusal.status, refusal.reason)
     # replicas first, the leader last (it switches over)
     order = tuple(sorted(n for n in names if n != view.leader)) + tuple(n for n in names if n == view.leader)
     record = Rollout(members=order, pending_only=pending, older_only=older, max_lag=max_lag,

@@ -68,8 +68,11 @@ def check_rollout(view: ClusterView, config: ClusterSettings, members: list[str]
         if view.leader in view.members else 0
     for name, m in sorted(view.members.items()):
         behind = leader_lsn - (live.replicas.get(name, m.lsn) if live is not None else m.lsn)
-        if name != view.leader and (m.role != "replica" or m.state != "streaming" or behind > max_lag):
-            return Refusal(412, f"member {name} is unhealthy ({m.role}, {m.state}, {behind} bytes behind):"
+        # its record outlives it by up to a ttl; the leader's own replication view does not
+        gone = live is not None and m.following == view.leader and name not in live.replicas
+        if name != view.leader and (m.role != "replica" or m.state != "streaming" or behind > max_lag or gone):
+            why = f"not streaming from {view.leader}" if gone else f"{m.role}, {m.state}, {max(0, behind)} bytes behind"
+            return Refusal(412, f"member {name} is unhealthy ({why}):"
                                 " a rolling restart restarts nobody while another member is unhealthy")
     if view.leader in members and not any(candidate_problem(view, config, n, live) is None for n in view.members):
         return Refusal(412, f"no replica can take over from {view.leader}: a rolling restart switches over first")

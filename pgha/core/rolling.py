@@ -92,7 +92,10 @@ def coordinate(s: Snapshot) -> tuple[tuple[Action, ...], str] | None:
 def _in_progress(s: Snapshot, r: Rollout, cur: str, now: float) -> tuple[tuple[Action, ...], str]:
     phase, m = r.phase(cur), s.cluster.members.get(cur)
     if phase == DRAINING:
-        drained = m is not None and m.sessions == 0
+        # Its sessions count once its record is newer than the drain (a loop of its own), and HAProxy
+        # has had the push or its checks (a second) to stop routing new reads to it.
+        settled = now - r.since >= min(r.drain, s.config.loop_wait + 1.0)
+        drained = settled and m is not None and m.sessions == 0
         held = cur in (s.cluster.sync.members if s.cluster.sync else ()) and now - r.since < r.drain
         if (drained and not held) or now - r.since >= r.drain:
             return (WriteRollout(r.set_phase(cur, RESTARTING, now)),), f"rolling restart: restarting {cur}"

@@ -33,6 +33,9 @@ class HAProxyTarget(_Strict):
     socket: str
     # The backend whose servers take writes; its server names are the members' names.
     primary_backend: str = "primary"
+    # The backend that takes reads (same server names): a replica a rolling restart drains is set
+    # to drain there at once, so that no read session is cut when its checks mark it down. "": none.
+    replicas_backend: str = "replicas"
 
 
 class PoolerConfig(_Strict):

@@ -60,6 +60,19 @@ class HAProxyDriver:
                 names.append(cols[3])
         return names
 
+    async def set_reads(self, drained: set[str], undrained: set[str], streaming: set[str]) -> None:
+        """In the replicas backend: ``undrained`` servers ready again, up at once if ``streaming``
+        (their next check confirms it, or takes them down again); then ``drained`` ones take no new
+        sessions (their own run on). In that order: the replica back from a restart takes reads
+        before the next one stops taking them, not a check interval later."""
+        b = self.cfg.replicas_backend
+        cmds = []
+        for n in sorted(undrained):
+            cmds += [f"set server {b}/{n} state ready"] + ([f"set server {b}/{n} health up"] if n in streaming else [])
+        cmds += [f"set server {b}/{n} state drain" for n in sorted(drained)]
+        if b and cmds:
+            await self._send(cmds)
+
     async def drain(self, server: str, cut: bool) -> None:
         """No new connections to ``server``; ``cut`` also ends the ones it has (it may no
         longer take writes: its leader key is gone or held by another member)."""

@@ -63,6 +63,7 @@ class Watcher:
         self.pointed: str | None = None
         self.routed = False  # routed once: a restarted controller resumes whatever it finds
         self.drained: str | None = None  # the HAProxy server drained for the current pause
+        self.reads_drained: set[str] = set()  # replicas drained from HAProxy's read backend (a rollout)
         self.held = Held(target=None, pause_wanted_since=self._restored_pause())
         self.http: aiohttp.ClientSession | None = None
         self.last_note = ""
@@ -146,6 +147,7 @@ class Watcher:
         elif not p.wants_pause and since is not None:
             since = None
             self._remember_pause(None)
+        await self._drain_reads(view)
         if p.pause:
             await self._pause(view)
         else:
@@ -154,6 +156,22 @@ class Watcher:
                 self.bouncer.warm()
         paused = self.bouncer.paused if self.bouncer is not None else p.pause
         self.held = Held(target=self.held.target if p.pause else p.target, pause_wanted_since=since, paused=paused)
+
+    async def _drain_reads(self, view: ClusterView) -> None:
+        """A replica drained by a rolling restart, or about to be promoted by a hand-over, leaves
+        HAProxy's read backend now, not at its checks (which would then cut its sessions)."""
+        r, h = view.rollout, view.handover
+        streaming = {n for n, m in view.members.items() if m.role == "replica" and m.state == "streaming"}
+        want = {n for n in view.members if r is not None and r.draining(n)} | ({h.candidate} if h else set())
+        # A drained server stays so until it streams as a replica: the promoted candidate, left
+        # ready, would take reads until its checks mark it down and cut them.
+        want |= {n for n in self.reads_drained if n in view.members and n not in streaming}
+        if self.haproxy is None or want == self.reads_drained:
+            return
+        with contextlib.suppress(e.PghaError):
+            await self.haproxy.set_reads(want - self.reads_drained, self.reads_drained - want, streaming)
+            log.info("read backend: %s", f"draining {', '.join(sorted(want))}" if want else "no replica drained")
+            self.reads_drained = want
 
     async def _pause(self, view: ClusterView) -> None:
         if self.bouncer is not None:

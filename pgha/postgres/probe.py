@@ -34,5 +34,5 @@ SELECT pg_is_in_recovery(),
        extract(epoch FROM pg_postmaster_start_time())::float8,
        (SELECT count(*) FROM pg_stat_activity
          WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-           AND application_name NOT LIKE 'pgha%')
+           AND left(application_name, 4) <> 'pgha')
 """

@@ -151,3 +151,38 @@ def sent_since(tally: Tally, since: float) -> list[int]:
 def added_latency(tally: Tally, since: float) -> float:
     """The longest short statement that started at or after ``since`` (monotonic)."""
     return max((d for s, d in tally.latencies if s >= since), default=0.0)
+
+
+class Readers:
+    """Clients that each open a connection, read and close it, in a loop (a read path through
+    HAProxy sees every routing change this way): counts reads done and failed."""
+
+    def __init__(self, dsn: str, clients: int = 4) -> None:
+        self.dsn = dsn
+        self.halt = threading.Event()
+        self.done = 0
+        self.failed: list[tuple[float, str]] = []  # (when, epoch s; error)
+        self._lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(clients)]
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def stop(self) -> None:
+        self.halt.set()
+        for t in self.threads:
+            t.join(30)
+
+    def _loop(self) -> None:
+        while not self.halt.is_set():
+            start = time.time()
+            try:
+                with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute("SELECT count(*) FROM pg_class").fetchone()
+                with self._lock:
+                    self.done += 1
+            except psycopg.Error as exc:
+                with self._lock:
+                    self.failed.append((start, str(exc).strip().splitlines()[0] if str(exc) else repr(exc)))
+            time.sleep(0.01)

@@ -45,9 +45,12 @@ def test_replicas_restart_first_one_at_a_time_each_drained_before() -> None:
 
 
 def test_a_drained_replica_restarts_once_its_sessions_end_or_the_drain_bound_passes() -> None:
-    draining = replace(START, current="n2", phases={"n2": DRAINING}, since=NOW - 1)
+    draining = replace(START, current="n2", phases={"n2": DRAINING}, since=NOW - 2.5)
     assert not any(isinstance(x, a.WriteRollout) for x in lead(rolled(draining)).actions)  # 3 sessions left
     assert written(lead(rolled(draining, n2=replace(N2, sessions=0)))).phase("n2") == RESTARTING
+    # a record from before the drain (within loop_wait + 1 s) says nothing about its sessions now
+    young = replace(draining, since=NOW - 1)
+    assert not any(isinstance(x, a.WriteRollout) for x in lead(rolled(young, n2=replace(N2, sessions=0))).actions)
     late = replace(draining, since=NOW - 11)
     assert written(lead(rolled(late))).phase("n2") == RESTARTING
 
