@@ -15,6 +15,7 @@ import click
 import yaml
 
 from pgha import errors as e
+from pgha.cli import rollout
 from pgha.cli.context import Target, cluster_options
 from pgha.cli.table import render
 from pgha.config.load import normalized, parse_dynamic_config
@@ -155,7 +156,10 @@ def store_config(target: Target, new: dict[str, Any], revision: int, source: str
 @click.option("-p", "--pg", "pgs", multiple=True, metavar="PARAM=VALUE", help="a postgresql parameter, e.g. -p work_mem=16MB")
 @click.option("--apply", "apply_file", type=click.File("r"), help="merge a YAML file ('-' for stdin)")
 @click.option("--force", is_flag=True, help="store without showing the diff and asking")
-def edit_config(target: Target, sets: tuple[str, ...], pgs: tuple[str, ...], apply_file: Any, force: bool) -> None:
+@click.option("--rolling", is_flag=True, help="then restart, one by one through the cluster, the members the "
+              "change leaves pending a restart (reload-only changes restart nobody)")
+def edit_config(target: Target, sets: tuple[str, ...], pgs: tuple[str, ...], apply_file: Any, force: bool,
+                rolling: bool) -> None:
     """Change the dynamic configuration (validated, then stored with compare-and-set).
 
     Without -s/-p/--apply it opens $EDITOR. A null value deletes a key.
@@ -190,6 +194,8 @@ def edit_config(target: Target, sets: tuple[str, ...], pgs: tuple[str, ...], app
         click.confirm("Apply these changes?", abort=True)
     store_config(target, new, revision, "edit-config")
     click.echo("configuration changed")
+    if rolling:
+        rollout.after_change(target)
 
 
 def _edit_in_editor(current: dict[str, Any]) -> dict[str, Any]:

@@ -60,3 +60,17 @@ def follow(target: Target, every: float = 1.0) -> None:
     except KeyboardInterrupt:
         click.echo("\nthe rolling restart goes on in the cluster: `pgha list` shows it, "
                    "`pgha restart --rolling --abort` stops it after the member in progress")
+
+
+def after_change(target: Target, timeout: float | None = None) -> None:
+    """After a configuration change: once the members have applied it (a loop each), roll a
+    restart through those it left pending one."""
+    view = target.view()
+    loop = view.config.loop_wait if view.config is not None else 10
+    end = time.monotonic() + (timeout if timeout is not None else 2 * loop + 5)
+    while time.monotonic() < end:
+        time.sleep(1.0)
+        if any(m.pending_restart for m in target.view().members.values()):
+            time.sleep(loop + 1.0)  # the others apply it within a loop of their own
+            return start(target, (), {"pending": True}, True)
+    click.echo("no member needs a restart: the change was applied by a reload")

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -190,3 +191,63 @@ def test_refusals_say_why(make_cluster: Callable[..., LocalCluster]) -> None:
     assert status == 412 and "unhealthy" in reply["error"], reply
     status, reply, _ = http_request("POST", leader.api + "/rollout", {"max_lag": "lots"})
     assert status == 400, reply
+
+
+def _wrapped_bin_dir(base: Path, real: str) -> Path:
+    """A copy of ``real`` (symlinks) whose ``postgres --version`` reports 15.99 once the file
+    ``newer`` exists beside it: a package update, as the running server sees it."""
+    d = base / "bin"
+    d.mkdir(parents=True)
+    for f in Path(real).iterdir():
+        (d / f.name).symlink_to(f)
+    (d / "postgres").unlink()
+    (d / "postgres").write_text(f'#!/bin/sh\nif [ "$1" = "--version" ] && [ -e "{d}/newer" ]; then\n'
+                                f'  echo "postgres (PostgreSQL) 15.99 (stand-in for a package update)"; exit 0\nfi\n'
+                                f'exec {real}/postgres "$@"\n')
+    (d / "postgres").chmod(0o755)
+    return d
+
+
+def test_a_replaced_postgres_binary_is_a_pending_restart_and_rolls_alone(make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster()
+    dirs = {}
+    for n in c.nodes:
+        dirs[n.name] = _wrapped_bin_dir(c.base / f"{n.name}-bin", n.config["postgresql"]["bin_dir"])
+        n.config["postgresql"]["bin_dir"] = str(dirs[n.name])
+    c.start()
+    replica = next(n for n in c.nodes if n is not c.leader())
+    (dirs[replica.name] / "newer").touch()
+    (dirs[replica.name] / "postgres").touch()  # the package manager replaces the file
+    status = wait_for("pending restart shown", lambda: (b := http_get(replica.api + "/patroni")[1] or {})
+                      .get("pending_restart") and b, 20)
+    running = status["pending_restart_reason"]["server_version"]["old_value"]
+    assert status["pending_restart_reason"] == {"server_version": {"old_value": running, "new_value": "15.99"}}
+    out = subprocess.run([sys.executable, "-m", "pgha", "list", "-c", str(replica.config_path)], capture_output=True,
+                         text=True, check=True).stdout
+    assert f"server_version: {running}->15.99" in out, out
+    out = subprocess.run([sys.executable, "-m", "pgha", "restart", "-c", str(replica.config_path), "--rolling",
+                          "--older-than-installed"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    r = rollout(c)
+    assert r["state"] == "done" and r["phases"][replica.name] == "done", r
+    assert {ph for m, ph in r["phases"].items() if m != replica.name} == {"skipped"}, r
+
+
+def test_edit_config_rolling_restarts_for_a_restart_parameter_and_not_for_a_reload_one(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster()
+    c.start()
+    cfg = str(c.leader().config_path)
+
+    def edit(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "pgha", "edit-config", "-c", cfg, "--force", "--rolling", *args],
+                             capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    assert "no member needs a restart" in edit("-p", "work_mem=9MB")
+    assert rollout(c) == {}
+    out = edit("-p", f"{PARAMETER}=700")
+    assert "rolling restart done" in out, out
+    for n in c.nodes:
+        assert sql(n.dsn(), f"SHOW {PARAMETER}")[0][0] == "700", n.name
