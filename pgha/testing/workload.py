@@ -162,6 +162,7 @@ class Readers:
         self.halt = threading.Event()
         self.done = 0
         self.failed: list[tuple[float, str]] = []  # (when, epoch s; error)
+        self.latencies: list[float] = []  # seconds, of each read done (connection included)
         self._lock = threading.Lock()
         self.threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(clients)]
 
@@ -182,6 +183,7 @@ class Readers:
                     conn.execute("SELECT count(*) FROM pg_class").fetchone()
                 with self._lock:
                     self.done += 1
+                    self.latencies.append(time.time() - start)
             except psycopg.Error as exc:
                 with self._lock:
                     self.failed.append((start, str(exc).strip().splitlines()[0] if str(exc) else repr(exc)))
