@@ -20,6 +20,7 @@ and the rollout's total time.
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import statistics
 import subprocess
@@ -120,7 +121,7 @@ def _patroni(base: Path, stops: list[Callable[[], None]]) -> dict[str, Any]:
         for n in [*(n for n in nodes if n is not leader), leader]:  # replicas first, as an operator would
             subprocess.run([str(patronictl()), "-c", str(pc.config_path(n.name)), "restart", pc.scope, n.name,
                             "--force"], check=True, capture_output=True, timeout=120)
-            wait_for(f"{n.name} back", lambda api=n.api: _back(api), 60, interval=0.2)
+            wait_for(f"{n.name} back", functools.partial(_back, n.api), 60, interval=0.2)
 
     return _measure(DSN.format(port=proxy.write_port), DSN.format(port=proxy.read_port), roll)
 
