@@ -16,7 +16,7 @@ from pgha.agent.fence import Fence
 from pgha.agent.jobs import Result
 from pgha.agent.lease import LeaseKeeper
 from pgha.agent.settings import StoredSettings
-from pgha.agent.state import LoopState, fold
+from pgha.agent.state import LoopState, fold, since
 from pgha.config.model import LocalConfig
 from pgha.core import failsafe, lease, report
 from pgha.core.cluster import ClusterView
@@ -106,20 +106,19 @@ class HaLoop:
     def _snapshot(self, now: float, view: ClusterView | None, pg: PgState) -> Snapshot:
         st = self.state
         cluster = view if view is not None else st.view
-        lost = st.leader_lost_at
-        if view is not None:
-            lost = None if view.leader is not None else (lost if lost is not None else now)
+        lost, empty, asked = st.leader_lost_at, st.initialize_empty_since, st.failover_seen_at
+        if view is not None:  # since when each holds, as of this read
+            lost, empty = since(lost, now, view.leader is None), since(empty, now, view.initialize == "")
+            asked = since(asked, now, view.failover is not None)
         if pg.running:
             pg = replace(pg, down_since=None)
-        empty = st.initialize_empty_since
-        if view is not None:
-            empty = (empty if empty is not None else now) if view.initialize == "" else None
-        self.state = replace(st, view=cluster, pg=pg, leader_lost_at=lost, initialize_empty_since=empty)
+        self.state = replace(st, view=cluster, pg=pg, leader_lost_at=lost, initialize_empty_since=empty,
+                             failover_seen_at=asked)
         return Snapshot(
             now=now, name=self.local.name, tags=self.local.tags, config=self.dynamic, cluster=cluster,
             dcs_ok=view is not None, pg=pg, lease_valid_until=self.keeper.valid_until,
             lease_renewed_at=self.keeper.seen_at, lease_id=self.keeper.lease, leader_lost_at=lost,
-            shutting_down=self.shutting_down, busy=self.executor.busy, wall_now=time.time(),
+            failover_seen_at=asked, shutting_down=self.shutting_down, busy=self.executor.busy, wall_now=time.time(),
             restart_at=self.inbox.restart_at, reinit_requested=self.inbox.reinit_requested,
             reload_requested=self.inbox.reload_requested, applied_parameters=st.applied_parameters,
             chosen_sync=st.chosen_sync, fence_ok=st.fence_ok, watchdog_problem=self.fence.watchdog_problem,

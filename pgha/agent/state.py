@@ -18,6 +18,7 @@ class LoopState:
     pg: PgState = PgState()
     view: ClusterView = ClusterView()
     leader_lost_at: float | None = None
+    failover_seen_at: float | None = None  # since when the current switchover request has been seen
     applied_parameters: Mapping[str, Any] | None = None
     chosen_sync: str | None = None
     note: str = ""
@@ -29,6 +30,11 @@ class LoopState:
     failsafe_asked_at: float | None = None
     failsafe_confirmed_at: float | None = None
     recheck: float | None = None  # the last decision asked to be taken again this soon
+
+
+def since(prev: float | None, now: float, holds: bool) -> float | None:
+    """When a condition that holds now began (None: it does not hold)."""
+    return (prev if prev is not None else now) if holds else None
 
 
 def fold(state: LoopState, snap: Snapshot, note: str, results: Sequence[Result], inbox: Inbox,

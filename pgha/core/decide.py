@@ -82,6 +82,10 @@ _REPLACES_POSTGRES = (CloneFrom, CopyLogicalSlots, StartPostgres, KillPostgres, 
                       ResumeAsPrimary, HandOver, RestartPostgres, Reinitialize, StopPostgres, Exit, ReloadConfig)
 
 
+REPLAY_SLACK = 16 << 20  # bytes of replay lag a switchover candidate may have (one WAL segment)
+REPLAY_WAIT = 30.0  # seconds a switchover waits for its candidate to replay that close
+
+
 def _wait(note: str) -> Decision:
     return Decision((), note)
 
@@ -343,6 +347,13 @@ def _operator_request(s: Snapshot) -> Decision | None:
 def _hand_over(s: Snapshot, candidate: str, first: tuple[Action, ...]) -> Decision:
     """Hand over once every pooler has paused (or the bound for that ran out: ``core.poolers``)."""
     c = s.cluster
+    behind = s.pg.lsn - c.members[candidate].replayed_lsn
+    asked_for = 0.0 if s.failover_seen_at is None else s.now - s.failover_seen_at
+    if c.handover is None and behind > REPLAY_SLACK and asked_for < REPLAY_WAIT:
+        # A candidate far behind on replay would keep clients paused while it catches up: let it
+        # catch up first, while we still take writes (bounded; then it replays before promoting).
+        return Decision(first, f"switchover to {candidate}: waiting for it to replay ({behind} bytes behind)",
+                        recheck=0.2)
     g = poolers.gate(c.poolers, c.handover, s.name, candidate, s.wall_now, s.config.pooler_pause_timeout)
     if g.announce:
         return Decision((*first, AnnounceHandover(candidate)),

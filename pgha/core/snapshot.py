@@ -81,6 +81,7 @@ class Snapshot:
     lease_renewed_at: float | None = None  # when the last successful renewal was sent
     lease_id: int | None = None  # our etcd lease (None: not modelled, as in some unit tests)
     leader_lost_at: float | None = None
+    failover_seen_at: float | None = None  # since when the current switchover request has been seen
     shutting_down: bool = False
     busy: Busy | None = None
     wall_now: float = 0.0  # epoch seconds, only for operator schedules

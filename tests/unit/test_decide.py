@@ -506,3 +506,15 @@ def test_leader_gives_up_a_switchover_whose_candidate_stopped_streaming_from_it(
     assert decide(snap(alive, v, name="n1")).actions == (a.HandOver("n2"),)
     cascading = replace(v, members={**v.members, "n2": replace(n2, following="n3")})
     assert decide(snap(PRIMARY, cascading, name="n1")).actions == (a.HandOver("n2"),)
+
+
+def test_switchover_waits_for_a_candidate_far_behind_on_replay_before_pausing_anyone() -> None:
+    from pgha.core.decide import REPLAY_SLACK, REPLAY_WAIT
+
+    far = replace(STREAMING_N2, replayed_lsn=0)  # received everything, replayed little
+    pg = replace(PRIMARY, lsn=REPLAY_SLACK + 5000, replica_lsns={"n2": REPLAY_SLACK + 5000})
+    v = replace(view(n2=replace(far, lsn=REPLAY_SLACK + 5000)), failover=FailoverRequest("n1", "n2"))
+    waiting = decide(snap(pg, v, name="n1", failover_seen_at=99.0))
+    assert waiting.actions == () and "waiting for it to replay" in waiting.note
+    late = decide(snap(pg, v, name="n1", failover_seen_at=100.0 - REPLAY_WAIT - 1))
+    assert late.actions == (a.HandOver("n2"),)
