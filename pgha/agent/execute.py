@@ -283,6 +283,11 @@ class Executor:
         # itself the last primary (rule used in synchronous mode), even if we die mid-promotion.
         if not await self.store.publish_status(LeaderStatus(s.name, old_tl, lsn), self._lease(), s.config.retry_timeout):
             raise e.PghaError("the leader key is no longer ours: not promoting")
+        if s.config.postgresql.use_slots:  # the others re-point here at once: their slots must be there
+            try:
+                await slots.create_missing(self.postgres.query, frozenset(m for m in s.cluster.members if m != s.name))
+            except e.PghaError as exc:
+                log.warning("could not create the members' slots before the promotion: %s", exc)
         await self.postgres.promote()
         promoted = time.time()
         # Health checks answer from the published report: it must say primary before the callback

@@ -292,8 +292,11 @@ def _as_follower(s: Snapshot, leader: str) -> Decision:
         return Decision((_rewind(s, leader),), f"cannot stream from {leader}'s newer timeline (our WAL goes past "
                                                f"its fork at {past}, or the fork is unknown): rewinding")
     via = f" via {source}" if source != leader else ""
-    if not pg.streaming:  # just (re)started or switched: look again soon, so the record says when it streams
-        return Decision((), f"replica of {leader}{via}", recheck=1.0)
+    if not pg.streaming or pg.timeline < s.cluster.status.timeline:
+        # just (re)started, re-pointed, or not yet on the new primary's timeline: look again soon, so that
+        # the record and /replica follow before HAProxy's checks (fall x inter) take it out of the read path
+        blip = pg.last_streaming_at is not None and s.now - pg.last_streaming_at < 5.0
+        return Decision((), f"replica of {leader}{via}", recheck=0.2 if blip else 1.0)
     plan = slots.replica_plan(s.config, s.cluster.status.slots, pg.logical_slots, pg.replayed_lsn)
     if plan.copy:
         return Decision((CopyLogicalSlots(leader, plan.copy),), f"copying logical slot(s) {', '.join(plan.copy)} "

@@ -140,9 +140,6 @@ def writes_acknowledged(r: NodeReport) -> bool:
     return sync.writes_acknowledged(r.view, r.config, r.pg.sync_setting, frozenset(r.pg.replica_lsns))
 
 
-REPOINT_GRACE = 3.0  # seconds
-
-
 def _draining(r: NodeReport) -> bool:
     """Out of the read path for a rolling restart, until restarted: from then on it serves reads
     as soon as it streams, not a loop later when our view of the rollout says it is done."""
@@ -158,12 +155,9 @@ def health(r: NodeReport, now: float) -> NodeHealth:
     # before Postgres refuses the new one: it holds commits the cluster lost, and must not be
     # routed reads (seen in CI: /replica 200 for a diverged replica just before its rewind).
     crossed = r.pg.timeline >= r.view.status.timeline
-    # A replica re-pointed at a new primary (a switchover) stops streaming for a moment while it
-    # replays on: it stays in the read path for that moment instead of flapping out of it.
-    recent = r.pg.last_streaming_at is not None and now - r.pg.last_streaming_at <= REPOINT_GRACE
     return NodeHealth(
         holds_leader=holds_leader(r, now), pg_running=up, in_recovery=r.pg.in_recovery,
-        streaming=up and (r.pg.streaming or recent) and crossed, lag=lag(r), tags=r.tags, sync_standby=sync_standby(r),
+        streaming=up and r.pg.streaming and crossed, lag=lag(r), tags=r.tags, sync_standby=sync_standby(r),
         standby_leader=up and standby_leader(r, now),
         loop_age=now - r.loop_at, dcs_age=now - r.dcs_seen_at if r.dcs_seen_at is not None else float("inf"),
         ttl=r.config.ttl, draining=_draining(r))

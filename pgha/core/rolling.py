@@ -42,6 +42,7 @@ def _selected(r: Rollout, m: Member | None) -> bool:
     return m.pending_restart or not r.pending_only
 
 
+SETTLE = 2.0  # seconds between one member back and the next one's drain (or the switchover)
 CHECK_EVERY = 1.0  # seconds between the coordinator's looks while a rollout runs (loop_wait may be 10)
 
 
@@ -73,6 +74,9 @@ def coordinate(s: Snapshot) -> tuple[tuple[Action, ...], str] | None:
     remaining = [n for n in r.members if r.phase(n) == WAITING]
     if not remaining:
         return (WriteRollout(r.step(now, state=FINISHED)),), "rolling restart complete"
+    if any(r.phase(n) == DONE for n in r.members) and now - r.since < SETTLE:
+        # the member just back takes reads again (HAProxy's checks confirm it) before the next leaves
+        return (), "rolling restart: letting the last member settle"
     nxt = next((n for n in remaining if n != s.name), remaining[0])
     m = s.cluster.members.get(nxt)
     if not _selected(r, m):

@@ -48,6 +48,15 @@ async def keep(query: Query, rows: Rows, members: frozenset[str], permanent: fro
     return {r[0]: int(r[5]) for r in rows if r[0] in permanent and r[5]}
 
 
+async def create_missing(query: Query, members: frozenset[str]) -> None:
+    """A standby about to be promoted: a physical slot for each member that has none, before the
+    members re-point here and ask for it (a standby may hold physical slots; ``keep`` tidies up
+    once it leads)."""
+    have = {r[0] for r in await query(_SLOTS) if r[1] == "physical"}
+    for name in sorted({conf.slot_name(m) for m in members} - have):
+        await query("SELECT pg_create_physical_replication_slot(%s, true)", (name,))
+
+
 async def copy(query: Query, positions: Mapping[str, int]) -> None:
     """On a replica: create each permanent slot missing here and advance it to the primary's
     position (Postgres caps the move at what this standby has replayed)."""

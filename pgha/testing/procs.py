@@ -254,7 +254,9 @@ listen replicas
     balance roundrobin
     option httpchk OPTIONS /replica
     http-check expect status 200
-    default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
+    # fall 3: a switchover re-points every replica, which stops streaming for about a second; a
+    # connection to a replica that is really gone is redispatched meanwhile
+    default-server inter 500ms fall 3 rise 1 on-marked-down shutdown-sessions
 {replica_servers}
 """
 

@@ -414,9 +414,12 @@ def test_replica_that_received_past_the_new_timelines_fork_is_rewound() -> None:
 
 
 def test_replica_not_yet_streaming_from_its_leader_looks_again_within_a_second() -> None:
-    starting = replace(REPLICA, streaming=False)
+    starting = replace(REPLICA, streaming=False, last_streaming_at=None)
     assert decide(snap(starting, view())).recheck == 1.0
     assert decide(snap(REPLICA, view())).recheck is None
+    # streamed a moment ago (re-pointed at a new primary, or restarted): look again within 0.2 s
+    blip = replace(REPLICA, streaming=False, last_streaming_at=99.0)
+    assert decide(snap(blip, view())).recheck == 0.2
 
 
 # -- found by the simulation (tests/unit/sim.py) ---------------------------------------------------
