@@ -24,6 +24,7 @@ fall 3, rise 2).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -34,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pgha.postgres import processes
 from pgha.testing import FAST, EtcdCluster, HAProxy, LocalCluster, http_get, http_request, wait_for
 from pgha.testing.patroni import PatroniCluster
 from pgha.testing.pooler import Pooled, PoolerWatcher
@@ -69,7 +71,7 @@ def _event(c: LocalCluster, event: str) -> float:
         http_request("POST", old.api + "/switchover", {"leader": old.name, "candidate": new.name}, timeout=30)
     else:
         old.signal_agent(signal.SIGKILL)
-        old.kill_postgres(signal.SIGKILL)
+        old.kill_postgres(signal.SIGKILL, tree=True)
         since = time.monotonic()
     wait_for("a writable primary", lambda: next((n for n in c.nodes if n is not old
                                                  and n.health("/primary") == 200), None), 60)
@@ -111,7 +113,9 @@ def _patroni(base: Path, stops: list[Callable[[], None]]) -> tuple[list[_Patroni
         else:
             old.raw["proc"].kill()
             pm = (base / "patroni" / old.name / "data" / "postmaster.pid").read_text().split()[0]
-            os.kill(int(pm), signal.SIGKILL)
+            for pid in [int(pm), *processes.children(int(pm))]:  # the whole node, as for pgha
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             since = time.monotonic()
         wait_for("a new Patroni primary", lambda: next((n for n in nodes if n is not old
                                                         and _is_primary(n.api)), None), 60)

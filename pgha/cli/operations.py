@@ -60,7 +60,8 @@ class StepPrinter(threading.Thread):
                     self.say("promoted", f"{new} promoted on timeline {m.timeline}")
                 if old is not None and old.role == "replica" and old.state == "streaming":
                     self.say("following", f"{self.old} is streaming from {new}")
-                    return
+                    if "promoted" in self.seen:  # the old one may stream before the new one's record says primary
+                        return
             time.sleep(0.05)
 
 

@@ -3,6 +3,7 @@ base directory on free 127.0.0.1 ports; every process is killed by ``stop``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -89,10 +90,16 @@ class Node:
     def postmaster_pid(self) -> int | None:
         return running_postmaster(self.data_dir)
 
-    def kill_postgres(self, sig: int = signal.SIGKILL) -> None:
+    def kill_postgres(self, sig: int = signal.SIGKILL, tree: bool = False) -> None:
+        """Signal the postmaster; ``tree``: its children too, at once (a node that dies whole:
+        the postmaster alone leaves backends that may still run a statement for a moment)."""
         pid = self.postmaster_pid()
         if pid:
+            children = processes.children(pid) if tree else []
             os.kill(pid, sig)
+            for child in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, sig)
 
     def freeze_postgres(self) -> list[int]:
         """SIGSTOP the postmaster (it forks no more), then every child: the shape of a storage

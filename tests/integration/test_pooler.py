@@ -95,7 +95,7 @@ def _kill_primary_under_load(c: LocalCluster, p: Pooled) -> tuple[Workload, floa
     load = _writing(p, clients=CLIENTS)
     old = c.leader()
     old.signal_agent(signal.SIGKILL)
-    old.kill_postgres(signal.SIGKILL)
+    old.kill_postgres(signal.SIGKILL, tree=True)  # the whole node: no orphan backend runs on
     killed = time.monotonic()
     new = c.leader(timeout=30)
     assert new is not old
