@@ -30,9 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.transparent import _is_primary, _PatroniNode
-from pgha.testing import EtcdCluster, HAProxy, LocalCluster, http_get, http_request, wait_for
-from pgha.testing.patroni import PatroniCluster, patronictl
+from bench.transparent import _is_primary, start_patroni
+from pgha.testing import HAProxy, LocalCluster, http_get, http_request, wait_for
+from pgha.testing.patroni import patronictl
 from pgha.testing.pooler import Pooled
 from pgha.testing.workload import Readers, Workload
 
@@ -102,13 +102,7 @@ def _back(api: str) -> bool:
 
 
 def _patroni(base: Path, stops: list[Callable[[], None]]) -> dict[str, Any]:
-    etcd = EtcdCluster(base, 1)
-    etcd.start()
-    stops.append(etcd.stop)
-    pc = PatroniCluster(base / "patroni", etcd.hosts, {"ttl": 6, "loop_wait": 1, "retry_timeout": 2})
-    stops.append(pc.stop)
-    pc.start()
-    nodes = [_PatroniNode(n) for n in pc.nodes]
+    pc, nodes = start_patroni(base, stops)
     proxy = HAProxy(base, nodes)
     proxy.start()
     stops.append(proxy.stop)

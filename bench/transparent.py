@@ -92,14 +92,19 @@ class _PatroniNode:
         return f"host=127.0.0.1 port={self.pg_port} user=postgres password=supersecret dbname=postgres"
 
 
-def _patroni(base: Path, stops: list[Callable[[], None]]) -> tuple[list[_PatroniNode], Callable[[str], float]]:
+def start_patroni(base: Path, stops: list[Callable[[], None]]) -> tuple[PatroniCluster, list[_PatroniNode]]:
+    """A 3-node Patroni 4.1.5 cluster on its own etcd, at the timing pgha's side runs with."""
     etcd = EtcdCluster(base, 1)
     etcd.start()
     stops.append(etcd.stop)
     pc = PatroniCluster(base / "patroni", etcd.hosts, {"ttl": 6, "loop_wait": 1, "retry_timeout": 2})
     stops.append(pc.stop)
     pc.start()
-    nodes = [_PatroniNode(n) for n in pc.nodes]
+    return pc, [_PatroniNode(n) for n in pc.nodes]
+
+
+def _patroni(base: Path, stops: list[Callable[[], None]]) -> tuple[list[_PatroniNode], Callable[[str], float]]:
+    pc, nodes = start_patroni(base, stops)
 
     def leader() -> _PatroniNode:
         return wait_for("a Patroni primary", lambda: next((n for n in nodes if _is_primary(n.api)), None), 60)

