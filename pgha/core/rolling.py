@@ -100,10 +100,13 @@ def _in_progress(s: Snapshot, r: Rollout, cur: str, now: float) -> tuple[tuple[A
         # has had the push or its checks (a second) to stop routing new reads to it.
         settled = now - r.since >= min(r.drain, s.config.loop_wait + 1.0)
         drained = settled and m is not None and m.sessions == 0
-        held = cur in (s.cluster.sync.members if s.cluster.sync else ()) and now - r.since < r.drain
-        if (drained and not held) or now - r.since >= r.drain:
-            return (WriteRollout(r.set_phase(cur, RESTARTING, now)),), f"rolling restart: restarting {cur}"
-        return (), f"rolling restart: draining {cur} ({'?' if m is None else m.sessions} sessions left)"
+        synchronous = cur in (s.cluster.sync.members if s.cluster.sync else ())
+        if (drained and not synchronous) or now - r.since >= r.drain:
+            # still synchronous after the whole drain: no other replica could take its place
+            alone = " while still a synchronous standby: no other replica could take its place" if synchronous else ""
+            return (WriteRollout(r.set_phase(cur, RESTARTING, now)),), f"rolling restart: restarting {cur}{alone}"
+        why = "moving the synchronous role off it, " if synchronous else ""
+        return (), f"rolling restart: draining {cur} ({why}{'?' if m is None else m.sessions} sessions left)"
     if phase == SWITCHING and cur == s.name:
         # still leading, no switchover under way (join runs only then): it was refused or given up
         candidate = fitness.best_candidate(s.cluster, s.config, s.name, s.pg.lsn, s.pg.replica_lsns)

@@ -166,3 +166,16 @@ def test_the_record_survives_its_json() -> None:
     r = replace(START, phases={"n2": DONE}, current="n3", since=5.0, reason="x", abort=True)
     assert Rollout.from_json(r.to_json(), 7) == replace(r, revision=7)
     assert Rollout.from_json("{not json") is None
+
+
+def test_a_synchronous_standby_restarts_only_once_another_holds_the_commits_or_says_it_cannot() -> None:
+    on = DynamicConfig(**{**CFG.model_dump(), "synchronous_mode": "on"})
+    draining = replace(START, current="n2", phases={"n2": DRAINING}, since=NOW - 2.5)
+    listed = replace(rolled(draining, n2=replace(N2, sessions=0)), sync=SyncState("n1", ("n2",), 1), config=on)
+    d = decide(snap(LIVE, listed, name="n1", config=on, wall_now=NOW))
+    assert not any(isinstance(x, a.WriteRollout) for x in d.actions) and "moving the synchronous role" in d.note
+    moved = replace(listed, sync=SyncState("n1", ("n3",), 1))
+    assert written(decide(snap(LIVE, moved, name="n1", config=on, wall_now=NOW))).phase("n2") == RESTARTING
+    alone = replace(listed, rollout=replace(draining, since=NOW - 11))
+    d = decide(snap(LIVE, alone, name="n1", config=on, wall_now=NOW))
+    assert written(d).phase("n2") == RESTARTING and "no other replica could take its place" in d.note
