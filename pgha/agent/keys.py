@@ -11,8 +11,10 @@ from pgha.agent.jobs import Result
 from pgha.core import actions as a
 from pgha.core.cluster import FailoverRequest, SyncState
 from pgha.core.poolers import Handover
+from pgha.core.rollout import Rollout
 from pgha.core.snapshot import Snapshot
 from pgha.dcs.store import ClusterStore
+from pgha.errors import DcsError
 
 log = logging.getLogger("pgha")
 
@@ -50,7 +52,7 @@ async def execute(act: a.Action, s: Snapshot, store: ClusterStore, lease: int,
             return Result(wake=True)
         case a.WriteRollout():
             if await store.write_rollout(act.record, lease, s.config.retry_timeout):
-                log.info("rolling restart: %s", act.record.progress())
+                await _rollout_written(act.record, s, store)
             return Result(wake=True)
         case a.ClearFailover():
             await store.clear_failover(s.cluster.failover_revision, s.config.retry_timeout)
@@ -65,3 +67,12 @@ async def execute(act: a.Action, s: Snapshot, store: ClusterStore, lease: int,
                     log.warning("failover is impossible: the only synchronous standby is tagged nofailover")
             return Result(wake=True)
     return None
+
+
+async def _rollout_written(record: Rollout, s: Snapshot, store: ClusterStore) -> None:
+    log.info("rolling restart: %s", record.progress())
+    if not record.running:  # one event on the timeline, a phase per member
+        try:
+            await store.append_event(record.event(s.name, s.wall_now), s.config.retry_timeout)
+        except DcsError as exc:
+            log.warning("could not record the rolling restart's event: %s", exc)

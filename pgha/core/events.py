@@ -38,7 +38,7 @@ class Phase:
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # failover | switchover | handover | demotion | restart | divergence
+    kind: str  # failover | switchover | handover | demotion | restart | divergence | rollout
     node: str  # the node that recorded it (the new primary, or the one that stepped down)
     previous: str  # the leader before it ("" when not known)
     timeline: int

@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pgha.core.events import Event, phases
+
 WAITING, DRAINING, RESTARTING, SWITCHING, DONE, SKIPPED = (
     "waiting", "draining", "restarting", "switching over", "done", "skipped")
 RUNNING, FINISHED, ABORTED, FAILED = "running", "done", "aborted", "failed"
@@ -51,6 +53,7 @@ class Rollout:
     state: str = RUNNING
     reason: str = ""
     started: float = 0.0
+    marks: tuple[tuple[str, float], ...] = ()  # when each member's turn began (the event's phases)
     revision: int = 0
 
     @property
@@ -69,11 +72,18 @@ class Rollout:
         return replace(self, since=now if "phases" in changes else self.since, **changes)
 
     def set_phase(self, name: str, phase: str, now: float, current: str | None = None) -> Rollout:
-        return self.step(now, phases={**self.phases, name: phase}, current=name if current is None else current)
+        marks = (*self.marks, (name, now)) if phase in (DRAINING, SWITCHING) else self.marks
+        return self.step(now, phases={**self.phases, name: phase}, current=name if current is None else current,
+                         marks=marks)
+
+    def event(self, node: str, now: float) -> Event:
+        """The finished rollout on the failover timeline: one phase per member, from its turn."""
+        reason = f"rolling restart {self.state}" + (f": {self.reason}" if self.reason else "")
+        return Event("rollout", node, "", 0, 0, reason, phases(self.marks, now))
 
     def to_json(self) -> str:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "revision"}
-        d["members"], d["phases"] = list(self.members), dict(self.phases)
+        d["members"], d["phases"], d["marks"] = list(self.members), dict(self.phases), [list(m) for m in self.marks]
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -87,7 +97,8 @@ class Rollout:
                        drain=float(d.get("drain", 10.0)), member_timeout=float(d.get("member_timeout", 120.0)),
                        current=str(d.get("current") or ""), since=float(d.get("since") or 0.0),
                        abort=bool(d.get("abort")), state=str(d.get("state") or RUNNING),
-                       reason=str(d.get("reason") or ""), started=float(d.get("started") or 0.0), revision=revision)
+                       reason=str(d.get("reason") or ""), started=float(d.get("started") or 0.0),
+                       marks=tuple((str(n), float(t)) for n, t in d.get("marks") or ()), revision=revision)
         except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
             return None
 

@@ -153,6 +153,10 @@ def test_abort_stops_after_the_member_in_progress(served: Served) -> None:
     assert r["phases"][first] == "done"
     assert [m for m, ph in r["phases"].items() if ph == "done"] == [first]
     assert c.leader() is old  # never got to the switchover
+    timeline = http_get(old.api + "/history?events=1")[1] or {}
+    rolls = [ev for ev in (timeline.get("events") if isinstance(timeline, dict) else timeline) or []
+             if isinstance(ev, dict) and ev.get("kind") == "rollout"]
+    assert rolls and [p["name"] for p in rolls[-1]["phases"]] == [first], timeline
     out = subprocess.run([sys.executable, "-m", "pgha", "list", "-c", str(old.config_path)], capture_output=True,
                          text=True, check=True).stdout
     assert "Rolling restart aborted" in out, out

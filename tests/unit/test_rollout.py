@@ -163,8 +163,11 @@ def test_a_newer_installed_binary_is_a_pending_restart_with_its_reason() -> None
 
 
 def test_the_record_survives_its_json() -> None:
-    r = replace(START, phases={"n2": DONE}, current="n3", since=5.0, reason="x", abort=True)
+    r = replace(START, phases={"n2": DONE}, current="n3", since=5.0, reason="x", abort=True,
+                marks=(("n2", 1.0), ("n3", 4.0)))
     assert Rollout.from_json(r.to_json(), 7) == replace(r, revision=7)
+    e = replace(r, state="aborted").event("n1", 9.0)
+    assert e.kind == "rollout" and [(p.name, p.seconds) for p in e.phases] == [("n2", 3.0), ("n3", 5.0)]
     assert Rollout.from_json("{not json") is None
 
 
