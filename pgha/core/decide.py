@@ -365,9 +365,9 @@ def _hand_over(s: Snapshot, candidate: str, first: tuple[Action, ...]) -> Decisi
         return Decision(first, f"switchover to {candidate}: waiting for pooler(s) {', '.join(g.waiting)} to pause",
                         recheck=0.02)
     m = c.members[candidate]
-    if m.following == s.name and candidate not in s.pg.replica_lsns:
-        # Its record outlives it by up to a ttl: handing over to a candidate that died (or lost
-        # its stream) during the handshake would leave the cluster without a primary until then.
+    if c.handover is not None and m.following == s.name and candidate not in s.pg.replica_lsns:
+        # Its record outlives it by a ttl: a candidate that died during the poolers' handshake (not
+        # judged without one: a loop-old pg_stat_replication may miss one that just reconnected) would leave the cluster without a primary until then.
         return Decision((ClearFailover(f"candidate {candidate} no longer streams from {s.name}"),),
                         f"switchover to {candidate} given up: it no longer streams from {s.name}")
     note = f"switchover to {candidate}: handing over"

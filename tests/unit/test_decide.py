@@ -501,8 +501,11 @@ def test_leader_asks_the_poolers_to_pause_before_handing_over() -> None:
 def test_leader_gives_up_a_switchover_whose_candidate_stopped_streaming_from_it() -> None:
     # n2's record (bound to its lease) still says streaming; the leader's own replication view
     # says its walreceiver is gone: it died while the poolers paused
+    from pgha.core.poolers import Handover, PoolerRecord
+
     n2 = replace(STREAMING_N2, following="n1")
-    v = replace(view(n2=n2), failover=FailoverRequest("n1", "n2"))
+    v = replace(view(n2=n2), failover=FailoverRequest("n1", "n2"), handover=Handover("n1", "n2", 100.0, 42),
+                poolers={"b1": PoolerRecord("b1", "paused", "n1", 42)})
     gone = decide(snap(PRIMARY, v, name="n1"))
     assert [type(x) for x in gone.actions] == [a.ClearFailover] and "no longer streams from n1" in gone.note
     alive = replace(PRIMARY, replica_lsns={"n2": 5000})
