@@ -28,7 +28,7 @@ from pgha.core import standby
 from pgha.core.cluster import HistoryEntry, LeaderStatus, lsn_text
 from pgha.core.jobs import Busy, Job
 from pgha.core.snapshot import Snapshot
-from pgha.postgres import slots
+from pgha.postgres import sessions, slots
 
 log = logging.getLogger("pgha")
 
@@ -195,6 +195,8 @@ class Executor:
                 return await self._reload(s, s.chosen_sync, act.reason)
             case a.SetSyncStandbys():
                 return await self._set_sync(act, s)
+            case a.CancelTransactions():
+                return await self._cancel(act)
             case a.AnnounceHandover():
                 # The checkpoint that keeps the shutdown short runs now, while clients still
                 # write, not once the poolers hold them paused (the hand-over's is then small).
@@ -375,6 +377,13 @@ class Executor:
             await self._announce()
         except e.DcsError as exc:
             log.warning("could not publish the switchover step: %s", exc)
+
+    async def _cancel(self, act: a.CancelTransactions) -> Result:
+        cancelled = await sessions.cancel_open_transactions(self.postgres.query)
+        if cancelled:
+            log.warning("cancelled %d running statement(s) in open transactions (pids %s): %s",
+                        len(cancelled), ", ".join(map(str, cancelled)), act.reason)
+        return Result()
 
     async def _set_sync(self, act: a.SetSyncStandbys, s: Snapshot) -> Result:
         result = await self._reload(s, act.setting, f"synchronous_standby_names = {act.setting!r}")

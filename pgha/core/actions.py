@@ -236,6 +236,16 @@ class AnnounceHandover(Action):
 
 
 @dataclass(frozen=True)
+class CancelTransactions(Action):
+    """Cancel the statements of client transactions open on the local primary (not our own
+    sessions): the poolers' pause ran out its bound waiting for them. Each client gets an error and
+    keeps its connection; at its rollback the pooler releases the server connection and can finish
+    pausing. (The clean stop that follows would end these transactions and the connections with them.)"""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class HandOver(Action):
     """Planned switchover to ``candidate``: checkpoint, stop Postgres cleanly (the walsenders ship
     the shutdown checkpoint to the streaming replicas first), publish the final WAL position in

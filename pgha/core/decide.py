@@ -32,10 +32,10 @@ from pgha.core import (
     election,
     failsafe,
     fitness,
+    handover,
     hung,
     parameters,
     paused,
-    poolers,
     rolling,
     slots,
     standby,
@@ -46,7 +46,6 @@ from pgha.core import (
 from pgha.core.actions import (
     AcquireLeader,
     Action,
-    AnnounceHandover,
     ClaimInitialize,
     ClearDivergence,
     ClearFailover,
@@ -80,10 +79,6 @@ from pgha.core.snapshot import Snapshot
 # Actions after which the running Postgres is no longer the one a reload would reach.
 _REPLACES_POSTGRES = (CloneFrom, CopyLogicalSlots, StartPostgres, KillPostgres, Demote, Rewind, InitializeCluster,
                       ResumeAsPrimary, HandOver, RestartPostgres, Reinitialize, StopPostgres, Exit, ReloadConfig)
-
-
-REPLAY_SLACK = 16 << 20  # bytes of replay lag a switchover candidate may have (one WAL segment)
-REPLAY_WAIT = 30.0  # seconds a switchover waits for its candidate to replay that close
 
 
 def _wait(note: str) -> Decision:
@@ -341,39 +336,10 @@ def _operator_request(s: Snapshot) -> Decision | None:
                 or not fitness.sync_ok(c, s.config, m.name)):
             return Decision((ClearFailover(f"no healthy candidate ({candidate or 'none'})"),),
                             "switchover impossible: no healthy candidate")
-        return _hand_over(s, m.name, (NameSwitchoverCandidate(m.name),) if f.candidate != m.name else ())
+        return handover.hand_over(s, m.name, (NameSwitchoverCandidate(m.name),) if f.candidate != m.name else ())
     if c.leader is None and pg.running and pg.in_recovery:
         return _during_switchover(s, f)
     return None
-
-
-def _hand_over(s: Snapshot, candidate: str, first: tuple[Action, ...]) -> Decision:
-    """Hand over once every pooler has paused (or the bound for that ran out: ``core.poolers``)."""
-    c = s.cluster
-    behind = s.pg.lsn - c.members[candidate].replayed_lsn
-    asked_for = 0.0 if s.failover_seen_at is None else s.now - s.failover_seen_at
-    if c.handover is None and behind > REPLAY_SLACK and asked_for < REPLAY_WAIT:
-        # A candidate far behind on replay would keep clients paused while it catches up: let it
-        # catch up first, while we still take writes (bounded; then it replays before promoting).
-        return Decision(first, f"switchover to {candidate}: waiting for it to replay ({behind} bytes behind)",
-                        recheck=0.2)
-    g = poolers.gate(c.poolers, c.handover, s.name, candidate, s.wall_now, s.config.pooler_pause_timeout)
-    if g.announce:
-        return Decision((*first, AnnounceHandover(candidate)),
-                        f"switchover to {candidate}: asking {len(c.poolers)} pooler(s) to pause", recheck=0.02)
-    if g.waiting:
-        return Decision(first, f"switchover to {candidate}: waiting for pooler(s) {', '.join(g.waiting)} to pause",
-                        recheck=0.02)
-    m = c.members[candidate]
-    if c.handover is not None and m.following == s.name and candidate not in s.pg.replica_lsns:
-        # Its record outlives it by a ttl: a candidate that died during the poolers' handshake (not
-        # judged without one: a loop-old pg_stat_replication may miss one that just reconnected) would leave the cluster without a primary until then.
-        return Decision((ClearFailover(f"candidate {candidate} no longer streams from {s.name}"),),
-                        f"switchover to {candidate} given up: it no longer streams from {s.name}")
-    note = f"switchover to {candidate}: handing over"
-    if g.late:
-        note += f" (pooler(s) {', '.join(g.late)} did not pause within {s.config.pooler_pause_timeout:g} s)"
-    return Decision((*first, HandOver(candidate)), note)
 
 
 def _during_switchover(s: Snapshot, f: FailoverRequest) -> Decision | None:

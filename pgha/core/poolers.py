@@ -6,8 +6,11 @@ where. Before a planned switchover stops the old primary, the leader writes ``ha
 its lease) and waits, at most ``pooler_pause_timeout``, until every registered pooler says it has
 paused for that hand-over (``paused_for`` equals the key's create revision): from then on no pooled
 client has a transaction open on the old primary, and new ones queue in the poolers until they
-point at the new primary. A pooler that does not answer in time is passed over: the switchover goes
-on, and only that pooler's clients see the errors they would see without it. Refusing the
+point at the new primary. A pause waits for the transactions open on the old primary; when the
+bound runs out, the leader cancels the statements still running there (``cut``, for at most
+``CUT_GRACE``): those clients get an error and keep their connections, and the poolers can finish
+pausing. A pooler that still has not answered is passed over: the switchover goes on, and only that
+pooler's clients see the errors they would see without it. Refusing the
 switchover instead would let one broken pooler block every planned maintenance, and the unplanned
 failover that may follow would give the same errors anyway.
 """
@@ -77,11 +80,15 @@ class Gate:
 
     announce: bool = False  # write ``handover`` now (none yet, or one for another candidate)
     waiting: tuple[str, ...] = ()  # poolers still to answer, within the bound
+    cut: tuple[str, ...] = ()  # poolers still to answer after the bound: cancel what holds them
     late: tuple[str, ...] = ()  # poolers passed over: the bound ran out
 
     @property
     def ready(self) -> bool:
-        return not self.announce and not self.waiting
+        return not self.announce and not self.waiting and not self.cut
+
+
+CUT_GRACE = 0.5  # seconds after the bound for cancelled transactions to end and the poolers to answer
 
 
 def gate(poolers: Mapping[str, PoolerRecord], handover: Handover | None, leader: str, candidate: str,
@@ -94,4 +101,6 @@ def gate(poolers: Mapping[str, PoolerRecord], handover: Handover | None, leader:
     missing = tuple(waiting_for(poolers, handover))
     if missing and wall_now - handover.since < timeout:
         return Gate(waiting=missing)
+    if missing and wall_now - handover.since < timeout + CUT_GRACE:
+        return Gate(cut=missing)
     return Gate(late=missing)

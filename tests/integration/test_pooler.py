@@ -91,6 +91,32 @@ def test_switchover_through_pgbouncer_fails_no_statement_and_drops_no_connection
     assert "paused" in p.watcher.log_text() or "pausing" in p.watcher.log_text()
 
 
+def test_transaction_outlasting_the_pause_bound_is_cancelled_and_keeps_its_connection(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    # 1 s transactions against a 0.3 s bound: past it the leader cancels the statement holding the
+    # pause; before, the clean stop ended it with its connection (pooler error, dropped client)
+    c, p = _start_pooled(make_cluster(dcs={**FAST, "pooler_pause_timeout": 0.3}))
+    try:
+        load = _writing(p, clients=4, long_tx=True)
+        old = c.leader()
+        new = next(n for n in c.nodes if n is not old)
+        status, body = _switchover(c, new.name)
+        assert status == 200, body
+        _settle(c, new.name)
+        wait_for("pooler on the new primary", lambda: _record(c, "bouncer1").get("target") == new.name or None, 10)
+        time.sleep(1.5)
+        tally = load.stop()
+        idle_kept = load.idle_survived()
+    finally:
+        p.stop()
+    assert tally.dropped == 0, tally.errors
+    assert tally.failed <= 1 and all("canceling statement due to user request" in x for x in tally.errors), \
+        tally.errors
+    assert idle_kept
+    assert "running statement(s) in open transactions" in old.log_text() or tally.failed == 0
+    assert missing_on(new.dsn(), tally.acked) == []
+
+
 def _kill_primary_under_load(c: LocalCluster, p: Pooled) -> tuple[Workload, float, Node]:
     load = _writing(p, clients=CLIENTS)
     old = c.leader()

@@ -498,6 +498,23 @@ def test_leader_asks_the_poolers_to_pause_before_handing_over() -> None:
     assert late.actions == (a.HandOver("n2"),) and "did not pause within 5 s" in late.note
 
 
+def test_leader_cancels_the_transactions_holding_the_poolers_past_the_bound_then_hands_over() -> None:
+    # a client's long transaction keeps its pooler from pausing: past the bound its statement is
+    # cancelled (an error, the connection kept) rather than its connection cut by the stop
+    from pgha.core.poolers import CUT_GRACE, Handover, PoolerRecord
+
+    v = replace(view(n2=STREAMING_N2), failover=FailoverRequest("n1", "n2"), poolers={"b1": PoolerRecord("b1")},
+                handover=Handover("n1", "n2", 100.0, 42))
+    assert [type(x) for x in decide(snap(PRIMARY, v, name="n1", wall_now=104.9)).actions] == []
+    cut = decide(snap(PRIMARY, v, name="n1", wall_now=105.0))
+    assert [type(x) for x in cut.actions] == [a.CancelTransactions] and "still pausing after 5 s" in cut.note
+    assert cut.recheck is not None and cut.recheck <= 0.1
+    acked = replace(v, poolers={"b1": PoolerRecord("b1", "paused", "n1", 42)})
+    assert decide(snap(PRIMARY, acked, name="n1", wall_now=105.1)).actions == (a.HandOver("n2"),)
+    late = decide(snap(PRIMARY, v, name="n1", wall_now=105.0 + CUT_GRACE))
+    assert late.actions == (a.HandOver("n2"),)
+
+
 def test_leader_gives_up_a_switchover_whose_candidate_stopped_streaming_from_it() -> None:
     # n2's record (bound to its lease) still says streaming; the leader's own replication view
     # says its walreceiver is gone: it died while the poolers paused
@@ -515,7 +532,7 @@ def test_leader_gives_up_a_switchover_whose_candidate_stopped_streaming_from_it(
 
 
 def test_switchover_waits_for_a_candidate_far_behind_on_replay_before_pausing_anyone() -> None:
-    from pgha.core.decide import REPLAY_SLACK, REPLAY_WAIT
+    from pgha.core.handover import REPLAY_SLACK, REPLAY_WAIT
 
     far = replace(STREAMING_N2, replayed_lsn=0)  # received everything, replayed little
     pg = replace(PRIMARY, lsn=REPLAY_SLACK + 5000, replica_lsns={"n2": REPLAY_SLACK + 5000})

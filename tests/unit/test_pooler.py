@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pgha import errors as e
-from pgha.core.poolers import Handover, PoolerRecord, gate
+from pgha.core.poolers import CUT_GRACE, Handover, PoolerRecord, gate
 from pgha.pooler.config import load_pooler_config
 from pgha.pooler.decide import Held, Seen, plan
 from pgha.pooler.pgbouncer import databases_ini
@@ -79,13 +79,15 @@ def test_never_routes_to_an_unconfirmed_node_and_never_pauses_past_the_bound(
         assert not p.pause
 
 
-def test_gate_announces_then_waits_then_goes_on_after_the_bound() -> None:
+def test_gate_announces_then_waits_then_cuts_then_goes_on_after_the_bound() -> None:
     poolers = {"b1": PoolerRecord("b1"), "b2": PoolerRecord("b2")}
     assert gate(poolers, None, "n1", "n2", 100.0, 5.0).announce
     assert gate(poolers, Handover("n1", "n3", 100.0, 42), "n1", "n2", 100.0, 5.0).announce  # another candidate
     g = gate({**poolers, "b1": PoolerRecord("b1", "paused", "n1", 42)}, H, "n1", "n2", 102.0, 5.0)
     assert g.waiting == ("b2",) and not g.ready
     g = gate(poolers, H, "n1", "n2", 105.0, 5.0)
+    assert g.cut == ("b1", "b2") and not g.ready
+    g = gate(poolers, H, "n1", "n2", 105.0 + CUT_GRACE, 5.0)
     assert g.ready and g.late == ("b1", "b2")
     acked = {n: PoolerRecord(n, "paused", "n1", 42) for n in poolers}
     assert gate(acked, H, "n1", "n2", 101.0, 5.0).ready
