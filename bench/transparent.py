@@ -14,8 +14,8 @@ apart from those sent before a kill (an asynchronous primary's unreplicated tail
     .venv/bin/python bench/transparent.py [--runs 3] [--events switchover,kill] [--systems ...]
 
 Systems: ``haproxy`` (checks only: inter 500 ms, fall 2, rise 1), ``haproxy+push``,
-``pgbouncer``, ``pgbouncer+cut`` (``pooler_pause_timeout`` 0.3 s: transactions still open 0.3 s
-into the hand-over are cut, bounding everyone else's wait), ``patroni`` (Patroni 4.1.5, installed
+``pgbouncer``, ``pgbouncer+cut`` (``pooler_pause_timeout`` 0.2 s: the statements of transactions
+still open 0.2 s into the hand-over are cancelled, bounding everyone else's wait), ``patroni`` (Patroni 4.1.5, installed
 from PyPI into its own venv by ``pgha.testing.patroni``, behind the same HAProxy with our check
 settings) and ``patroni-sample`` (the same with Patroni's sample haproxy.cfg checks: inter 3s,
 fall 3, rise 2).
@@ -44,6 +44,7 @@ from pgha.testing.workload import Tally, Workload, missing_on, sent_since
 WINDOW = 15.0  # seconds after the event in which statements count as affected
 OUR_CHECKS = "inter 500ms fall 2 rise 1"  # configs/haproxy.cfg
 SAMPLE_CHECKS = "inter 3s fall 3 rise 2"  # Patroni's haproxy.cfg sample
+CUT = 0.2  # pooler_pause_timeout of pgbouncer+cut: the longest a switchover waits for open transactions
 
 
 def _is_primary(api: str) -> bool:
@@ -139,7 +140,7 @@ def one(system: str, event: str) -> dict[str, Any]:
             for stop in reversed(stops):
                 stop()
             shutil.rmtree(base, ignore_errors=True)
-    c = LocalCluster(base, dcs={**FAST, "pooler_pause_timeout": 0.3} if system == "pgbouncer+cut" else None)
+    c = LocalCluster(base, dcs={**FAST, "pooler_pause_timeout": CUT} if system == "pgbouncer+cut" else None)
     try:
         c.start()
         proxy = HAProxy(base, c.nodes)

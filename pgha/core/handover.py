@@ -34,7 +34,7 @@ def hand_over(s: Snapshot, candidate: str, first: tuple[Action, ...]) -> Decisio
         # Repeated at each recheck: a client may send its next statement before its rollback.
         why = f"pooler(s) {', '.join(g.cut)} still pausing after {bound:g} s"
         return Decision((*first, CancelTransactions(why)),
-                        f"switchover to {candidate}: cancelling the transactions still open ({why})", recheck=0.05)
+                        f"switchover to {candidate}: cancelling the transactions still open ({why})", recheck=0.02)
     m = c.members[candidate]
     if c.handover is not None and m.following == s.name and candidate not in s.pg.replica_lsns:
         # Its record outlives it by a ttl: a candidate that died during the poolers' handshake (not

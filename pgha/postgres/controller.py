@@ -23,7 +23,7 @@ from pgha import errors as e
 from pgha.config.model import LocalConfig
 from pgha.core.report import PgFacts
 from pgha.core.snapshot import PgState
-from pgha.postgres import bounded, conf, guc, installed, processes, roles, startup
+from pgha.postgres import bounded, conf, guc, installed, processes, promotion, roles, startup
 from pgha.postgres.probe import STATE_QUERY
 from pgha.postgres.runas import RunAs
 
@@ -317,10 +317,8 @@ class PostgresController:
             tree = processes.kill_tree(pid) if self.postmaster_pid() is not None else []
         return await bounded.until(lambda: self.postmaster_pid() is None and not any(map(processes.alive, tree)), limit)
 
-    async def promote(self) -> None:
-        rows = await self.query("SELECT pg_promote(true, 60)", timeout=70)
-        if not rows or not rows[0][0]:
-            raise e.PostgresError("pg_promote did not complete within 60s")
+    async def promote(self, limit: float = 60) -> None:
+        await promotion.promote(self.query, limit)
 
     async def checkpoint(self, timeout: float = 600) -> None:
         """CHECKPOINT on a connection of its own, so the HA loop's queries never queue behind it;
