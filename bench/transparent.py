@@ -7,7 +7,8 @@ transactions, one idle connection. Events: a planned switchover, and a SIGKILL o
 node (agent and Postgres). Per system and event it reports failed statements, dropped
 connections, the added latency of short statements started in the event's window (p50 / p99 /
 max, over their median latency before the event) and the most added to a 1 s transaction, the write gap (longest time without an
-acknowledged write), whether the idle connection survived, and acknowledged writes missing on
+acknowledged write), after a kill the time from the new primary's first ``/primary`` 200 to the
+first write acknowledged through the system, whether the idle connection survived, and acknowledged writes missing on
 the primary afterwards: those sent after the event (acknowledged by a non-primary; must be 0)
 apart from those sent before a kill (an asynchronous primary's unreplicated tail).
 
@@ -61,10 +62,10 @@ def _gap(tally: Tally, t0: float, end: float) -> float:
     return max((b - a for a, b in zip(acks, acks[1:], strict=False)), default=0.0)
 
 
-def _event(c: LocalCluster, event: str) -> float:
+def _event(c: LocalCluster, event: str) -> tuple[float, float]:
     """Fire ``event``; returns the time from which every acknowledgement must be on the final
     primary (a switchover: all of them; a kill: those sent after it, the asynchronous tail
-    before it may be lost)."""
+    before it may be lost), and when another node first answered ``/primary`` 200."""
     old = c.leader()
     since = 0.0
     if event == "switchover":
@@ -75,8 +76,8 @@ def _event(c: LocalCluster, event: str) -> float:
         old.kill_postgres(signal.SIGKILL, tree=True)
         since = time.monotonic()
     wait_for("a writable primary", lambda: next((n for n in c.nodes if n is not old
-                                                 and n.health("/primary") == 200), None), 60)
-    return since
+                                                 and n.health("/primary") == 200), None), 60, interval=0.01)
+    return since, time.monotonic()
 
 
 class _PatroniNode:
@@ -104,13 +105,14 @@ def start_patroni(base: Path, stops: list[Callable[[], None]]) -> tuple[PatroniC
     return pc, [_PatroniNode(n) for n in pc.nodes]
 
 
-def _patroni(base: Path, stops: list[Callable[[], None]]) -> tuple[list[_PatroniNode], Callable[[str], float]]:
+def _patroni(base: Path, stops: list[Callable[[], None]]) -> tuple[list[_PatroniNode],
+                                                                   Callable[[str], tuple[float, float]]]:
     pc, nodes = start_patroni(base, stops)
 
     def leader() -> _PatroniNode:
         return wait_for("a Patroni primary", lambda: next((n for n in nodes if _is_primary(n.api)), None), 60)
 
-    def event(kind: str) -> float:
+    def event(kind: str) -> tuple[float, float]:
         old = leader()
         since = 0.0
         if kind == "switchover":
@@ -124,8 +126,8 @@ def _patroni(base: Path, stops: list[Callable[[], None]]) -> tuple[list[_Patroni
                     os.kill(pid, signal.SIGKILL)
             since = time.monotonic()
         wait_for("a new Patroni primary", lambda: next((n for n in nodes if n is not old
-                                                        and _is_primary(n.api)), None), 60)
-        return since
+                                                        and _is_primary(n.api)), None), 60, interval=0.01)
+        return since, time.monotonic()
     return nodes, event
 
 
@@ -176,7 +178,7 @@ def _patroni_run(base: Path, event: str, stops: list[Callable[[], None]], checks
     return _measure(dsn, lambda: fire(event), primary)
 
 
-def _measure(dsn: str, fire: Callable[[], float], primary_dsn: Callable[[], str]) -> dict[str, Any]:
+def _measure(dsn: str, fire: Callable[[], tuple[float, float]], primary_dsn: Callable[[], str]) -> dict[str, Any]:
     time.sleep(2.0)
     load = Workload(dsn, clients=30, long_tx=True, idle=True)
     load.setup()
@@ -184,7 +186,7 @@ def _measure(dsn: str, fire: Callable[[], float], primary_dsn: Callable[[], str]
     time.sleep(3.0)
     before = statistics.median(d for _, d in load.tally.latencies) if load.tally.latencies else 0.0
     t0 = time.monotonic()
-    since = fire()
+    since, writable = fire()
     time.sleep(3.0)
     end = time.monotonic()
     tally = load.stop()
@@ -195,6 +197,8 @@ def _measure(dsn: str, fire: Callable[[], float], primary_dsn: Callable[[], str]
             "p50": added[len(added) // 2] if added else 0.0,
             "p99": added[int(len(added) * 0.99)] if added else 0.0, "max": added[-1] if added else 0.0,
             "long_max": max((d for s, d in tally.long_latencies if t0 - 1.0 <= s <= t0 + WINDOW), default=0.0),
+            # after a kill: from the new primary's first /primary 200 to the first write acknowledged
+            "first_write": min((t for t in tally.acked_at if t >= writable), default=end) - writable,
             "idle_kept": load.idle_survived(), "non_primary_acks": len(after), "lost_tail": len(missing - after)}
 
 
@@ -216,9 +220,10 @@ def main() -> None:
           " by a non-primary, acks lost with an asynchronous primary's unreplicated tail)")
     for (system, event), rs in results.items():
         med = {k: statistics.median(float(r[k]) for r in rs)
-               for k in ("failed", "dropped", "gap", "p50", "p99", "max", "long_max")}
+               for k in ("failed", "dropped", "gap", "p50", "p99", "max", "long_max", "first_write")}
         print(f"{system:14} {event:10} failed {med['failed']:.0f}  dropped {med['dropped']:.0f}  gap {med['gap']:.2f}  "
-              f"added {med['p50']:.3f}/{med['p99']:.3f}/{med['max']:.3f}  long tx +{med['long_max']:.2f}  idle kept {all(r['idle_kept'] for r in rs)}  "
+              f"added {med['p50']:.3f}/{med['p99']:.3f}/{med['max']:.3f}  long tx +{med['long_max']:.2f}  "
+              f"first write after writable {med['first_write']:.3f}  idle kept {all(r['idle_kept'] for r in rs)}  "
               f"non-primary acks {sum(r['non_primary_acks'] for r in rs)}  lost tail {sum(r['lost_tail'] for r in rs)}")
 
 
