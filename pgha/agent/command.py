@@ -26,7 +26,8 @@ def agent(config_path: str, validate_config: bool) -> None:
     from pgha import log
     from pgha.agent.service import Agent
 
-    log.setup(cfg.scope, cfg.name, cfg.log.level)
+    lc = cfg.log
+    log.setup(cfg.scope, cfg.name, lc.level, lc.format, lc.dir, lc.file_size, lc.file_num)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:  # more room for REST clients; the API still keeps well below it
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))

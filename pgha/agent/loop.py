@@ -62,7 +62,8 @@ class HaLoop:
         snap = self._snapshot(time.monotonic(), view, pg)
         decision = decide(snap)
         if decision.note != self.state.note:
-            log.info("%s", decision.note)
+            log.info("%s", decision.note,
+                     extra={"kind": "decision", "actions": [type(a).__name__ for a in decision.actions]})
         self.state = replace(self.state, fence_ok=self.fence.follow(snap, decision.actions, self.valid_until()))
         results = []
         for action in decision.actions:

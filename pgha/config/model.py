@@ -331,7 +331,15 @@ class Tags(BaseModel):
 
 
 class LogConfig(_Strict):
+    """Where the agent logs: ``format`` text (one line per event) or json (one object per line);
+    ``dir`` set: to ``<dir>/pgha.log``, rotated at ``file_size`` bytes, ``file_num`` old files
+    kept (Patroni's defaults); unset: to stderr (the journal, under systemd)."""
+
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+    dir: str | None = None
+    file_size: int = Field(25_000_000, ge=4096)
+    file_num: int = Field(4, ge=0)
 
 
 class WatchdogConfig(_Strict):

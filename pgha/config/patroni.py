@@ -182,6 +182,23 @@ def _tags(src: Mapping[str, Any], refused: _Refusals) -> dict[str, Any]:
     return {k: v for k, v in src.items() if k not in _TAGS_OFF_ONLY}
 
 
+# Patroni's log keys that shape its own text lines: pgha's have a fixed shape (and json).
+_LOG_SHAPE_ONLY = {"format", "dateformat", "traceback_level", "max_queue_size", "loggers", "mode",
+                   "deduplicate_heartbeat_logs"}
+
+
+def _log(src: Mapping[str, Any], refused: _Refusals, notes: list[str]) -> dict[str, Any]:
+    refused.extra(src, {"level", "type", "dir", "file_num", "file_size"} | _LOG_SHAPE_ONLY, "log.")
+    out: dict[str, Any] = {k: src[k] for k in ("dir", "file_num", "file_size") if k in src}
+    if "level" in src:
+        out["level"] = str(src["level"]).upper()
+    if "type" in src:
+        out["format"] = "json" if str(src["type"]).lower() == "json" else "text"
+    for key in sorted(_LOG_SHAPE_ONLY & src.keys()):
+        notes.append(f"log.{key}: dropped (pgha's lines have a fixed shape: log.format text or json)")
+    return out
+
+
 def convert(data: Mapping[str, Any], source: str) -> tuple[dict[str, Any], list[str]]:
     """pgha's native config for a Patroni config, and what changed. Raises ConfigError naming
     every Patroni key pgha does not support."""
@@ -208,9 +225,7 @@ def convert(data: Mapping[str, Any], source: str) -> tuple[dict[str, Any], list[
     if "watchdog" in data:
         out["watchdog"] = data["watchdog"]
     if isinstance(data.get("log"), Mapping):
-        refused.extra(data["log"], {"level"}, "log.")
-        if "level" in data["log"]:
-            out["log"] = {"level": str(data["log"]["level"]).upper()}
+        out["log"] = _log(data["log"], refused, notes)
     refused.check()
     return out, notes
 
@@ -233,6 +248,8 @@ def environment(environ: Mapping[str, str]) -> dict[str, Any]:
             put(None, rest, value)
         elif rest in ("log_level", "loglevel"):
             put("log", "level", value)
+        elif rest[4:] in ("type", "dir", "file_num", "file_size") and rest.startswith("log_"):
+            put("log", rest[4:], int(value) if rest.startswith("log_file_") else value)
         elif rest.startswith("restapi_") and rest[8:] in ("username", "password"):
             out.setdefault("restapi", {}).setdefault("authentication", {})[rest[8:]] = value
         elif rest.startswith(("restapi_", "postgresql_")):
