@@ -331,9 +331,8 @@ class Tags(BaseModel):
 
 
 class LogConfig(_Strict):
-    """Where the agent logs: ``format`` text (one line per event) or json (one object per line);
-    ``dir`` set: to ``<dir>/pgha.log``, rotated at ``file_size`` bytes, ``file_num`` old files
-    kept (Patroni's defaults); unset: to stderr (the journal, under systemd)."""
+    """``format`` text or json (an object per line); ``dir``: to ``<dir>/pgha.log``, rotated at
+    ``file_size`` bytes keeping ``file_num`` files (Patroni's defaults), else to stderr."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"

@@ -63,7 +63,7 @@ def test_every_unsupported_patroni_key_is_refused_by_name(tmp_path: Path) -> Non
     data["consul"] = {"host": "x"}
     data["postgresql"]["pg_ctl_timeout"] = 60
     data["postgresql"]["authentication"]["superuser"]["sslmode"] = "require"
-    data["log"] = {"level": "INFO", "dir": "/var/log/patroni"}
+    data["log"] = {"level": "INFO", "dir": "/var/log/patroni", "static_fields": {"dc": "a"}}
     data["bootstrap"]["post_init"] = "/x.sh"
     data["bootstrap"]["dcs"]["max_timelines_history"] = 10
     data["tags"]["nostream"] = True
@@ -71,7 +71,7 @@ def test_every_unsupported_patroni_key_is_refused_by_name(tmp_path: Path) -> Non
         load_local_config(write(tmp_path, data), environ={})
     lines = str(err.value).splitlines()
     for key in ("consul", "postgresql.pg_ctl_timeout", "postgresql.authentication.superuser.sslmode",
-                "log.dir", "bootstrap.post_init", "bootstrap.dcs.max_timelines_history", "tags.nostream"):
+                "log.static_fields", "bootstrap.post_init", "bootstrap.dcs.max_timelines_history", "tags.nostream"):
         assert any(line.endswith(f"patroni.yml: {key}: a Patroni key pgha does not support yet")
                    for line in lines), (key, lines)
 
