@@ -34,4 +34,4 @@ def agent(config_path: str, validate_config: bool) -> None:
     # What start-up built lives as long as the process: keep the collector from walking it again.
     gc.collect()
     gc.freeze()
-    asyncio.run(Agent(cfg).run())
+    asyncio.run(Agent(cfg, config_path).run())

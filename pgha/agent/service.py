@@ -20,6 +20,7 @@ from pgha.agent.watchdog import Watchdog
 from pgha.agent.jobs import PostgresJobs
 from pgha.agent.lease import LeaseKeeper
 from pgha.agent.loop import HaLoop
+from pgha.agent import reload
 from pgha.agent.promise import Promise
 from pgha.api.server import ApiContext, ApiServer
 from pgha.config.model import LocalConfig
@@ -53,8 +54,9 @@ def make_client(local: LocalConfig) -> EtcdClient:
 
 
 class Agent:
-    def __init__(self, local: LocalConfig) -> None:
+    def __init__(self, local: LocalConfig, path: str | None = None) -> None:
         self.local = local
+        self.path = path  # the config file SIGHUP reads again
         self._wake = asyncio.Event()
         self.client = make_client(local)
         self.store = ClusterStore(self.client, local.prefix, local.name)
@@ -154,6 +156,7 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload)
         api = ApiServer(ApiContext(self.local, self.report, self.inbox, self.store, lambda: self.loop.dynamic,
                                    lambda params: guc.problems(params, self.postgres.catalog)))
         await api.start()
@@ -192,6 +195,13 @@ class Agent:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(self.loop.dynamic.loop_wait,
                                                                self.loop.state.recheck or float("inf")))
+
+    def _on_reload(self) -> None:
+        new = reload.reread(self.path, self.local) if self.path else None
+        if new is not None:
+            self.local = self.loop.local = new
+            self._report = replace(self._report, tags=new.tags.model_dump())
+            self.wake()  # the member record shows the new tags at once
 
     def _on_signal(self, sig: int) -> None:
         log.info("received %s: shutting down", signal.Signals(sig).name)
