@@ -39,6 +39,7 @@ class Node:
     nofile: int | None = None  # the agent's open-file limit (soft and hard), as an operator may set it
     host: str = "127.0.0.1"  # where its Postgres and REST API listen
     place: Host | None = None  # its namespace in the partition lab (None: the host's loopback)
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "pgha"])  # how the agent runs
 
     @property
     def config_path(self) -> Path:
@@ -69,7 +70,7 @@ class Node:
                 place.join_cgroup()
 
         prefix = place.argv() if place is not None else []
-        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "pgha", "agent", "-c", str(self.config_path)],
+        self.proc = subprocess.Popen([*prefix, *self.command, "agent", "-c", str(self.config_path)],
                                      stdout=log, stderr=log, start_new_session=True, env={**os.environ, **self.env},
                                      preexec_fn=limits)
         log.close()
