@@ -1,5 +1,5 @@
 """configs/systemd: the units a host installs, checked by systemd's own parser (systemd does not
-run as PID 1 on this test machine, so the units are verified, not started: see the README)."""
+run as PID 1 on this test machine, so the units are verified, not started: see docs/deployment.md)."""
 
 from __future__ import annotations
 
