@@ -18,7 +18,7 @@ import pytest
 from pgha.testing import FAST, HAProxy, LocalCluster, Node, http_get, http_request, wait_for
 from pgha.testing.cluster import thaw
 from pgha.testing.pooler import Pooled, PoolerWatcher
-from pgha.testing.workload import Workload, missing_on, sent_since
+from pgha.testing.workload import Tally, Workload, missing_on, sent_since
 from tests.conftest import sql
 
 pytestmark = pytest.mark.slow
@@ -71,21 +71,29 @@ def _settle(c: LocalCluster, name: str) -> None:
     wait_for(f"{name} primary", lambda: c.leader().name == name and c.leader().health("/primary") == 200 or None, 30)
 
 
-def test_switchover_through_pgbouncer_fails_no_statement_and_drops_no_connection(
-        pooled: tuple[LocalCluster, Pooled]) -> None:
-    c, p = pooled
-    load = _writing(p, clients=8, long_tx=True)
+def _switch_over_under_load(c: LocalCluster, p: Pooled, clients: int) -> tuple[Tally, bool, Node, Node]:
+    """A switchover under writers and a client in 1 s transactions: the tally, whether the idle
+    connection survived, the old and the new primary."""
+    load = _writing(p, clients=clients, long_tx=True)
     old = c.leader()
     new = next(n for n in c.nodes if n is not old)
     status, body = _switchover(c, new.name)
     assert status == 200, body
     _settle(c, new.name)
-    wait_for("pooler on the new primary", lambda: f"port={new.pg_port}" in p.bouncer.databases_file.read_text() or None, 10)
+    wait_for("pooler on the new primary", lambda: _record(c, "bouncer1").get("target") == new.name or None, 10)
     time.sleep(1.5)  # writes go on, on the new primary
     tally = load.stop()
+    return tally, load.idle_survived(), old, new
+
+
+def test_switchover_through_pgbouncer_fails_no_statement_and_drops_no_connection(
+        pooled: tuple[LocalCluster, Pooled]) -> None:
+    c, p = pooled
+    tally, idle_kept, _, new = _switch_over_under_load(c, p, clients=8)
+    assert f"port={new.pg_port}" in p.bouncer.databases_file.read_text()
     assert tally.failed == 0, tally.errors
     assert tally.dropped == 0
-    assert load.idle_survived()
+    assert idle_kept
     assert len(tally.acked) > 100
     assert missing_on(new.dsn(), tally.acked) == []
     assert "paused" in p.watcher.log_text() or "pausing" in p.watcher.log_text()
@@ -97,16 +105,7 @@ def test_transaction_outlasting_the_pause_bound_is_cancelled_and_keeps_its_conne
     # pause; before, the clean stop ended it with its connection (pooler error, dropped client)
     c, p = _start_pooled(make_cluster(dcs={**FAST, "pooler_pause_timeout": 0.3}))
     try:
-        load = _writing(p, clients=4, long_tx=True)
-        old = c.leader()
-        new = next(n for n in c.nodes if n is not old)
-        status, body = _switchover(c, new.name)
-        assert status == 200, body
-        _settle(c, new.name)
-        wait_for("pooler on the new primary", lambda: _record(c, "bouncer1").get("target") == new.name or None, 10)
-        time.sleep(1.5)
-        tally = load.stop()
-        idle_kept = load.idle_survived()
+        tally, idle_kept, old, new = _switch_over_under_load(c, p, clients=4)
     finally:
         p.stop()
     assert tally.dropped == 0, tally.errors
