@@ -1,3 +1,3 @@
-from pgha.cli.main import main
+from pgha.launch import main
 
 main()

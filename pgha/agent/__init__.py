@@ -3,9 +3,10 @@
 - ``lease``: the lease keeper (renewals on their own cadence, the last-resort guard);
 - ``loop``: observe, decide, execute, fold the results into the next snapshot;
 - ``execute``: one branch per action, no choices; ``jobs``: the long jobs on Postgres;
-- ``service``: wires the parts and the API together and runs them.
-"""
+- ``service``: wires the parts and the API together and runs them;
+- ``quickstart``: a restarted primary's first milliseconds, before any of the above is imported.
 
-from pgha.agent.service import Agent
+Nothing is imported here: ``pgha agent`` loads ``quickstart`` first, alone.
+"""
 
 __all__ = ["Agent"]

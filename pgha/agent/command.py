@@ -14,7 +14,8 @@ from pgha.cli.main import load
 @click.command()
 @click.option("-c", "--config", "config_path", required=True, type=click.Path(), help="node YAML file")
 @click.option("--validate-config", is_flag=True, help="check the file and exit")
-def agent(config_path: str, validate_config: bool) -> None:
+@click.pass_context
+def agent(ctx: click.Context, config_path: str, validate_config: bool) -> None:
     """Run the HA agent beside the local Postgres.
 
     Example: pgha agent -c /etc/pgha/node.yml
@@ -34,4 +35,5 @@ def agent(config_path: str, validate_config: bool) -> None:
     # What start-up built lives as long as the process: keep the collector from walking it again.
     gc.collect()
     gc.freeze()
-    asyncio.run(Agent(cfg, config_path).run())
+    adopted = ctx.obj.get("adopted") if isinstance(ctx.obj, dict) else None
+    asyncio.run(Agent(cfg, config_path, adopted).run())

@@ -50,6 +50,13 @@ class LeaseKeeper:
         self.max_gap = 0.0
         self._repeats = Repeats(log)
 
+    def adopt(self, lease: int, ttl: int, retry_timeout: float, granted_at: float) -> None:
+        """Keep ``lease``, granted at ``granted_at`` (monotonic) before this keeper existed."""
+        self.lease, self.granted_ttl, self.granted_retry = lease, ttl, retry_timeout
+        self.valid_until = self.seen_at = granted_at
+        self.valid_until += ttl
+        self.ok = True
+
     def holds(self, now: float) -> bool:
         return rule.holds(self.valid_until, now, self._config(), self.seen_at)
 

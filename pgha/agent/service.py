@@ -22,6 +22,7 @@ from pgha.agent.lease import LeaseKeeper
 from pgha.agent.loop import HaLoop
 from pgha.agent import reload
 from pgha.agent.promise import Promise
+from pgha.agent.quickstart import Adopted
 from pgha.api.server import ApiContext, ApiServer
 from pgha.config.model import LocalConfig
 from pgha.core import lease as lease_rule
@@ -54,9 +55,10 @@ def make_client(local: LocalConfig) -> EtcdClient:
 
 
 class Agent:
-    def __init__(self, local: LocalConfig, path: str | None = None) -> None:
+    def __init__(self, local: LocalConfig, path: str | None = None, adopted: Adopted | None = None) -> None:
         self.local = local
         self.path = path  # the config file SIGHUP reads again
+        self.adopted = adopted  # a lease the quick start already moved our leader key onto
         self._wake = asyncio.Event()
         self.client = make_client(local)
         self.store = ClusterStore(self.client, local.prefix, local.name)
@@ -160,6 +162,11 @@ class Agent:
         api = ApiServer(ApiContext(self.local, self.report, self.inbox, self.store, lambda: self.loop.dynamic,
                                    lambda params: guc.problems(params, self.postgres.catalog)))
         await api.start()
+        if self.adopted is not None:
+            a = self.adopted
+            self.keeper.adopt(a.lease, a.ttl, a.retry_timeout, a.granted_at)
+            log.info("took over the leader key and re-armed the fence %.3f s after start, before loading "
+                     "the agent: no failover", a.took)
         await self.keeper.renew(leader=False)
         tasks = [loop.create_task(self.keeper.run(lambda: self._report.view.leader == self.local.name)),
                  loop.create_task(self.keeper.guard(self._guard_due, self.executor.fence_stop)),
