@@ -33,7 +33,8 @@ def installed() -> Iterator[tuple[Path, Path]]:
     """(the dist folder, the fresh venv's bin folder)."""
     base = Path(tempfile.mkdtemp(prefix="pgha-wheel-"))
     src = base / "src"  # a copy: the build's own folders stay out of the checkout
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__"))
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__",
+                                                          ".local-cluster", ".mypy_cache", ".pytest_cache", ".hypothesis"))
     try:
         _run(sys.executable, "-m", "build", "--outdir", base / "dist", src)
         _run(Path(sys.base_prefix) / "bin" / "python3", "-m", "venv", base / "venv")  # not the test venv's
