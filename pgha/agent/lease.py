@@ -53,8 +53,7 @@ class LeaseKeeper:
     def adopt(self, lease: int, ttl: int, retry_timeout: float, granted_at: float) -> None:
         """Keep ``lease``, granted at ``granted_at`` (monotonic) before this keeper existed."""
         self.lease, self.granted_ttl, self.granted_retry = lease, ttl, retry_timeout
-        self.valid_until = self.seen_at = granted_at
-        self.valid_until += ttl
+        self.seen_at, self.valid_until = granted_at, granted_at + ttl
         self.ok = True
 
     def holds(self, now: float) -> bool:
