@@ -40,9 +40,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100.0
 
 
-def measure(name: str, etcd_url: str, pids: list[int], window: float) -> dict[str, object]:
+def measure(name: str, etcd_url: str, pids: list[int], window: float,
+            helpers: list[int] | None = None) -> dict[str, object]:
+    """``helpers``: processes of the agents' own (pgha's fence) whose CPU counts, not their memory."""
+    helpers = helpers or []
     calls0, cpu0 = etcd_calls(etcd_url), sum(cpu_seconds(p) for p in pids)
-    return {"name": name, "etcd_url": etcd_url, "pids": pids, "calls0": calls0, "cpu0": cpu0, "t0": time.monotonic()}
+    return {"name": name, "etcd_url": etcd_url, "pids": pids, "calls0": calls0, "cpu0": cpu0, "t0": time.monotonic(),
+            "helpers": helpers, "hcpu0": sum(cpu_seconds(p) for p in helpers)}
 
 
 def finish(m: dict[str, object]) -> dict[str, object]:
@@ -52,8 +56,11 @@ def finish(m: dict[str, object]) -> dict[str, object]:
     pids: list[int] = m["pids"]  # type: ignore[assignment]
     mem = [memory_mib(p) for p in pids]
     cpu = (sum(cpu_seconds(p) for p in pids) - float(m["cpu0"])) / elapsed / len(pids) * 100  # type: ignore[arg-type]
+    helpers: list[int] = m["helpers"]  # type: ignore[assignment]
+    hcpu = (sum(cpu_seconds(p) for p in helpers) - float(m["hcpu0"])) / elapsed / len(pids) * 100  # type: ignore[arg-type]
     return {"name": m["name"], "rps": sum(calls.values()) / elapsed, "by_method": +calls,
-            "rss": statistics.median(r for r, _ in mem), "pss": statistics.median(p for _, p in mem), "cpu": cpu}
+            "rss": statistics.median(r for r, _ in mem), "pss": statistics.median(p for _, p in mem), "cpu": cpu,
+            "with_helpers": cpu + hcpu}
 
 
 def main() -> None:
@@ -77,7 +84,8 @@ def main() -> None:
         theirs.start()
         time.sleep(args.settle)
         pgha_pids = [n.proc.pid for n in ours.nodes if n.proc is not None]
-        started = [measure("pgha", ours.etcd.members[0].client_url, pgha_pids, args.window),
+        fences = [p for p in (n.fence_pid() for n in ours.nodes) if p is not None]
+        started = [measure("pgha", ours.etcd.members[0].client_url, pgha_pids, args.window, fences),
                    measure(f"Patroni {VERSION}", etcd.members[0].client_url, theirs.pids(), args.window)]
         time.sleep(args.window)
         rows = [finish(m) for m in started]
@@ -89,9 +97,11 @@ def main() -> None:
         shutil.rmtree(base, ignore_errors=True)
     print(f"\nidle 3-node clusters, ttl {args.ttl} / loop_wait {args.loop_wait} / retry_timeout "
           f"{args.retry_timeout}, {args.window:.0f} s window after {args.settle:.0f} s settling")
-    print(f"{'':16} {'etcd req/s':>10} {'agent RSS MiB':>14} {'agent PSS MiB':>14} {'CPU % / agent':>14}")
+    print(f"{'':16} {'etcd req/s':>10} {'agent RSS MiB':>14} {'agent PSS MiB':>14} {'CPU % / agent':>14} "
+          f"{'+ fence':>8}")
     for r in rows:
-        print(f"{r['name']:16} {r['rps']:10.2f} {r['rss']:14.1f} {r['pss']:14.1f} {r['cpu']:14.2f}")
+        print(f"{r['name']:16} {r['rps']:10.2f} {r['rss']:14.1f} {r['pss']:14.1f} {r['cpu']:14.2f} "
+              f"{r['with_helpers']:8.2f}")
     p, q = rows
     print(f"ratios pgha/Patroni: etcd requests {float(p['rps']) / max(float(q['rps']), 1e-9):.2f}, "  # type: ignore[arg-type]
           f"RSS {float(p['rss']) / float(q['rss']):.2f}, PSS {float(p['pss']) / float(q['pss']):.2f}")  # type: ignore[arg-type]

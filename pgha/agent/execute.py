@@ -24,7 +24,7 @@ from pgha.agent.jobs import PostgresJobs, Result, member_addr
 from pgha.agent.timeline import Timeline
 from pgha.core import actions as a
 from pgha.core import lease as core_lease
-from pgha.core import standby
+from pgha.core import publish, standby
 from pgha.core.cluster import HistoryEntry, LeaderStatus, lsn_text
 from pgha.core.jobs import Busy, Job
 from pgha.core.snapshot import Snapshot
@@ -333,7 +333,7 @@ class Executor:
         if act.logical:
             positions.update(await slots.keep_logical(self.postgres.query, self._query_in(s), rows, act.logical))
         status = LeaderStatus(s.name, s.pg.timeline, s.pg.lsn, positions, dict(act.retain))
-        if status != s.cluster.status:  # an idle leader writes nothing
+        if publish.status_due(s.cluster.status, status, s.config):  # an idle leader writes nothing
             await self.store.publish_status(status, self._lease(), self.jobs.keeper.deadline(leader=True))
         members = dict(act.failsafe) if act.failsafe is not None else None
         if members != s.cluster.failsafe:

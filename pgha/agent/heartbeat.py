@@ -6,6 +6,7 @@ and at once after a gap."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from pgha.log import Repeats
 log = logging.getLogger("pgha")
 
 FLUSH = availability.FLUSH
-IDLE = 0.1  # seconds between two looks at whether this node leads
+IDLE = 1.0  # seconds between two looks at whether this node leads, unless kicked (``kick``)
 SETUP = ("CREATE SCHEMA IF NOT EXISTS pgha",
          "CREATE TABLE IF NOT EXISTS pgha.heartbeat (id int PRIMARY KEY, at timestamptz NOT NULL)")
 BEAT = "INSERT INTO pgha.heartbeat VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET at = now()"
@@ -40,6 +41,16 @@ class Heartbeat:
         self._previous: float | None = None  # the last heartbeat in the table when we began
         self._flushed = 0.0
         self._errors = Repeats(log)
+        self._kicked = asyncio.Event()
+
+    def kick(self) -> None:
+        """The HA loop ran: leadership may have just begun, look again now."""
+        self._kicked.set()
+
+    async def _idle(self) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._kicked.wait(), IDLE)
+        self._kicked.clear()
 
     async def run(self, leading: Callable[[], bool], config: Callable[[], ClusterSettings],
                   lease: Callable[[], int | None]) -> None:
@@ -47,7 +58,7 @@ class Heartbeat:
             interval = config().heartbeat_interval
             if interval <= 0 or not leading():
                 await self._stop()
-                await asyncio.sleep(IDLE)  # a new primary's first heartbeat must not wait: it ends a gap
+                await self._idle()
                 continue
             started = time.time()
             try:

@@ -21,7 +21,8 @@ from pgha.log import Repeats
 
 log = logging.getLogger("pgha")
 
-GUARD_TICK = 0.1
+GUARD_TICK = 0.1  # the guard's period once the instant it watches for is near
+GUARD_IDLE = 0.5  # and while it is far: a leader with a fresh lease costs 2 wake-ups a second
 
 
 class LeaseKeeper:
@@ -151,10 +152,12 @@ class LeaseKeeper:
             log.info("retired our earlier lease %x: everything of ours is on lease %x", old, self.lease or 0)
         self.retiring = self.retiring_until = None
 
-    async def guard(self, due: Callable[[float], bool], stop: Callable[[], Awaitable[None]]) -> None:
-        """Every tick: if ``due(now)`` (``core.lease.guard_due`` on the latest report), ``stop``."""
+    async def guard(self, due: Callable[[float], bool], stop: Callable[[], Awaitable[None]],
+                    until: Callable[[], float | None]) -> None:
+        """Whenever ``due(now)`` (``core.lease.guard_due`` on the latest report), ``stop``; looks
+        every tick from half the demotion margin before ``until()`` (the primacy's end) on."""
         while True:
-            await asyncio.sleep(GUARD_TICK)
+            await asyncio.sleep(rule.guard_pause(until(), time.monotonic(), self._config(), GUARD_TICK, GUARD_IDLE))
             now = time.monotonic()
             if due(now):
                 left = (self.valid_until or now) - now

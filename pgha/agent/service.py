@@ -46,6 +46,7 @@ _URGENT = frozenset({"leader", "config", "initialize", "failover"})
 # 250 ms once failing, down after two) instead of on check timeouts once its address is gone, as a
 # stopped container's is, while new connections wait on that address for their connect timeout.
 DRAIN_SECONDS = 1.0
+FENCE_CHECK = 0.5  # seconds between two looks at whether the fence fired or died
 
 
 def make_client(local: LocalConfig) -> EtcdClient:
@@ -169,7 +170,7 @@ class Agent:
                      "the agent: no failover", a.took)
         await self.keeper.renew(leader=False)
         tasks = [loop.create_task(self.keeper.run(lambda: self._report.view.leader == self.local.name)),
-                 loop.create_task(self.keeper.guard(self._guard_due, self.executor.fence_stop)),
+                 loop.create_task(self.keeper.guard(self._guard_due, self.executor.fence_stop, self.loop.valid_until)),
                  loop.create_task(self.cache.run(lambda: self.loop.dynamic.retry_timeout)),
                  loop.create_task(self._postmaster_exit()), loop.create_task(self._watch_fence()),
                  loop.create_task(self.heartbeat.run(self._leading, lambda: self.loop.dynamic, lambda: self.keeper.lease))]
@@ -194,6 +195,7 @@ class Agent:
             self._wake.clear()
             try:
                 await self.loop.run_once()
+                self.heartbeat.kick()  # a new primary's first heartbeat ends a gap: no waiting
                 failures.clear()
             except Exception as exc:  # noqa: BLE001 - one bad loop must not end the agent
                 failures.error(f"HA loop failed ({type(exc).__name__}: {exc}); retrying", exc_info=True)
@@ -230,14 +232,15 @@ class Agent:
         await asyncio.sleep(DRAIN_SECONDS)
 
     async def _watch_fence(self) -> None:
-        """Count firings; restart a fence that died while armed, and demote if that fails."""
+        """Count firings; restart a fence that died while armed, and demote if that fails. A
+        firing kills the postmaster, which wakes the loop by itself (``_postmaster_exit``)."""
         while True:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(FENCE_CHECK)
             fired = self.fence.newly_fired()
             if fired:
                 self.fence_fired += fired
                 self.wake()
-            if self.fence.deadline is not None and not self.fence.arm(self.fence.deadline):
+            if self.fence.deadline is not None and not self.fence.alive() and not self.fence.arm(self.fence.deadline):
                 self.loop.state = replace(self.loop.state, fence_ok=False)
                 self.wake()
 

@@ -18,7 +18,7 @@ from typing import Any
 
 HOURS, DAYS, INCIDENTS = 31 * 24, 400, 100
 TOLERANCE = 0.5  # seconds of lateness that are not downtime (a slow fsync, the loop's own jitter)
-FLUSH = 10.0  # the leader stores the ledger this often (and at once after a gap)
+FLUSH = 30.0  # the leader stores the ledger this often (and at once after a gap); an etcd write each time
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ proof a synchronous standby needs before it takes over."""
 
 from __future__ import annotations
 
-from pgha.core import failsafe, fitness, sync
+from pgha.core import failsafe, fitness, publish, sync
 from pgha.core.actions import AcquireLeader, AskPeers, Decision, Demote
 from pgha.core.snapshot import Snapshot
 
@@ -20,7 +20,8 @@ def ineligibility(s: Snapshot) -> str | None:
         return "tagged nofailover"
     if s.watchdog_problem:
         return f"watchdog required but unusable ({s.watchdog_problem})"
-    lag = c.status.lsn - fitness.failover_position(pg.lsn, pg.replayed_lsn, s.config)
+    # ``status`` may lag the last primary position by up to the publishing slack: count it.
+    lag = c.status.lsn + publish.slack(s.config) - fitness.failover_position(pg.lsn, pg.replayed_lsn, s.config)
     if lag > s.config.maximum_lag_on_failover:
         return f"{lag} bytes behind the last primary position (maximum_lag_on_failover {s.config.maximum_lag_on_failover})"
     # The primary's death stops streaming a full ttl before its key expires, so "recently" must

@@ -61,6 +61,15 @@ def guard_due(valid_until: float | None, now: float, config: ClusterSettings, le
             and now >= valid_until - config.retry_timeout / 2)
 
 
+def guard_pause(valid_until: float | None, now: float, config: ClusterSettings, tick: float, idle: float) -> float:
+    """How long the guard may sleep: until ``guard_due`` could first hold (at least ``tick``),
+    and never more than ``idle``, which bounds how late it notices the instant move earlier
+    (a ttl change's retiring lease, a longer retry_timeout)."""
+    if valid_until is None:
+        return idle
+    return min(idle, max(tick, valid_until - config.retry_timeout / 2 - now))
+
+
 def fence_deadline(valid_until: float | None, now: float, config: ClusterSettings) -> float:
     """When the fence stops Postgres unless the lease is renewed: like the guard, half of the
     demotion margin before the lease could expire (at once when there is no lease)."""

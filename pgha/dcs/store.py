@@ -21,7 +21,7 @@ from typing import Any
 from pgha import errors as e
 
 from pgha.config.load import parse_stored_config
-from pgha.core import events
+from pgha.core import events, publish
 from pgha.core.cluster import (
     ClusterView,
     FailoverRequest,
@@ -35,6 +35,7 @@ from pgha.core.cluster import (
 from pgha.core.events import Event
 from pgha.core.poolers import Handover
 from pgha.core.rollout import Rollout
+from pgha.core.settings import ClusterSettings
 from pgha.dcs.etcd import Compare, EtcdClient, delete_op, put_op
 
 log = logging.getLogger("pgha")
@@ -104,10 +105,11 @@ class ClusterStore:
         await self.client.put(self.key(f"members/{self.name}"), member.to_json(), deadline, lease=lease)
 
     async def publish_member_if_changed(self, member: Member, view: ClusterView, lease: int | None,
-                                        deadline: float) -> None:
-        """Write our record only when ``view`` holds another one: an idle node writes nothing.
-        A failure is logged, never raised (the next loop tries again)."""
-        if lease is None or (view.members.get(self.name) == member and view.member_leases.get(self.name) == lease):
+                                        config: ClusterSettings, deadline: float) -> None:
+        """Write our record only when ``view`` holds one worth replacing (``core.publish``): an
+        idle node writes nothing. A failure is logged, never raised (the next loop tries again)."""
+        if lease is None or (not publish.member_due(view, member, config)
+                             and view.member_leases.get(self.name) == lease):
             return
         try:
             await self.publish_member(member, lease, deadline)

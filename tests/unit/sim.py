@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from pgha.config.model import DynamicConfig, Tags
 from pgha.core import actions as a
-from pgha.core import fitness, lease, sync
+from pgha.core import fitness, lease, publish, sync
 from pgha.core.cluster import ClusterView, FailoverRequest, HistoryEntry, LeaderStatus, Member, SyncState
 from pgha.core.decide import decide
 from pgha.core.health import NodeHealth, is_primary
@@ -44,6 +44,9 @@ class SimEtcd:
     leader_revision: int = 0
     members: dict[str, tuple[Member, int]] = field(default_factory=dict)
     status: LeaderStatus = field(default_factory=LeaderStatus)
+    # The leader's exact position at its last status publication, whether or not the publishing
+    # slack (``core.publish``) let it reach ``status``: the lag invariant is judged against it.
+    leader_lsn: int = 0
     failover: FailoverRequest | None = None
     sync: SyncState | None = None
     history: tuple[HistoryEntry, ...] = ()
@@ -74,6 +77,7 @@ class SimEtcd:
         """``etcdctl del --prefix /pgha/<scope>/``: every key goes, the leases stay."""
         self.initialize, self.config, self.leader, self.leader_lease = None, None, None, 0
         self.members, self.status, self.failover, self.sync, self.history = {}, LeaderStatus(), None, None, ()
+        self.leader_lsn = 0
         self.leader_revision = self.bump()
 
     def view(self) -> ClusterView:
@@ -420,7 +424,9 @@ class SimCluster:
         state = "streaming" if st.streaming else "running" if pg.running else "stopped"
         m = Member(name=node.name, role=role, state=state, timeline=pg.timeline, lsn=pg.lsn,
                    replayed_lsn=pg.replayed, tags=node.tags.model_dump())
-        if node.lease in self.etcd.leases:
+        old = self.etcd.members.get(node.name)
+        fresh = old is None or old[1] != node.lease or publish.member_due(self.etcd.view(), m, node.config)
+        if node.lease in self.etcd.leases and fresh:
             self.etcd.members[node.name] = (m, node.lease)
 
     def _execute(self, node: SimNode, act: a.Action, dcs_ok: bool) -> None:
@@ -461,8 +467,11 @@ class SimCluster:
         elif isinstance(act, a.ClearFailover):
             etcd.failover = None
         elif isinstance(act, a.PublishLeaderStatus):
+            status = LeaderStatus(node.name, pg.timeline, pg.lsn)
             if self._ours(node):
-                etcd.status = LeaderStatus(node.name, pg.timeline, pg.lsn)
+                etcd.leader_lsn = pg.lsn
+            if self._ours(node) and publish.status_due(etcd.status, status, node.config):
+                etcd.status = status
 
     def _execute_postgres(self, node: SimNode, act: a.Action, dcs_ok: bool) -> None:
         pg = node.pg
@@ -507,7 +516,8 @@ class SimCluster:
 
     def _promote(self, node: SimNode) -> None:
         pg, etcd, cfg = node.pg, self.etcd, node.config
-        lag = etcd.status.lsn - fitness.failover_position(pg.received, pg.replayed, cfg)
+        last = max(etcd.status.lsn, etcd.leader_lsn)  # what an exact ``status`` would hold
+        lag = last - fitness.failover_position(pg.received, pg.replayed, cfg)
         if lag > cfg.maximum_lag_on_failover and etcd.status.leader != node.name:
             raise Violation(f"{node.name} promoted {lag} bytes behind (max {cfg.maximum_lag_on_failover})")
         for tl, lsn in self.acked.items():

@@ -44,9 +44,10 @@ def test_a_new_leader_continues_from_the_last_heartbeat_in_the_table() -> None:
 
 def test_an_open_gap_counts_as_down_until_now_once_the_leader_should_have_stored_the_ledger() -> None:
     ledger = beats([T0, T0 + 1])
-    assert av.summarize(ledger, T0 - 1, T0 + 11, 1.0).down == 0  # a live leader stores it every FLUSH s
-    s = av.summarize(ledger, T0 - 1, T0 + 21, 1.0)
-    assert s.down == 19 and s.incidents[-1].end == T0 + 21
+    quiet = T0 + 1 + av.FLUSH + 1  # a live leader stores it every FLUSH s
+    assert av.summarize(ledger, T0 - 1, quiet, 1.0).down == 0
+    s = av.summarize(ledger, T0 - 1, quiet + 10, 1.0)
+    assert s.down == av.FLUSH + 10 and s.incidents[-1].end == quiet + 10
 
 
 def test_budgets_as_operators_quote_them() -> None:
