@@ -3,7 +3,10 @@ notice when it died or fired. The rule for when it must be armed is ``core.lease
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -76,10 +79,13 @@ class Fence:
         False once starting a fence failed ``MAX_STARTS`` times in a row: the caller must then
         not keep Postgres writable."""
         first = not self.armed
+        earlier = first or deadline < (self.deadline or deadline)
         tmp = self.state.with_name(self.state.name + ".tmp")
         tmp.write_text(f"{deadline + _boottime_offset():.6f}\n")
         tmp.replace(self.state)
         self.deadline = deadline
+        if earlier:
+            self._nudge()
         if self.alive():
             if first or self._starts:
                 log.info("fence armed (pid %s): postgres is stopped unless the lease is renewed within %.1f s",
@@ -107,12 +113,20 @@ class Fence:
             return self._starts < MAX_STARTS
         return True
 
+    def _nudge(self) -> None:
+        """Make the fence look at its state file now: it sleeps up to a second between looks."""
+        pid = self.pid()
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGUSR1)
+
     def disarm(self, why: str) -> None:
         if self.deadline is None and not self.state.exists():
             return
         self.deadline = None
         self._starts, self._started_at = 0, None
         self.state.unlink(missing_ok=True)
+        self._nudge()
         if self.watchdog is not None:
             self.watchdog.disable()
         log.info("fence disarmed: %s", why)

@@ -13,7 +13,9 @@ import time
 from pgha.postgres import processes
 
 TICK = 0.01  # seconds between two looks at the clock, near the deadline
-LOOK = 0.05  # ... and at the most, far from it (the agent may move the deadline either way)
+# ... and at the most, far from it. The agent sends SIGUSR1 when it moves the deadline earlier or
+# disarms (``pgha.agent.fence``), so this only bounds a lost signal; an idle fence wakes once a second.
+LOOK = 1.0
 
 
 def boottime() -> float:
@@ -58,6 +60,9 @@ def fire(data_dir: str, deadline: float) -> None:
 
 def main(data_dir: str) -> int:
     state = data_dir + ".fence"
+    # Blocked before the pid is known (SIGUSR1 would otherwise end us), so one sent between two
+    # looks stays pending and ends the next wait at once.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     with open(data_dir + ".fence.pid", "w") as f:
         f.write(str(os.getpid()))
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only a disarm or SIGKILL ends the fence
@@ -73,7 +78,7 @@ def main(data_dir: str) -> int:
             except FileNotFoundError:
                 pass
             return 0
-        time.sleep(min(max(deadline - boottime(), TICK), LOOK))
+        signal.sigtimedwait({signal.SIGUSR1}, min(max(deadline - boottime(), TICK), LOOK))
 
 
 if __name__ == "__main__":

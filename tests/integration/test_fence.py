@@ -148,6 +148,35 @@ def test_disarmed_fence_exits_and_leaves_postgres_alone(tmp_path: Path) -> None:
         assert fence.wait(5) == 0 and dummy.poll() is None
 
 
+def test_deadline_moved_earlier_is_obeyed_at_once_though_an_idle_fence_looks_once_a_second(tmp_path: Path) -> None:
+    """The agent moves the deadline earlier (a ttl change's retiring lease) and signals the fence,
+    which sleeps up to ``LOOK`` (1 s) between looks at its file while the deadline is far."""
+    from pgha.agent.fence import Fence
+
+    with fenced_stand_in(tmp_path, 30) as (data, dummy, fence, _):
+        agent_side = Fence(str(data))
+        agent_side.deadline = time.monotonic() + 30  # as armed before
+        wait_for("the fence's pid", lambda: agent_side.pid() == fence.pid, 5)
+        time.sleep(0.2)  # the fence now waits out its look
+        moved = time.monotonic()
+        agent_side.arm(moved + 0.05)
+        assert dummy.wait(5) == -signal.SIGKILL
+        assert time.monotonic() - moved < 0.6  # not one LOOK later: the signal woke it
+        assert fence.wait(5) == 0
+
+
+def test_disarm_ends_an_idle_fence_at_once(tmp_path: Path) -> None:
+    from pgha.agent.fence import Fence
+
+    with fenced_stand_in(tmp_path, 30) as (data, dummy, fence, _):
+        agent_side = Fence(str(data))
+        agent_side.deadline = time.monotonic() + 30
+        wait_for("the fence's pid", lambda: agent_side.pid() == fence.pid, 5)
+        time.sleep(0.2)
+        agent_side.disarm("test")
+        assert fence.wait(0.6) == 0 and dummy.poll() is None
+
+
 def test_fence_kills_the_backends_too_though_each_leads_its_own_session(tmp_path: Path) -> None:
     """A backend outlives a SIGKILLed postmaster long enough to commit the statement it runs and
     acknowledge it (an INSERT 3.4 s later, measured on Postgres 15); and each one calls setsid(),
