@@ -69,12 +69,14 @@ def main() -> None:
     ap.add_argument("--loop-wait", type=float, default=10)
     ap.add_argument("--retry-timeout", type=float, default=10)
     ap.add_argument("--window", type=float, default=30)
+    ap.add_argument("--heartbeat-interval", type=float, default=1.0,
+                    help="pgha's availability heartbeat (0: off), to see what it costs")
     ap.add_argument("--settle", type=float, default=15, help="idle time before the window opens")
     args = ap.parse_args()
     dcs = {"ttl": args.ttl, "loop_wait": args.loop_wait, "retry_timeout": args.retry_timeout}
     base = Path(tempfile.mkdtemp(prefix="pgha-bench-idle-"))
     base.chmod(0o755)
-    ours = LocalCluster(base / "pgha", dcs=dcs)
+    ours = LocalCluster(base / "pgha", dcs={**dcs, "heartbeat_interval": args.heartbeat_interval})
     etcd = EtcdCluster(base, 1)
     theirs: PatroniCluster | None = None
     try:
@@ -96,7 +98,8 @@ def main() -> None:
         ours.stop()
         shutil.rmtree(base, ignore_errors=True)
     print(f"\nidle 3-node clusters, ttl {args.ttl} / loop_wait {args.loop_wait} / retry_timeout "
-          f"{args.retry_timeout}, {args.window:.0f} s window after {args.settle:.0f} s settling")
+          f"{args.retry_timeout}, pgha heartbeat every {args.heartbeat_interval} s, {args.window:.0f} s window "
+          f"after {args.settle:.0f} s settling")
     print(f"{'':16} {'etcd req/s':>10} {'agent RSS MiB':>14} {'agent PSS MiB':>14} {'CPU % / agent':>14} "
           f"{'+ fence':>8}")
     for r in rows:

@@ -22,7 +22,7 @@ from pgha.log import Repeats
 log = logging.getLogger("pgha")
 
 GUARD_TICK = 0.1  # the guard's period once the instant it watches for is near
-GUARD_IDLE = 0.5  # and while it is far: a leader with a fresh lease costs 2 wake-ups a second
+GUARD_IDLE = 1.0  # and while it is far: one wake-up a second
 
 
 class LeaseKeeper:

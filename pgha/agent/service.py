@@ -46,7 +46,7 @@ _URGENT = frozenset({"leader", "config", "initialize", "failover"})
 # 250 ms once failing, down after two) instead of on check timeouts once its address is gone, as a
 # stopped container's is, while new connections wait on that address for their connect timeout.
 DRAIN_SECONDS = 1.0
-FENCE_CHECK = 0.5  # seconds between two looks at whether the fence fired or died
+FENCE_CHECK = 1.0  # seconds between two looks at whether the fence fired or died
 
 
 def make_client(local: LocalConfig) -> EtcdClient:
