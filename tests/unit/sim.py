@@ -247,7 +247,8 @@ class SimCluster:
             self._receive(node, self.nodes[node.pg.following])
 
     def request_switchover(self, candidate: str) -> None:
-        if self.etcd.failover is None and self.etcd.leader is not None:
+        """As ``POST /switchover`` does, never to the leader itself (``core.requests``: 412)."""
+        if self.etcd.failover is None and self.etcd.leader is not None and candidate != self.etcd.leader:
             self.etcd.failover = FailoverRequest(self.etcd.leader, candidate)
 
     def crash_pg(self, name: str) -> None:
