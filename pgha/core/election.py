@@ -28,11 +28,23 @@ def ineligibility(s: Snapshot) -> str | None:
     # reach back further than ttl; it still excludes replicas that were cut off long before.
     recently_streaming = pg.streaming or (
         pg.last_streaming_at is not None and s.now - pg.last_streaming_at <= 2 * s.config.ttl)
-    if not recently_streaming and pg.lsn < c.status.lsn:
+    if not recently_streaming and pg.lsn < c.status.lsn and _position_may_return(s):
         return "not streaming and not holding the last primary position"
     if s.config.check_timeline and pg.timeline < c.status.timeline:
         return f"timeline {pg.timeline} is older than the last primary's {c.status.timeline}"
     return failsafe.race_problem(s) or sync.promotion_problem(s)
+
+
+def _position_may_return(s: Snapshot) -> bool:
+    """Whether a member may still bring the last primary position back: one holds it (records are
+    exact while there is no leader: ``core.publish``), or the primary that published it is away
+    and may come back with it. Not when that primary is back without it (rewound onto a leader
+    that never promoted): the WAL is gone, and only the lag bound can judge, as in Patroni, or
+    the cluster waits for an operator forever."""
+    c = s.cluster
+    if any(m.lsn >= c.status.lsn for m in c.members.values() if m.name != s.name):
+        return True
+    return c.status.leader != s.name and c.status.leader not in c.members
 
 
 def without_leader(s: Snapshot) -> Decision:

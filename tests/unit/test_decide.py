@@ -123,6 +123,16 @@ def test_replica_that_stopped_streaming_long_ago_does_not_race_without_the_lates
     assert kinds(snap(pg, view(leader=None))) == []
 
 
+def test_last_position_rewound_away_by_its_own_primary_does_not_block_failover_forever() -> None:
+    # n1 published 5000 as primary, then rewound onto a leader that never promoted and is gone:
+    # nobody can bring 5000 back, so the lag bound alone judges (a hypothesis-found stall).
+    pg = replace(REPLICA, streaming=False, last_streaming_at=50.0, lsn=4900, replayed_lsn=4900)
+    back = Member("n1", role="replica", state="running", lsn=4800, replayed_lsn=4800)
+    assert kinds(snap(pg, view(leader=None, n1=back))) == [a.AcquireLeader]
+    holder = Member("n3", role="replica", state="running", lsn=5000, replayed_lsn=5000)
+    assert kinds(snap(pg, view(leader=None, n1=back, n3=holder))) == []  # n3 still holds it
+
+
 def test_less_advanced_replica_lets_the_more_advanced_one_race_first() -> None:
     ahead = Member("n3", role="replica", state="streaming", lsn=5100, replayed_lsn=5100)
     s = snap(replace(REPLICA, lsn=5000), view(leader=None, n3=ahead), leader_lost_at=99.5)
