@@ -133,7 +133,7 @@ class HaLoop:
 
     async def announce(self) -> None:
         """Publish our member record if it differs from etcd's (the lease keeps it alive)."""
-        await self.store.publish_member_if_changed(report.member(self._current()), self.state.view,
+        await self.store.publish_member_if_changed(report.member(self._current(), time.time()), self.state.view,
                                                    self.keeper.lease, self.dynamic, self._deadline())
 
     def valid_until(self) -> float | None:

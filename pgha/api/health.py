@@ -12,7 +12,7 @@ import time
 from aiohttp import web
 
 from pgha.api.context import context
-from pgha.core import report
+from pgha.core import archive, report
 from pgha.core.health import verdict
 
 log = logging.getLogger("pgha")
@@ -36,3 +36,16 @@ async def handle(request: web.Request) -> web.Response:
         log.error("could not build the status body: %r", exc)
         body = json.dumps({"error": "status unavailable", "name": r.name})
     return web.Response(status=code, text=body, content_type="application/json")
+
+
+async def archive_check(request: web.Request) -> web.Response:
+    """``/archive``: 503 once WAL waits longer than ``archive.max_delay`` to be archived (or
+    archiving is off), so a monitoring check can page; ``/health`` stays as Patroni defines it."""
+    r = context(request).report()
+    wall = time.time()
+    why = report.archive_problem(r, wall)
+    if request.method == "HEAD":
+        return web.Response(status=503 if why else 200)
+    facts = r.facts.archive if r.pg.running else None
+    body = {"name": r.name, "role": r.pg.role, "archive": archive.body(facts, wall), "problem": why}
+    return web.json_response(body, status=503 if why else 200)

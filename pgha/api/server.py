@@ -11,7 +11,7 @@ from aiohttp import web
 from pgha.api import failsafe, manage, metrics, rollout, ui, views
 from pgha.api.connections import ConnectionPool
 from pgha.api.context import CONTEXT, MAX_BODY, ApiContext
-from pgha.api.health import HEALTH_PATHS, handle
+from pgha.api.health import HEALTH_PATHS, archive_check, handle
 from pgha.api.security import Handler, middleware, ssl_context
 
 __all__ = ["ApiContext", "ApiServer", "build_app"]
@@ -46,6 +46,8 @@ def build_app(ctx: ApiContext) -> web.Application:
     for path in HEALTH_PATHS:
         for method in ("GET", "HEAD", "OPTIONS"):
             app.router.add_route(method, path, handle)
+    for method in ("GET", "HEAD"):
+        app.router.add_route(method, "/archive", archive_check)
     app.add_routes(views.ROUTES)
     app.add_routes(manage.ROUTES)
     app.add_routes(rollout.ROUTES)

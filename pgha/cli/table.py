@@ -38,7 +38,7 @@ def rows(view: ClusterView, topology: bool = False) -> list[dict[str, Any]]:
                     "TL": m.timeline, "Lag in MB": "" if is_leader or m.role != "replica" else _mb(fitness.lag(top, m.lsn)),
                     "Pending restart": "*" if m.pending_restart else "",
                     "Pending restart reason": restart_reason(m.pending_restart_reason),
-                    "Scheduled restart": m.scheduled_restart,
+                    "Scheduled restart": m.scheduled_restart, "Archive": m.archive,
                     "Tags": ", ".join(f"{k}: {v}" for k, v in sorted(tags.items()))})
     return out
 
@@ -49,7 +49,7 @@ def restart_reason(reason: Mapping[str, Any]) -> str:
 
 
 def columns(data: list[dict[str, Any]]) -> list[str]:
-    extra = [c for c in ("Pending restart", "Pending restart reason", "Scheduled restart", "Tags")
+    extra = [c for c in ("Pending restart", "Pending restart reason", "Scheduled restart", "Archive", "Tags")
              if any(r[c] for r in data)]
     return BASE_COLUMNS + extra
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pgha.config.replication import IgnoreSlot, PermanentSlot, StandbyCluster
+from pgha.config.replication import Archive, IgnoreSlot, PermanentSlot, StandbyCluster
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Postgres' grammar for a parameter name: an identifier, or class.identifier for extensions.
@@ -109,6 +109,7 @@ class DynamicConfig(_Strict):
     # How long a planned switchover waits for the poolers to pause before it stops the old primary
     # (``core.poolers``); 0 hands over without asking them.
     pooler_pause_timeout: float = Field(5.0, ge=0, le=60)
+    archive: Archive | None = None  # continuous WAL archiving on every member (``core.archive``)
 
     @field_validator("member_slots_ttl")
     @classmethod
@@ -133,10 +134,8 @@ class DynamicConfig(_Strict):
         # The leader must be able to miss one loop, time out one renewal and still finish its
         # demotion before etcd expires its lease; otherwise two writable primaries can overlap.
         if self.loop_wait + 2 * self.retry_timeout > self.ttl:
-            raise ValueError(
-                f"loop_wait + 2*retry_timeout must be <= ttl "
-                f"(got {self.loop_wait} + 2*{self.retry_timeout} > {self.ttl})"
-            )
+            raise ValueError(f"loop_wait + 2*retry_timeout must be <= ttl "
+                             f"(got {self.loop_wait} + 2*{self.retry_timeout} > {self.ttl})")
         return self
 
 

@@ -1,5 +1,5 @@
-"""Models of the dynamic config's replication topology: a standby cluster's source, permanent
-slots, and the slots the agent leaves alone."""
+"""Models of the dynamic config's replication topology and data paths: a standby cluster's source,
+permanent slots, the slots the agent leaves alone, and the WAL archive."""
 
 from __future__ import annotations
 
@@ -53,3 +53,36 @@ class StandbyCluster(_Strict):
         if self.host is None and self.restore_command is None:
             raise ValueError("standby_cluster needs host (and port) or restore_command")
         return self
+
+
+class PgBackRest(_Strict):
+    stanza: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    config: str | None = None  # pgbackrest.conf, when not the default /etc/pgbackrest/pgbackrest.conf
+
+
+class Archive(_Strict):
+    """Continuous WAL archiving on every member (``core.archive``): pgBackRest's commands from
+    ``pgbackrest.stanza``, or ``command``/``restore_command`` as given (%p, %f as in Postgres)."""
+
+    pgbackrest: PgBackRest | None = None
+    command: str | None = Field(None, min_length=1, max_length=1024)
+    restore_command: str | None = Field(None, min_length=1, max_length=1024)
+    # /archive answers 503 once a completed WAL segment has waited this long (seconds).
+    max_delay: float = Field(300.0, gt=0, le=86400)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Archive:
+        if self.pgbackrest is None and not self.command:
+            raise ValueError("archive needs pgbackrest: {stanza: ...} or a command")
+        for v in (self.command, self.restore_command):
+            if v is not None and any(ord(ch) < 32 for ch in v):
+                raise ValueError("archive commands must be one line")
+        return self
+
+    @property
+    def pgbackrest_stanza(self) -> str:
+        return self.pgbackrest.stanza if self.pgbackrest else ""
+
+    @property
+    def pgbackrest_config(self) -> str:
+        return self.pgbackrest.config or "" if self.pgbackrest else ""

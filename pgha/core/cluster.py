@@ -38,6 +38,7 @@ class Member:
     following: str = ""  # the member this replica streams from (cascading: not always the leader)
     started_at: float = 0.0  # when its Postgres started (epoch s; 0: not running or not known)
     sessions: int = -1  # client sessions on its Postgres (-1: not known): a draining replica waits for 0
+    archive: str = ""  # a primary whose WAL archiving fails or lags ("": healthy or off; ``core.archive.flag``)
 
     @property
     def nofailover(self) -> bool:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgha.core import slots, sync
+from pgha.core import archive, slots, sync
 from pgha.core.settings import ClusterSettings
 
 
 def wanted(config: ClusterSettings, chosen_sync: str | None) -> dict[str, Any]:
-    params = dict(config.postgresql.parameters)
+    # The archive section's first: postgresql.parameters may still override them one by one.
+    params = {**archive.parameters(config), **config.postgresql.parameters}
     params.update(slots.parameters(config))
     if sync.mode(config) != "off":
         # Until the leader picks its standbys: strict mode waits for any ('*'), non-strict

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgha.core import failsafe, fitness, lease, schedule, sync
+from pgha.core import archive, failsafe, fitness, lease, schedule, sync
+from pgha.core.archive import ArchiveState
 from pgha.core.cluster import ClusterView, Member
 from pgha.core.health import NodeHealth
 from pgha.core.jobs import Busy
@@ -46,6 +47,7 @@ class PgFacts:
     postmaster_start_time: str | None = None
     replay_paused: bool = False
     pending_restart_reason: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
+    archive: ArchiveState | None = None  # the archiver, as the last look saw it
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,9 @@ def member_state(r: NodeReport) -> str:
     return "streaming" if r.pg.streaming else "running" if r.pg.running else "stopped"
 
 
-def member(r: NodeReport) -> Member:
-    """The record published under ``members/<name>`` (bound to our lease)."""
+def member(r: NodeReport, wall_now: float = 0.0) -> Member:
+    """The record published under ``members/<name>`` (bound to our lease); ``wall_now`` (epoch
+    seconds) judges the archiver (0: not judged)."""
     pg = r.pg
     return Member(
         name=r.name, role=pg.role, state=member_state(r), conn_url=f"postgres://{r.host}:{r.port}",
@@ -179,7 +182,20 @@ def member(r: NodeReport) -> Member:
         pending_restart=pg.pending_restart, pending_restart_reason=r.facts.pending_restart_reason,
         scheduled_restart=schedule.iso(r.restart_at) if r.restart_at else "",
         pause=r.config.pause, note=r.note, following=pg.following or "" if pg.in_recovery else "",
-        started_at=pg.started_at or 0.0 if pg.running else 0.0, sessions=pg.sessions if pg.running else -1)
+        started_at=pg.started_at or 0.0 if pg.running else 0.0, sessions=pg.sessions if pg.running else -1,
+        archive=archive_flag(r, wall_now) if wall_now else "")
+
+
+def archive_problem(r: NodeReport, wall_now: float) -> str | None:
+    """Why ``/archive`` answers 503 (None: 200); no ``archive`` section: Postgres's own settings."""
+    bound = r.config.archive.max_delay if r.config.archive is not None else 300.0
+    facts = r.facts.archive if r.pg.running else None
+    return archive.problem(facts, r.pg.role == "primary", wall_now, bound)
+
+
+def archive_flag(r: NodeReport, wall_now: float) -> str:
+    bound = r.config.archive.max_delay if r.config.archive is not None else 300.0
+    return archive.flag(r.facts.archive if r.pg.running else None, r.pg.role == "primary", wall_now, bound)
 
 
 def _sync_status(r: NodeReport) -> dict[str, Any]:
@@ -257,6 +273,8 @@ def status(r: NodeReport, now: float, wall_now: float) -> dict[str, Any]:
                        "replayed_timestamp": r.replayed_timestamp, "paused": r.facts.replay_paused}
         out["replication_state"] = "streaming" if pg.streaming else "in archive recovery"
         out["lag"] = lag(r)
+    if r.facts.archive is not None and r.facts.archive.mode != "off" and pg.running:
+        out["archive"] = archive.body(r.facts.archive, wall_now)  # pgha's key: Patroni has none
     return out
 
 
@@ -310,7 +328,23 @@ def metric_values(r: NodeReport, now: float, wall_now: float) -> list[MetricValu
         g("pgha_last_promotion_seconds", "duration of the last promotion", c.last_promotion_seconds),
         *_callback_values(r),
         *_heartbeat_values(r),
+        *_archive_values(r.facts.archive if pg.running else None, wall_now),
     ]
+
+
+def _archive_values(a: ArchiveState | None, wall_now: float) -> list[MetricValue]:
+    """From pg_stat_archiver and the archive status directory; none while archiving is off."""
+    if a is None or a.mode == "off":
+        return []
+    g = MetricValue
+    return [g("pgha_archive_archived", "WAL files archived (pg_stat_archiver.archived_count)", a.archived, True),
+            g("pgha_archive_failed", "failed archive attempts (pg_stat_archiver.failed_count)", a.failed, True),
+            g("pgha_archive_failing", "1 if the last archive attempt failed", float(a.failing)),
+            g("pgha_archive_last_archived_age_seconds", "seconds since the last WAL file was archived (-1: never)",
+              wall_now - a.last_archived_at if a.last_archived_at is not None else -1.0),
+            g("pgha_archive_backlog", "completed WAL segments waiting to be archived (.ready)", a.backlog),
+            g("pgha_archive_backlog_age_seconds", "how long the oldest waiting segment has waited",
+              a.waiting_for(wall_now))]
 
 
 def _heartbeat_values(r: NodeReport) -> list[MetricValue]:

@@ -21,6 +21,7 @@ from psycopg import sql
 
 from pgha import errors as e
 from pgha.config.model import LocalConfig
+from pgha.core.archive import ArchiveState
 from pgha.core.report import PgFacts
 from pgha.core.snapshot import PgState
 from pgha.postgres import bounded, conf, guc, installed, processes, promotion, roles, startup
@@ -195,11 +196,10 @@ class PostgresController:
             # Starting up, shutting down or in crash recovery: the postmaster lives but refuses us.
             return replace(base, down_since=down, postmaster_alive=True, hung_since=previous.hung_since)
         (in_rec, cur, received, replayed, tli, streaming, sysid, replication, replay_ts, sync_setting, pending,
-         version, started, paused, reason, logical, wal_level, started_epoch, sessions) = rows[0]
+         version, started, paused, reason, logical, wal_level, started_epoch, sessions, archiver) = rows[0]
         newer = installed.restart_reason(version, await self.installed.get())
         pending = pending or bool(newer)
-        self.facts = PgFacts(server_version=version, postmaster_start_time=started, replay_paused=bool(paused),
-                             pending_restart_reason={**(reason or {}), **newer})
+        self.facts = PgFacts(version, started, bool(paused), {**(reason or {}), **newer}, ArchiveState.from_row(archiver))
         if self.catalog is None:
             with contextlib.suppress(e.PostgresError):
                 self.catalog = guc.catalog(await self.query(guc.CATALOG_QUERY, timeout=5))
@@ -267,7 +267,9 @@ class PostgresController:
         for attempt in range(20):
             path = Path(self.log_path)
             tail = startup.LogTail(path, startup.log_size(path))
-            self._proc = await self.runas.spawn([self._bin("postgres"), "-D", str(self.data_dir)], self.log_path)
+            # pgBackRest's archive-push/-get (``core.archive``) find the data directory here.
+            self._proc = await self.runas.spawn([self._bin("postgres"), "-D", str(self.data_dir)], self.log_path,
+                                                {"PGBACKREST_PG1_PATH": str(self.data_dir)})
             asyncio.get_running_loop().create_task(self._watch_exit(self._proc))
             try:
                 await startup.wait_ready(self._proc, self._superuser_dsn(), tail, timeout, missing_wal_is_final)

@@ -34,5 +34,14 @@ SELECT pg_is_in_recovery(),
        extract(epoch FROM pg_postmaster_start_time())::float8,
        (SELECT count(*) FROM pg_stat_activity
          WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-           AND left(application_name, 4) <> 'pgha')
+           AND left(application_name, 4) <> 'pgha'),
+       -- the archiver (``core.archive``); its status directory needs superuser or pg_monitor
+       (SELECT json_build_object(
+                 'mode', current_setting('archive_mode'), 'archived', archived_count, 'failed', failed_count,
+                 'last_archived_wal', last_archived_wal, 'last_archived', extract(epoch FROM last_archived_time),
+                 'last_failed_wal', last_failed_wal, 'last_failed', extract(epoch FROM last_failed_time),
+                 'ready', (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE right(name, 6) = '.ready'),
+                 'oldest_ready', (SELECT extract(epoch FROM min(modification)) FROM pg_ls_archive_statusdir()
+                                   WHERE right(name, 6) = '.ready'))
+          FROM pg_stat_archiver)
 """

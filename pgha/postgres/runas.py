@@ -88,12 +88,13 @@ class RunAs:
             raise e.PostgresError(f"{Path(argv[0]).name} exited with {proc.returncode}: {tail}")
         return text
 
-    async def spawn(self, argv: Sequence[str], log_path: str) -> asyncio.subprocess.Process:
+    async def spawn(self, argv: Sequence[str], log_path: str,
+                    env: Mapping[str, str] | None = None) -> asyncio.subprocess.Process:
         """Start a long-running process in its own session (it survives the agent's death)."""
         log = self.open_log(log_path)  # handed to the child
         try:
             return await asyncio.create_subprocess_exec(
-                *argv, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL, env=self._env(None),
+                *argv, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL, env=self._env(env),
                 cwd="/", start_new_session=True, **self._kwargs())  # type: ignore[arg-type]
         finally:
             os.close(log)

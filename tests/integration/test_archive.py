@@ -1,0 +1,139 @@
+"""Continuous WAL archiving with the real pgBackRest (Debian's 2.45), a repository on the local
+filesystem: the ``archive`` section archives on the primary, the archive follows a switchover
+(the new timeline's history file reaches the repository), and a broken archive_command is seen:
+``/archive`` turns 503, the failure counters rise, ``pgha list`` flags the primary, and after
+the fix the backlog drains with no gap (``pgbackrest check``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pgha.testing import LocalCluster, Node, wait_for
+from tests.conftest import sql
+
+pytestmark = pytest.mark.slow
+
+STANZA = "main"
+
+
+@pytest.fixture
+def backrest() -> Iterator[Path]:
+    """pytest's tmp_path is private to root: the Postgres OS user reads this one."""
+    d = Path(tempfile.mkdtemp(prefix="pgha-backrest-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def pgbackrest_conf(base: Path) -> Path:
+    """A repository, lock and log directories owned by the Postgres OS user."""
+    pw = pwd.getpwnam("postgres")
+    for d in ("repo", "lock", "log", "spool"):
+        (base / d).mkdir(parents=True, exist_ok=True)
+        os.chown(base / d, pw.pw_uid, pw.pw_gid)
+    conf = base / "pgbackrest.conf"
+    conf.write_text(f"[global]\nrepo1-path={base / 'repo'}\nlock-path={base / 'lock'}\nlog-path={base / 'log'}\n"
+                    f"spool-path={base / 'spool'}\nlog-level-console=warn\nlog-level-file=off\nstart-fast=y\n"
+                    f"archive-timeout=30\n\n[{STANZA}]\npg1-socket-path=/tmp\n")
+    conf.chmod(0o644)
+    return conf
+
+
+def pgbackrest(conf: Path, node: Node, *args: str) -> str:
+    pg = [] if args[0] == "info" else [f"--pg1-path={node.data_dir}", f"--pg1-port={node.pg_port}"]
+    cmd = ["pgbackrest", f"--config={conf}", f"--stanza={STANZA}", *pg, *args]
+    out = subprocess.run(["runuser", "-u", "postgres", "--", *cmd], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"pgbackrest {' '.join(args)}: {out.stdout}{out.stderr}"
+    return out.stdout
+
+
+def get(node: Node, path: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(node.api + path, timeout=3) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def chmod_dirs(root: Path, mode: int) -> None:
+    for d, _, _ in os.walk(root):
+        os.chmod(d, mode)
+
+
+def cli(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*node.command, *args, "-c", str(node.config_path)], capture_output=True, text=True,
+                          timeout=60)
+
+
+def archived(conf: Path) -> set[str]:
+    """Every file name in the repository's archive."""
+    root = Path(conf).parent / "repo" / "archive" / STANZA
+    return {p.name for p in root.rglob("*") if p.is_file()}
+
+
+def test_archive_follows_a_switchover_and_a_broken_command_pages_until_fixed(
+        make_cluster: Callable[..., LocalCluster], backrest: Path) -> None:
+    if shutil.which("pgbackrest") is None:
+        pytest.fail("pgbackrest is not installed (./dev installs it)")
+    conf = pgbackrest_conf(backrest)
+    c = make_cluster(dcs={"ttl": 10, "loop_wait": 1, "retry_timeout": 3,
+                          "archive": {"pgbackrest": {"stanza": STANZA, "config": str(conf)}, "max_delay": 3}})
+    c.start(wait=False)
+    old = c.leader(90)
+    assert sql(old.dsn(), "SHOW archive_mode")[0][0] == "on"
+    pgbackrest(conf, old, "stanza-create")  # as an operator does once the first primary runs
+    c.wait_healthy(90)
+    pgbackrest(conf, old, "check")  # switches a segment and waits for it in the repository
+    wait_for("/archive 200 on the primary once its loop saw the archive", lambda: get(old, "/archive")[0] == 200, 15)
+    body = get(old, "/archive")[1]
+    assert body["archive"]["archived_count"] >= 1 and body["problem"] is None
+    assert get(old, "/patroni")[1]["archive"]["failing"] is False
+    replica = next(n for n in c.nodes if n is not old)
+    assert get(replica, "/archive")[0] == 200  # only the primary archives
+
+    # A switchover: the new primary archives the new timeline's history file.
+    sql(old.dsn(), "CREATE TABLE t (v int); INSERT INTO t VALUES (1)")
+    out = cli(old, "switchover", "--candidate", replica.name, "--force")
+    assert out.returncode == 0, out.stdout + out.stderr
+    new = wait_for("the candidate as primary", lambda: replica if c.leader() is replica else None, 30)
+    tl = int(sql(new.dsn(), "SELECT timeline_id FROM pg_control_checkpoint()")[0][0])
+    wait_for("the new timeline's history file in the repository",
+             lambda: f"{tl:08X}.history" in archived(conf), 30)
+    pgbackrest(conf, new, "check")
+
+    # Break archiving: the repository read-only for the Postgres user.
+    repo = backrest / "repo"
+    chmod_dirs(repo, 0o555)
+    try:
+        sql(new.dsn(), "INSERT INTO t VALUES (2)")
+        sql(new.dsn(), "SELECT pg_switch_wal()")
+        wait_for("/archive 503 on the primary", lambda: get(new, "/archive")[0] == 503, 60)
+        status = get(new, "/patroni")[1]["archive"]
+        assert status["failed_count"] >= 1 and status["backlog"] >= 1 and status["failing"]
+        metrics = urllib.request.urlopen(new.api + "/metrics", timeout=3).read().decode()
+        assert "pgha_archive_failed_total" in metrics or "pgha_archive_failed " in metrics
+        assert "pgha_archive_backlog" in metrics
+        wait_for("pgha list flags the primary", lambda: "failing" in cli(new, "list").stdout, 30)
+    finally:
+        chmod_dirs(repo, 0o750)
+    # The archiver retries a minute after its third failure, or at once when a segment completes.
+    sql(new.dsn(), "INSERT INTO t VALUES (3)")
+    sql(new.dsn(), "SELECT pg_switch_wal()")
+    wait_for("/archive 200 again, the backlog drained", lambda: get(new, "/archive")[0] == 200
+             and get(new, "/patroni")[1]["archive"]["backlog"] == 0, 90)
+    pgbackrest(conf, new, "check")
+    info = json.loads(pgbackrest(conf, new, "info", "--output=json"))
+    # No backup taken here (code 2: "no valid backups"); the archive spans both timelines.
+    assert info[0]["status"]["code"] in (0, 2), info
+    assert info[0]["archive"][0]["max"].startswith(f"{tl:08X}"), info
