@@ -158,7 +158,7 @@ class PostgresJobs:
     async def clone(self, act: a.CloneFrom, s: Snapshot) -> Result:
         host, port = member_addr(s, act.leader)
         t0 = time.monotonic()
-        await methods.create_replica(self.local, self.postgres, act.leader, host, port)
+        await methods.create_replica(self.local, self.postgres, act.leader, host, port, s.config.archive)
         result = await self.start(s, False, act.leader)
         log.info("cloned from %s in %.1f s: streaming as a replica", act.leader, time.monotonic() - t0)
         return result
@@ -180,17 +180,17 @@ class PostgresJobs:
                     log.warning("pg_rewind could not reach %s (%s): starting as its replica, retrying later", act.leader, exc)
                     return await self.start(s, False, act.leader)
                 log.warning("pg_rewind failed (%s): re-cloning from %s", exc, act.leader)
-                await methods.create_replica(self.local, self.postgres, act.leader, host, port)
+                await methods.create_replica(self.local, self.postgres, act.leader, host, port, s.config.archive)
         else:
             log.info("use_pg_rewind is off: re-cloning from %s", act.leader)
-            await methods.create_replica(self.local, self.postgres, act.leader, host, port)
+            await methods.create_replica(self.local, self.postgres, act.leader, host, port, s.config.archive)
         try:
             result = await self.start(s, False, act.leader)
         except e.WalGone as exc:
             # pg_rewind copies only the WAL its source still has; a new primary's first
             # checkpoint can recycle what the rewound directory must replay. Only a copy helps.
             log.warning("the rewound data directory cannot open (%s): re-cloning from %s", exc, act.leader)
-            await methods.create_replica(self.local, self.postgres, act.leader, host, port)
+            await methods.create_replica(self.local, self.postgres, act.leader, host, port, s.config.archive)
             result = await self.start(s, False, act.leader)
         log.info("rejoined as a replica of %s", act.leader)
         return result
@@ -237,7 +237,7 @@ class PostgresJobs:
         host, port = member_addr(s, act.leader)
         log.info("reinitializing: wiping the data directory and cloning from %s", act.leader)
         await self.postgres.stop("immediate")
-        await methods.create_replica(self.local, self.postgres, act.leader, host, port)
+        await methods.create_replica(self.local, self.postgres, act.leader, host, port, s.config.archive)
         result = await self.start(s, False, act.leader)
         log.info("reinitialized from %s", act.leader)
         return result

@@ -1,5 +1,5 @@
 """Making a data directory by the operator's methods: a replica by ``create_replica_methods``
-(tried in order: ``basebackup`` or a command, e.g. a restore from pgBackRest), the first node of a
+(tried in order: ``basebackup``, ``pgbackrest`` from the archive's repository, or a command), the first node of a
 cluster by ``bootstrap.method`` (a command, then optionally a recovery with ``recovery_conf``)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import time
 
 from pgha import errors as e
 from pgha.config.model import CustomMethod, LocalConfig
+from pgha.core.settings import ArchiveSettings
 from pgha.postgres.controller import PostgresController
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,22 @@ async def run(postgres: PostgresController, name: str, method: CustomMethod, fix
     postgres.forget_origin()
 
 
-async def create_replica(local: LocalConfig, postgres: PostgresController, leader: str, host: str, port: int) -> str:
+async def from_repository(postgres: PostgresController, archive: ArchiveSettings | None) -> None:
+    """A standby restored from the pgBackRest repository (the newest backup, then the archive),
+    which then streams from the leader: no base backup read from the primary."""
+    if archive is None or not archive.pgbackrest_stanza:
+        raise e.PostgresError("the pgbackrest method needs the archive section with pgbackrest: {stanza: ...}")
+    postgres.wipe()
+    postgres.runas.make_private_dir(postgres.data_dir)
+    config = [f"--config={archive.pgbackrest_config}"] if archive.pgbackrest_config else []
+    await postgres.runas.run(["pgbackrest", *config, f"--stanza={archive.pgbackrest_stanza}",
+                              f"--pg1-path={postgres.data_dir}", "--type=standby", "--log-level-console=warn",
+                              "restore"], timeout=24 * 3600)
+    postgres.forget_origin()
+
+
+async def create_replica(local: LocalConfig, postgres: PostgresController, leader: str, host: str, port: int,
+                         archive: ArchiveSettings | None = None) -> str:
     """Make this node's data directory from ``leader`` by the first method that works; returns
     its name. Raises PostgresError naming every method's failure when none does."""
     failures = []
@@ -47,6 +63,8 @@ async def create_replica(local: LocalConfig, postgres: PostgresController, leade
         try:
             if name == "basebackup":
                 await postgres.basebackup(host, port)
+            elif name == "pgbackrest" and name not in pg.replica_methods:
+                await from_repository(postgres, archive)
             else:
                 await run(postgres, name, pg.replica_methods[name],
                           [f"--scope={local.scope}", "--role=replica", f"--datadir={pg.data_dir}",

@@ -15,6 +15,7 @@ from pgha import __version__
 from pgha.agent.callbacks import CallbackRunner
 from pgha.agent.execute import Executor
 from pgha.agent.fence import Fence
+from pgha.agent.backup import BackupRunner
 from pgha.agent.heartbeat import Heartbeat
 from pgha.agent.watchdog import Watchdog
 from pgha.agent.jobs import PostgresJobs
@@ -76,6 +77,7 @@ class Agent:
         self.callbacks = CallbackRunner(local.postgresql.callbacks, local.scope)
         self.heartbeat = Heartbeat(self.store, self.postgres.superuser_dsn(self.postgres.local_host,
                                                                            self.postgres.settings.listen_port))
+        self.backups = BackupRunner(local, self.store, self.postgres.runas)
         self.executor = Executor(jobs, self.publish, lambda: self.loop.announce(), self.wake, self.callbacks,
                                  lambda: self.loop.refresh())
         self.loop = HaLoop(local, self.keeper, self.cache, self.store, self.postgres, self.executor, self.inbox, self.fence,
@@ -173,7 +175,9 @@ class Agent:
                  loop.create_task(self.keeper.guard(self._guard_due, self.executor.fence_stop, self.loop.valid_until)),
                  loop.create_task(self.cache.run(lambda: self.loop.dynamic.retry_timeout)),
                  loop.create_task(self._postmaster_exit()), loop.create_task(self._watch_fence()),
-                 loop.create_task(self.heartbeat.run(self._leading, lambda: self.loop.dynamic, lambda: self.keeper.lease))]
+                 loop.create_task(self.heartbeat.run(self._leading, lambda: self.loop.dynamic, lambda: self.keeper.lease)),
+                 loop.create_task(self.backups.run(lambda: self.loop.state.view, lambda: self.loop.dynamic,
+                                                   self._leading, lambda: self.loop.state.pg))]
         log.info("agent started (etcd %s, api %s)", ",".join(self.client.urls), self.local.restapi.listen)
         try:
             await self._turn()
@@ -196,6 +200,7 @@ class Agent:
             try:
                 await self.loop.run_once()
                 self.heartbeat.kick()  # a new primary's first heartbeat ends a gap: no waiting
+                self.backups.kick()
                 failures.clear()
             except Exception as exc:  # noqa: BLE001 - one bad loop must not end the agent
                 failures.error(f"HA loop failed ({type(exc).__name__}: {exc}); retrying", exc_info=True)

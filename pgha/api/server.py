@@ -8,7 +8,7 @@ import resource
 
 from aiohttp import web
 
-from pgha.api import failsafe, manage, metrics, rollout, ui, views
+from pgha.api import backup, failsafe, manage, metrics, rollout, ui, views
 from pgha.api.connections import ConnectionPool
 from pgha.api.context import CONTEXT, MAX_BODY, ApiContext
 from pgha.api.health import HEALTH_PATHS, archive_check, handle
@@ -51,6 +51,7 @@ def build_app(ctx: ApiContext) -> web.Application:
     app.add_routes(views.ROUTES)
     app.add_routes(manage.ROUTES)
     app.add_routes(rollout.ROUTES)
+    app.add_routes(backup.ROUTES)
     app.add_routes(failsafe.ROUTES)
     app.add_routes(ui.ROUTES)
     metrics.install(app)

@@ -34,6 +34,8 @@ COMMANDS = {
     "availability": "pgha.cli.availability:availability",
     "divergence": "pgha.cli.divergence:divergence",
     "pooler": "pgha.pooler.command:pooler",
+    "backup": "pgha.cli.backup:backup",
+    "restore": "pgha.cli.backup:restore",
 }
 
 

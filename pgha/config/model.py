@@ -1,8 +1,5 @@
 """Typed models of the local node configuration and of the dynamic (cluster-wide) configuration.
-
-Every model forbids unknown keys, so a typo is an error that names the key rather than a setting
-silently ignored.
-"""
+Every model forbids unknown keys: a typo is an error naming the key, not a setting ignored."""
 
 from __future__ import annotations
 
@@ -12,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pgha.config.replication import Archive, IgnoreSlot, PermanentSlot, StandbyCluster
+from pgha.config.replication import Archive, BackupSection, IgnoreSlot, PermanentSlot, StandbyCluster
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Postgres' grammar for a parameter name: an identifier, or class.identifier for extensions.
@@ -110,6 +107,7 @@ class DynamicConfig(_Strict):
     # (``core.poolers``); 0 hands over without asking them.
     pooler_pause_timeout: float = Field(5.0, ge=0, le=60)
     archive: Archive | None = None  # continuous WAL archiving on every member (``core.archive``)
+    backup: BackupSection = Field(default_factory=BackupSection)  # base backups (``core.backup``)
 
     @field_validator("member_slots_ttl")
     @classmethod
@@ -274,15 +272,16 @@ class PostgresqlConfig(_Strict):
     pg_hba: list[str] | None = None
     basebackup: list[str] = Field(default_factory=lambda: ["--checkpoint=fast"])
     callbacks: Callbacks = Field(default_factory=Callbacks)
-    # tried in order until one makes a data directory; ``basebackup`` is pg_basebackup
+    # tried in order until one makes a data directory: ``basebackup`` (pg_basebackup), ``pgbackrest``
+    # (a restore from the archive section's repository, then streaming) or a replica_methods entry
     create_replica_methods: list[str] = Field(default_factory=lambda: ["basebackup"], min_length=1)
     replica_methods: dict[str, CustomMethod] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _methods_defined(self) -> PostgresqlConfig:
         for name in self.create_replica_methods:
-            if name != "basebackup" and name not in self.replica_methods:
-                raise ValueError(f"create_replica_methods: {name!r} is neither basebackup nor in replica_methods")
+            if name not in ("basebackup", "pgbackrest") and name not in self.replica_methods:
+                raise ValueError(f"create_replica_methods: {name!r} is not basebackup, pgbackrest or in replica_methods")
         return self
 
     @field_validator("listen", "connect_address")

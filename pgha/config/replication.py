@@ -1,11 +1,13 @@
 """Models of the dynamic config's replication topology and data paths: a standby cluster's source,
-permanent slots, the slots the agent leaves alone, and the WAL archive."""
+permanent slots, the slots the agent leaves alone, the WAL archive and base backups."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pgha.core import cron
 
 
 class _Strict(BaseModel):
@@ -86,3 +88,21 @@ class Archive(_Strict):
     @property
     def pgbackrest_config(self) -> str:
         return self.pgbackrest.config or "" if self.pgbackrest else ""
+
+
+class BackupSection(_Strict):
+    """Base backups the leader starts on a healthy member (``core.backup``), with pgBackRest and
+    the ``archive`` section's stanza: ``schedule`` in cron syntax, in UTC."""
+
+    schedule: str | None = None
+    type: Literal["full", "diff", "incr"] = "full"
+    source: str = Field("replica", min_length=1)  # replica | primary | a member's name (as pgha backup --from)
+    # A backup without an outcome after this long counts as failed (its member died or hung).
+    timeout: float = Field(6 * 3600.0, gt=0)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            cron.parse(v)
+        return v

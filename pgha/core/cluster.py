@@ -10,6 +10,7 @@ from typing import Any
 
 from pgha.core import schedule
 from pgha.core.poolers import Handover, PoolerRecord
+from pgha.core.backup import Backup
 from pgha.core.rollout import Rollout
 from pgha.core.settings import ClusterSettings
 
@@ -201,6 +202,7 @@ class ClusterView:
     handover: Handover | None = None  # a planned switchover waiting for the poolers (``core.poolers``)
     poolers: Mapping[str, PoolerRecord] = field(default_factory=dict)
     rollout: Rollout | None = None  # a rolling restart (``core.rollout``)
+    backup: Backup | None = None  # the last or running base backup (``core.backup``)
     revision: int = 0
 
     @property
@@ -247,6 +249,8 @@ def parse_cluster(kvs: Iterable[Any], prefix: str, revision: int,
             out["availability_raw"] = kv.value
         elif rel == "rollout":
             out["rollout"] = Rollout.from_json(kv.value, kv.mod_revision)
+        elif rel == "backup":
+            out["backup"] = Backup.from_json(kv.value, kv.mod_revision)
         elif rel == "handover":
             out["handover"] = Handover.from_json(kv.value, kv.create_revision)
         elif rel.startswith("poolers/"):

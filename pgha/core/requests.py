@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pgha.core.cluster import ClusterView
+from pgha.core import backup
+from pgha.core.cluster import ClusterView, Member
 from pgha.core.fitness import LivePositions, candidate_problem
 from pgha.core.settings import ClusterSettings
 
-__all__ = ["LivePositions", "Refusal", "check_failover", "check_rollout", "check_switchover", "merge_patch"]
+__all__ = ["LivePositions", "Refusal", "backup_member", "check_backup", "check_failover", "check_rollout", "check_switchover", "merge_patch"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,43 @@ def check_rollout(view: ClusterView, config: ClusterSettings, members: list[str]
     if view.leader in members and not any(candidate_problem(view, config, n, live) is None for n in view.members):
         return Refusal(412, f"no replica can take over from {view.leader}: a rolling restart switches over first")
     return None
+
+
+def _backs_up(m: Member, view: ClusterView) -> bool:
+    return (m.name != view.leader and m.role == "replica" and m.state == "streaming"
+            and not m.tags.get("nobackup"))
+
+
+def backup_member(view: ClusterView, source: str) -> str | Refusal:
+    """The member a backup runs on: ``replica`` (the most caught-up healthy replica),
+    ``primary`` (the leader), or a member's name."""
+    if view.leader is None:
+        return Refusal(412, "the cluster has no leader: a backup needs a running primary")
+    if source == "primary":
+        return view.leader
+    if source == "replica":
+        ready = sorted((m for m in view.members.values() if _backs_up(m, view)), key=lambda m: (-m.lsn, m.name))
+        if not ready:
+            return Refusal(412, "no streaming replica to back up from (use --from primary)")
+        return ready[0].name
+    m = view.members.get(source)
+    if m is None:
+        return Refusal(412, f"{source} is not a member of the cluster")
+    if m.name != view.leader and not _backs_up(m, view):
+        return Refusal(412, f"{source} is not a streaming replica (role {m.role}, state {m.state})")
+    return m.name
+
+
+def check_backup(view: ClusterView, config: ClusterSettings, kind: str) -> Refusal | None:
+    a = config.archive
+    if a is None or not a.pgbackrest_stanza:
+        return Refusal(412, "backups need the archive section with pgbackrest: {stanza: ...}")
+    if kind not in backup.TYPES:
+        return Refusal(400, f"type must be one of {', '.join(backup.TYPES)}, not {kind!r}")
+    if view.backup is not None and view.backup.running:
+        return Refusal(409, f"a backup is already running: {view.backup.progress()}")
+    return None
+
 
 
 def merge_patch(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from pgha.core.cluster import (
 )
 from pgha.core.events import Event
 from pgha.core.poolers import Handover
+from pgha.core.backup import Backup
 from pgha.core.rollout import Rollout
 from pgha.core.settings import ClusterSettings
 from pgha.dcs.etcd import Compare, EtcdClient, delete_op, put_op
@@ -165,6 +166,11 @@ class ClusterStore:
         ``lease``, only while the leader key is ours (the coordinator's steps)."""
         guards = [self._unchanged("rollout", record.revision), *(self._ours(lease) if lease is not None else [])]
         return await self.client.txn(guards, [put_op(self.key("rollout"), record.to_json())], deadline=deadline)
+
+    async def write_backup(self, record: Backup, deadline: float) -> bool:
+        """Compare-and-set the ``backup`` key against ``record.revision`` (0: create-only)."""
+        guards = [self._unchanged("backup", record.revision)]
+        return await self.client.txn(guards, [put_op(self.key("backup"), record.to_json())], deadline=deadline)
 
     async def announce_handover(self, handover: Handover, lease: int, deadline: float) -> bool:
         """Write ``handover`` bound to our lease, only while we hold the leader key."""

@@ -8,62 +8,20 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pgha.testing import LocalCluster, Node, wait_for
+from pgha.testing import LocalCluster, wait_for
+from tests.backrest import STANZA, archived, cli, get, shared  # noqa: F401 - shared is a fixture
+from tests.backrest import conf as pgbackrest_conf
+from tests.backrest import require
+from tests.backrest import run as pgbackrest
 from tests.conftest import sql
 
 pytestmark = pytest.mark.slow
-
-STANZA = "main"
-
-
-@pytest.fixture
-def backrest() -> Iterator[Path]:
-    """pytest's tmp_path is private to root: the Postgres OS user reads this one."""
-    d = Path(tempfile.mkdtemp(prefix="pgha-backrest-"))
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def pgbackrest_conf(base: Path) -> Path:
-    """A repository, lock and log directories owned by the Postgres OS user."""
-    pw = pwd.getpwnam("postgres")
-    for d in ("repo", "lock", "log", "spool"):
-        (base / d).mkdir(parents=True, exist_ok=True)
-        os.chown(base / d, pw.pw_uid, pw.pw_gid)
-    conf = base / "pgbackrest.conf"
-    conf.write_text(f"[global]\nrepo1-path={base / 'repo'}\nlock-path={base / 'lock'}\nlog-path={base / 'log'}\n"
-                    f"spool-path={base / 'spool'}\nlog-level-console=warn\nlog-level-file=off\nstart-fast=y\n"
-                    f"archive-timeout=30\n\n[{STANZA}]\npg1-socket-path=/tmp\n")
-    conf.chmod(0o644)
-    return conf
-
-
-def pgbackrest(conf: Path, node: Node, *args: str) -> str:
-    pg = [] if args[0] == "info" else [f"--pg1-path={node.data_dir}", f"--pg1-port={node.pg_port}"]
-    cmd = ["pgbackrest", f"--config={conf}", f"--stanza={STANZA}", *pg, *args]
-    out = subprocess.run(["runuser", "-u", "postgres", "--", *cmd], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, f"pgbackrest {' '.join(args)}: {out.stdout}{out.stderr}"
-    return out.stdout
-
-
-def get(node: Node, path: str) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(node.api + path, timeout=3) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def chmod_dirs(root: Path, mode: int) -> None:
@@ -71,21 +29,10 @@ def chmod_dirs(root: Path, mode: int) -> None:
         os.chmod(d, mode)
 
 
-def cli(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*node.command, *args, "-c", str(node.config_path)], capture_output=True, text=True,
-                          timeout=60)
-
-
-def archived(conf: Path) -> set[str]:
-    """Every file name in the repository's archive."""
-    root = Path(conf).parent / "repo" / "archive" / STANZA
-    return {p.name for p in root.rglob("*") if p.is_file()}
-
-
 def test_archive_follows_a_switchover_and_a_broken_command_pages_until_fixed(
-        make_cluster: Callable[..., LocalCluster], backrest: Path) -> None:
-    if shutil.which("pgbackrest") is None:
-        pytest.fail("pgbackrest is not installed (./dev installs it)")
+        make_cluster: Callable[..., LocalCluster], shared: Path) -> None:
+    require()
+    backrest = shared
     conf = pgbackrest_conf(backrest)
     c = make_cluster(dcs={"ttl": 10, "loop_wait": 1, "retry_timeout": 3,
                           "archive": {"pgbackrest": {"stanza": STANZA, "config": str(conf)}, "max_delay": 3}})

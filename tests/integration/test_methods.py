@@ -5,15 +5,14 @@ that works, and a node whose every method fails saying so."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pgha.testing import LocalCluster, wait_for
+from tests.backrest import shared  # noqa: F401 - a fixture
 from tests.conftest import sql
 
 pytestmark = pytest.mark.slow
@@ -35,15 +34,6 @@ def backup_of(c: LocalCluster, into: Path) -> None:
     for f in into.iterdir():
         f.chmod(0o644)
     into.chmod(0o755)
-
-
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    """A directory the Postgres OS user can read (pytest's own are private to root)."""
-    d = Path(tempfile.mkdtemp(prefix="pgha-test-methods-"))
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_bootstrap_and_replica_methods_restore_from_a_backup(

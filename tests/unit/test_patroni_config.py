@@ -140,5 +140,5 @@ def test_patroni_replica_and_bootstrap_methods_are_translated(tmp_path: Path) ->
 def test_a_replica_method_without_its_section_is_an_error_naming_it(tmp_path: Path) -> None:
     p = tmp_path / "node.yml"
     p.write_text("scope: demo\nname: n1\npostgresql: {data_dir: /x, create_replica_methods: [wal_g]}\n")
-    with pytest.raises(e.ConfigError, match="create_replica_methods: 'wal_g' is neither basebackup nor in replica_methods"):
+    with pytest.raises(e.ConfigError, match="create_replica_methods: 'wal_g' is not basebackup, pgbackrest or in replica_methods"):
         load_local_config(p, environ={})
