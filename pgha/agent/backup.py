@@ -25,6 +25,11 @@ from pgha.postgres.runas import RunAs
 
 log = logging.getLogger("pgha")
 IDLE = 10.0  # seconds between two looks when no HA loop kicks us
+STANZA_RETRY = 30.0
+
+
+def _socket(config: ClusterSettings) -> str:
+    return str(config.postgresql.parameters.get("unix_socket_directories", "/tmp")).split(",")[0].strip()
 
 
 class BackupRunner:
@@ -33,6 +38,7 @@ class BackupRunner:
         self._kicked = asyncio.Event()
         self._running: asyncio.Task[None] | None = None
         self._errors = Repeats(log)
+        self._stanza, self._stanza_tried = "", -STANZA_RETRY  # the stanza this primary created
 
     def kick(self) -> None:
         self._kicked.set()
@@ -64,6 +70,7 @@ class BackupRunner:
             return
         if not leading:
             return
+        await self._ensure_stanza(config)
         why = backup.stale(view, now, config.backup.timeout)
         if why is not None and b is not None and not (b.member == self.local.name and self._running is not None):
             log.warning("backup on %s marked failed: %s", b.member, why)
@@ -84,6 +91,26 @@ class BackupRunner:
         if await self.store.write_backup(record, config.retry_timeout):
             log.info("scheduled %s backup: asked %s", s.type, member)
 
+    async def _ensure_stanza(self, config: ClusterSettings) -> None:
+        """A new primary creates the stanza (idempotent), so that archiving works from the first
+        segment with no operator step; retried every ``STANZA_RETRY`` seconds until it works."""
+        a, p = config.archive, self.local.postgresql
+        if a is None or not a.pgbackrest_stanza or self._stanza == a.pgbackrest_stanza:
+            return
+        if time.monotonic() - self._stanza_tried < STANZA_RETRY:
+            return
+        self._stanza_tried = time.monotonic()
+        cmd = backup.argv(backup.Backup(member=self.local.name, standby=False), a.pgbackrest_stanza,
+                          a.pgbackrest_config, p.data_dir, p.listen_port, _socket(config),
+                          p.authentication.superuser.username, p.host)
+        try:
+            await self.runas.run([*cmd, "--log-level-console=warn", "stanza-create"], timeout=300)
+        except (e.PostgresError, OSError, TimeoutError) as exc:
+            self._errors.error(f"pgbackrest stanza-create {a.pgbackrest_stanza} failed, archiving cannot work: {exc}")
+            return
+        self._stanza = a.pgbackrest_stanza
+        log.info("pgbackrest stanza %s ready: WAL archiving can push", self._stanza)
+
     def primary(self) -> tuple[str, int, str]:
         pg = self.local.postgresql
         return pg.host, pg.port, pg.data_dir
@@ -101,14 +128,14 @@ class BackupRunner:
     async def _backup(self, b: backup.Backup, config: ClusterSettings, pg: Callable[[], PgState]) -> None:
         a, p = config.archive, self.local.postgresql
         stanza, conf = (a.pgbackrest_stanza, a.pgbackrest_config) if a is not None else ("", "")
-        socket = str(config.postgresql.parameters.get("unix_socket_directories", "/tmp")).split(",")[0].strip()
-        cmd = backup.argv(b, stanza, conf, p.data_dir, p.listen_port, socket, p.authentication.superuser.username,
+        cmd = backup.argv(b, stanza, conf, p.data_dir, p.listen_port, _socket(config), p.authentication.superuser.username,
                           p.host)
         log.info("starting %s backup%s", b.type, " from this standby" if b.standby else " on the primary")
         t0, ok, out = time.time(), True, ""
         try:
             await self.runas.run([*cmd, "stanza-create"], timeout=600)
-            out = await self.runas.run([*cmd, "--log-level-console=info", f"--type={b.type}", "backup"],
+            standby = ["--backup-standby"] if b.standby else []
+            out = await self.runas.run([*cmd, *standby, "--log-level-console=info", f"--type={b.type}", "backup"],
                                        timeout=config.backup.timeout)
         except (e.PostgresError, OSError, TimeoutError) as exc:
             ok, out = False, str(exc)

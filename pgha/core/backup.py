@@ -124,15 +124,15 @@ def finished(b: Backup, ok: bool, now: float, label: str = "", reason: str = "")
 
 def argv(b: Backup, stanza: str, config_path: str, data_dir: str, port: int, socket_dir: str, user: str,
          host: str) -> list[str]:
-    """pgBackRest's command line for ``b`` on this member (pg1); a standby backup names the
-    primary as pg2, reached through pgBackRest's own remote (``pg2-host``, set up in
+    """pgBackRest's options for ``b`` on this member (pg1), before the command (and, for a
+    standby backup, ``--backup-standby``); a standby backup names the primary as pg2, reached through pgBackRest's own remote (``pg2-host``, set up in
     pgbackrest.conf) when it runs on another host."""
     out = ["pgbackrest", *([f"--config={config_path}"] if config_path else []), f"--stanza={stanza}",
            f"--pg1-path={data_dir}", f"--pg1-port={port}", f"--pg1-socket-path={socket_dir}", f"--pg1-user={user}"]
     if b.standby:
         p_host, p_port, p_dir = b.primary
         out += [f"--pg2-path={p_dir}", f"--pg2-port={p_port}", f"--pg2-socket-path={socket_dir}",
-                f"--pg2-user={user}", "--backup-standby"]
+                f"--pg2-user={user}"]
         if p_host != host and not {p_host, host} <= _LOOPBACK:
             out.append(f"--pg2-host={p_host}")
     return out

@@ -69,6 +69,15 @@ def followed(history_files: dict[str, str]) -> Followed | None:
     if newest is None:
         return None
     rows = [line.split() for line in history_files[newest].splitlines() if line.strip() and not line.startswith("#")]
-    if not rows or len(rows[-1]) < 2:
+    if not rows or any(len(r) < 2 for r in rows):
         return None
-    return Followed(int(rows[-1][0]), rows[-1][1], int(newest[:8], 16))
+    # The last line names the recovery's target timeline and where recovery ended; a target
+    # reached early on that timeline's history lies on the first ancestor it ends before.
+    end = _lsn(rows[-1][1])
+    tli = next((int(r[0]) for r in rows[:-1] if end <= _lsn(r[1])), int(rows[-1][0]))
+    return Followed(tli, rows[-1][1], int(newest[:8], 16))
+
+
+def _lsn(text: str) -> int:
+    hi, _, lo = text.partition("/")
+    return (int(hi, 16) << 32) | int(lo, 16)

@@ -39,7 +39,8 @@ def test_archive_follows_a_switchover_and_a_broken_command_pages_until_fixed(
     c.start(wait=False)
     old = c.leader(90)
     assert sql(old.dsn(), "SHOW archive_mode")[0][0] == "on"
-    pgbackrest(conf, old, "stanza-create")  # as an operator does once the first primary runs
+    # the primary creates the stanza itself: no operator step before archiving works
+    wait_for("the stanza created by the primary's agent", lambda: "stanza main ready" in old.log_text(), 60)
     c.wait_healthy(90)
     pgbackrest(conf, old, "check")  # switches a segment and waits for it in the repository
     wait_for("/archive 200 on the primary once its loop saw the archive", lambda: get(old, "/archive")[0] == 200, 15)
