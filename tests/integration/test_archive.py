@@ -43,9 +43,12 @@ def test_archive_follows_a_switchover_and_a_broken_command_pages_until_fixed(
     wait_for("the stanza created by the primary's agent", lambda: "stanza main ready" in old.log_text(), 60)
     c.wait_healthy(90)
     pgbackrest(conf, old, "check")  # switches a segment and waits for it in the repository
-    wait_for("/archive 200 on the primary once its loop saw the archive", lambda: get(old, "/archive")[0] == 200, 15)
-    body = get(old, "/archive")[1]
-    assert body["archive"]["archived_count"] >= 1 and body["problem"] is None
+    # /archive reports the loop's last look at pg_stat_archiver, up to loop_wait old
+    def archived_once() -> dict | None:
+        status, body = get(old, "/archive")
+        return body if status == 200 and body["archive"]["archived_count"] >= 1 else None
+    body = wait_for("/archive 200 with the checked segment counted", archived_once, 15)
+    assert body["problem"] is None
     assert get(old, "/patroni")[1]["archive"]["failing"] is False
     replica = next(n for n in c.nodes if n is not old)
     assert get(replica, "/archive")[0] == 200  # only the primary archives
