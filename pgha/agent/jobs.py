@@ -110,9 +110,9 @@ class PostgresJobs:
                     await self.postgres.basebackup(src.host, src.port)
                 else:
                     await methods.bootstrap(self.local, self.postgres)
-                method = self.local.bootstrap.methods.get(self.local.bootstrap.method)
-                if method is not None and method.recovery_conf and src is None:
-                    await self._recover(s, method.recovery_conf)
+                recovery = methods.recovery(self.local)
+                if recovery and src is None:
+                    await self._recover(s, recovery)
             if src is not None:  # the standby leader: read-only, its roles come from the other cluster
                 result = await self.start(s, False, standby.REMOTE)
             else:
@@ -144,16 +144,21 @@ class PostgresJobs:
         self.postgres.make_primary()
         self.postgres.write_config(params, self.hba(s), None, None, False)
         self.postgres.runas.write_file(self.postgres.data_dir / "recovery.signal", "")
-        log.info("recovering the restored data directory with %s", ", ".join(sorted(recovery)))
-        limit = max(s.config.primary_start_timeout, 60)
-        await self.postgres.start(limit)
+        log.info("recovering the restored data directory: %s",
+                 ", ".join(f"{k}={v}" for k, v in sorted(recovery.items()) if k.startswith("recovery_target")) or
+                 "to the end of its WAL")
+        # Replaying an archive takes as long as it takes: hours are normal, a dead postmaster is not.
+        limit = 24 * 3600.0
+        await self.postgres.start(max(s.config.primary_start_timeout, 3600))
         end = time.monotonic() + limit
         while (await self.postgres.query("SELECT pg_is_in_recovery()"))[0][0]:
             if time.monotonic() > end:
-                raise e.PostgresError(f"recovery with recovery_conf did not finish within {limit:.0f} s")
+                raise e.PostgresError(f"recovery of the first data directory did not finish within {limit:.0f} s")
             await asyncio.sleep(0.5)
+        last = (await self.postgres.query("SELECT pg_last_xact_replay_timestamp()::text"))[0][0]
         await self.postgres.stop("fast")
-        log.info("recovery finished: the restored data directory is a primary")
+        log.info("recovery finished (last transaction replayed: %s): the restored data directory is a primary",
+                 last or "none")
 
     async def clone(self, act: a.CloneFrom, s: Snapshot) -> Result:
         host, port = member_addr(s, act.leader)

@@ -1,15 +1,18 @@
 """Making a data directory by the operator's methods: a replica by ``create_replica_methods``
-(tried in order: ``basebackup``, ``pgbackrest`` from the archive's repository, or a command), the first node of a
-cluster by ``bootstrap.method`` (a command, then optionally a recovery with ``recovery_conf``)."""
+(tried in order: ``basebackup``, ``pgbackrest`` from the archive's repository, or a command), the
+first node of a cluster by ``bootstrap.method`` (initdb; ``pgbackrest``: a backup recovered to a
+target; or a command, then optionally a recovery with ``recovery_conf``)."""
 
 from __future__ import annotations
 
 import logging
 import shlex
 import time
+from typing import Any
 
 from pgha import errors as e
 from pgha.config.model import CustomMethod, LocalConfig
+from pgha.config.replication import RestoreFrom
 from pgha.core.settings import ArchiveSettings
 from pgha.postgres.controller import PostgresController
 
@@ -78,9 +81,41 @@ async def create_replica(local: LocalConfig, postgres: PostgresController, leade
 
 
 async def bootstrap(local: LocalConfig, postgres: PostgresController) -> None:
-    """Make the first data directory by ``bootstrap.method`` (initdb, or a command)."""
+    """Make the first data directory by ``bootstrap.method`` (initdb, a backup in the pgBackRest
+    repository, or a command); ``recovery`` says how to recover it before it becomes the primary."""
     b = local.bootstrap
     if b.method == "initdb":
         await postgres.initdb(b.initdb)
-        return
-    await run(postgres, b.method, b.methods[b.method], [f"--scope={local.scope}", f"--datadir={local.postgresql.data_dir}"])
+    elif b.method == "pgbackrest" and b.method not in b.methods and b.pgbackrest is not None:
+        await from_backup(postgres, b.pgbackrest)
+    else:
+        await run(postgres, b.method, b.methods[b.method], [f"--scope={local.scope}", f"--datadir={local.postgresql.data_dir}"])
+
+
+def recovery(local: LocalConfig) -> dict[str, Any]:
+    """What the first data directory recovers with before it opens as the primary: a command
+    method's ``recovery_conf``, or the repository's WAL up to ``bootstrap.pgbackrest``'s target."""
+    b = local.bootstrap
+    if b.method == "pgbackrest" and b.method not in b.methods and b.pgbackrest is not None:
+        src = b.pgbackrest
+        cfg = f" --config={shlex.quote(src.config)}" if src.config else ""
+        # Only for the recovery: postgresql.conf is rewritten when the node starts as the primary,
+        # so no target is left behind to stop a later standby's replay.
+        return {"restore_command": f'pgbackrest{cfg} --stanza={shlex.quote(src.stanza)} archive-get %f "%p"',
+                "recovery_target_timeline": "latest", **src.target.recovery()}
+    method = b.methods.get(b.method)
+    return dict(method.recovery_conf or {}) if method is not None else {}
+
+
+async def from_backup(postgres: PostgresController, src: RestoreFrom) -> None:
+    """The files of a backup from the repository, with no recovery settings: pgha writes those
+    (``recovery``) into postgresql.conf rather than leaving them in postgresql.auto.conf."""
+    postgres.wipe()
+    postgres.runas.make_private_dir(postgres.data_dir)
+    config = [f"--config={src.config}"] if src.config else []
+    log.info("restoring the first data directory from pgbackrest stanza %s (%s)", src.stanza,
+             f"backup {src.set}" if src.set else "the newest backup")
+    await postgres.runas.run(["pgbackrest", *config, f"--stanza={src.stanza}", f"--pg1-path={postgres.data_dir}",
+                              "--type=none", *([f"--set={src.set}"] if src.set else []), "--log-level-console=warn",
+                              "restore"], timeout=24 * 3600)
+    postgres.forget_origin()

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pgha.config.replication import Archive, BackupSection, IgnoreSlot, PermanentSlot, StandbyCluster
+from pgha.config.replication import Archive, BackupSection, IgnoreSlot, PermanentSlot, RestoreFrom, StandbyCluster
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Postgres' grammar for a parameter name: an identifier, or class.identifier for extensions.
@@ -340,11 +340,10 @@ class LogConfig(_Strict):
 
 
 class WatchdogConfig(_Strict):
-    """A hardware or kernel watchdog (``/dev/watchdog``), as Patroni uses it: opened when this
-    node is about to take writes, petted on each lease renewal, so that a frozen agent resets the
-    machine ``safety_margin`` seconds before its lease can expire. ``required`` refuses leadership
-    without a working device; ``automatic`` uses one when it can. The fence process runs in
-    every mode."""
+    """A hardware or kernel watchdog (``/dev/watchdog``), as Patroni uses it: opened when this node
+    is about to take writes, petted on each lease renewal, so that a frozen agent resets the machine
+    ``safety_margin`` seconds before its lease can expire. ``required`` refuses leadership without
+    a working device; ``automatic`` uses one when it can. The fence process runs in every mode."""
 
     mode: Literal["off", "automatic", "required"] = "off"
     device: str = "/dev/watchdog"
@@ -359,13 +358,16 @@ class WatchdogConfig(_Strict):
 class Bootstrap(_Strict):
     dcs: DynamicConfig = Field(default_factory=lambda: DynamicConfig())
     initdb: list[str] = Field(default_factory=lambda: ["--encoding=UTF8", "--data-checksums"])
-    method: str = "initdb"  # or a name in ``methods``: make the first data directory with a command
+    method: str = "initdb"  # pgbackrest (from ``pgbackrest``), or a name in ``methods``: a command
     methods: dict[str, CustomMethod] = Field(default_factory=dict)
+    pgbackrest: RestoreFrom | None = None
 
     @model_validator(mode="after")
     def _method_defined(self) -> Bootstrap:
-        if self.method != "initdb" and self.method not in self.methods:
-            raise ValueError(f"method: {self.method!r} is neither initdb nor in methods")
+        if self.method == "pgbackrest" and "pgbackrest" not in self.methods and self.pgbackrest is None:
+            raise ValueError("method: pgbackrest needs pgbackrest: {stanza: ..., to: ...} (what to restore)")
+        if self.method not in ("initdb", "pgbackrest") and self.method not in self.methods:
+            raise ValueError(f"method: {self.method!r} is neither initdb, pgbackrest nor in methods")
         return self
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pgha.core import cron
+from pgha.core import cron, pitr
 
 
 class _Strict(BaseModel):
@@ -60,6 +60,24 @@ class StandbyCluster(_Strict):
 class PgBackRest(_Strict):
     stanza: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     config: str | None = None  # pgbackrest.conf, when not the default /etc/pgbackrest/pgbackrest.conf
+
+
+class RestoreFrom(PgBackRest):
+    """``bootstrap.pgbackrest``: a new cluster made from a backup in this repository and stanza,
+    recovered to ``to`` (a time) or ``lsn``, else to the archive's end, then promoted."""
+
+    to: str | None = None
+    lsn: str | None = None
+    set: str | None = None  # a backup label; default: the newest backup that can reach the target
+
+    @model_validator(mode="after")
+    def _target(self) -> RestoreFrom:
+        pitr.Target.parse(self.to, self.lsn, ("to", "lsn"))
+        return self
+
+    @property
+    def target(self) -> pitr.Target:
+        return pitr.Target.parse(self.to, self.lsn, ("to", "lsn"))
 
 
 class Archive(_Strict):

@@ -19,18 +19,19 @@ class Target:
     lsn: str = ""
 
     @classmethod
-    def parse(cls, time: str | None, lsn: str | None) -> Target:
+    def parse(cls, time: str | None, lsn: str | None, names: tuple[str, str] = ("--to", "--lsn")) -> Target:
+        """``names``: what the caller calls the two (options, or config keys) in its errors."""
         if time and lsn:
-            raise ValueError("give --to or --lsn, not both")
+            raise ValueError(f"give {names[0]} or {names[1]}, not both")
         if lsn and not _LSN.match(lsn):
-            raise ValueError(f"--lsn {lsn!r} is not a WAL position like 0/5000060")
+            raise ValueError(f"{names[1]} {lsn!r} is not a WAL position like 0/5000060")
         if time:
             try:
                 at = datetime.fromisoformat(time)
             except ValueError:
-                raise ValueError(f"--to {time!r} is not an ISO 8601 time, e.g. 2026-12-05T19:10:58+00:00") from None
+                raise ValueError(f"{names[0]} {time!r} is not an ISO 8601 time, e.g. 2026-12-05T19:10:58+00:00") from None
             if at.tzinfo is None:
-                raise ValueError(f"--to {time!r} needs a time zone (e.g. +00:00): recovery compares commit times")
+                raise ValueError(f"{names[0]} {time!r} needs a time zone (e.g. +00:00): recovery compares commit times")
             return cls(time=at.isoformat(sep=" "))
         return cls(lsn=lsn or "")
 
@@ -41,6 +42,12 @@ class Target:
         if self.lsn:
             return ["--type=lsn", f"--target={self.lsn}", "--target-action=promote"]
         return ["--type=default"]
+
+    def recovery(self) -> dict[str, str]:
+        """The same target as Postgres recovery parameters (the caller promotes at the end)."""
+        if self.time:
+            return {"recovery_target_time": self.time}
+        return {"recovery_target_lsn": self.lsn} if self.lsn else {}
 
     def describe(self) -> str:
         return self.time or self.lsn or "the end of the archive"

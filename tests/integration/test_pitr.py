@@ -204,6 +204,8 @@ def test_restores_across_switchovers_and_a_failover_hold_every_acknowledged_writ
         assert report["last_transaction"], report
     assert backed_up < min(targets)
 
+    new_cluster_from_the_backup(make_cluster, conf, acked, tls[2])
+
     # A replica rebuilt from the repository: restored, then streaming; no base backup taken.
     replica = next(n for n in c.nodes if n is not leader)
     out = cli(replica, "reinit", replica.name, "--force", timeout=300)
@@ -213,3 +215,41 @@ def test_restores_across_switchovers_and_a_failover_hold_every_acknowledged_writ
     last = max(w.id for w in acked)
     wait_for("the rebuilt replica has every row", lambda: last in {r[0] for r in sql(replica.dsn(), "SELECT id FROM w")},
              30)
+
+
+def new_cluster_from_the_backup(make_cluster: Callable[..., LocalCluster], conf: Path, acked: list[Write],
+                                stretch: tuple[float, float, int]) -> None:
+    """``bootstrap.method: pgbackrest``: a second cluster made from the first one's backup,
+    recovered to a moment after the failover, then archiving into a stanza of its own."""
+    start, end, tl = stretch
+    target = (start + end) / 2
+    with conf.open("a") as f:
+        f.write("\n[restored]\npg1-socket-path=/tmp\n")
+    restored = make_cluster(scope="restored", nodes=2, dcs={
+        "ttl": 8, "loop_wait": 1, "retry_timeout": 3,
+        "archive": {"pgbackrest": {"stanza": "restored", "config": str(conf)}, "max_delay": 60}})
+    for n in restored.nodes:
+        n.config["bootstrap"].update(method="pgbackrest",
+                                     pgbackrest={"stanza": STANZA, "config": str(conf), "to": iso(target)})
+    restored.start(wait=False)
+    leader = restored.leader(180)
+    restored.wait_healthy(90)
+    present = {r[0] for r in sql(leader.dsn(), "SELECT id FROM w")}
+    before = {w.id for w in acked if w.acked < target}
+    after = {w.id for w in acked if w.sent > target}
+    assert before <= present, f"new cluster at {iso(target)}: acknowledged rows missing {sorted(before - present)[:10]}"
+    assert not (after & present), f"new cluster at {iso(target)}: rows sent later present {sorted(after & present)[:10]}"
+    assert f"recovery_target_time={iso(target).replace('T', ' ')}" in leader.log_text(), leader.log_text()[-2000:]
+    # Nothing of the recovery is left behind: a target would stop (and promote) a later standby.
+    assert sql(leader.dsn(), "SHOW recovery_target_time")[0][0] == ""
+    assert timeline(leader) > tl
+    wait_for("the new cluster's stanza", lambda: "stanza restored ready" in leader.log_text(), 60)
+    sql(leader.dsn(), "INSERT INTO w VALUES (-1)")
+    replica = next(n for n in restored.nodes if n is not leader)
+    wait_for("the new cluster's replica has the new row",
+             lambda: -1 in {r[0] for r in sql(replica.dsn(), "SELECT id FROM w")}, 60)
+    out = subprocess.run(["runuser", "-u", "postgres", "--", "pgbackrest", f"--config={conf}", "--stanza=restored",
+                          f"--pg1-path={leader.data_dir}", f"--pg1-port={leader.pg_port}", "check"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    restored.stop()

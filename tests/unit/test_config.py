@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pgha import errors as e
+from pgha.agent import methods
 from pgha.config import load_local_config
 
 GOOD = """
@@ -52,6 +53,13 @@ def test_environment_overrides_nested_keys_and_free_form_maps(tmp_path: Path) ->
     (GOOD.replace("127.0.0.1:2379,", "nohostport,"), "etcd.hosts"),
     (GOOD.replace("name: n1", "name: 'n 1'"), "name"),
     ("[1, 2]", "top level must be a mapping"),
+    (GOOD + "  method: pgbackrest\n", "method: pgbackrest needs pgbackrest: {stanza"),
+    (GOOD + "  method: pgbackrest\n  pgbackrest: {stanza: main, to: 'yesterday'}\n",
+     "to 'yesterday' is not an ISO 8601 time"),
+    (GOOD + "  method: pgbackrest\n  pgbackrest: {stanza: main, to: '2026-12-05T10:00:00'}\n", "needs a time zone"),
+    (GOOD + "  method: pgbackrest\n  pgbackrest: {stanza: main, to: '2026-12-05T10:00:00Z', lsn: '0/1'}\n",
+     "give to or lsn, not both"),
+    (GOOD + "  method: restic\n", "neither initdb, pgbackrest nor in methods"),
 ])
 def test_invalid_files_name_the_key_and_the_file(tmp_path: Path, text: str, needle: str) -> None:
     path = write(tmp_path, text)
@@ -87,3 +95,17 @@ def test_validate_config_command_exits_non_zero_and_names_the_key(tmp_path: Path
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "valid" in out.stdout
+
+
+def test_a_cluster_made_from_a_backup_recovers_to_its_target_with_settings_pgha_writes(tmp_path: Path) -> None:
+    text = GOOD + ("  method: pgbackrest\n  pgbackrest: {stanza: main, config: /etc/pgbackrest/pgbackrest.conf,"
+                   " to: '2026-12-05T10:00:00+00:00'}\n")
+    cfg = load_local_config(write(tmp_path, text), environ={})
+    settings = methods.recovery(cfg)
+    assert settings == {
+        "restore_command": 'pgbackrest --config=/etc/pgbackrest/pgbackrest.conf --stanza=main archive-get %f "%p"',
+        "recovery_target_timeline": "latest", "recovery_target_time": "2026-12-05 10:00:00+00:00"}
+    to_end = load_local_config(write(tmp_path, GOOD + "  method: pgbackrest\n  pgbackrest: {stanza: main}\n"),
+                               environ={})
+    assert "recovery_target_time" not in methods.recovery(to_end) and "restore_command" in methods.recovery(to_end)
+    assert methods.recovery(load_local_config(write(tmp_path, GOOD), environ={})) == {}
