@@ -1,6 +1,7 @@
 """The divergence ledger: after an asynchronous failover with writes the replicas never received,
 the old primary records, before its rewind discards them, exactly the acknowledged writes that
-were lost, and no table written only before the divergence."""
+were lost, and no table written only before the divergence; a restore of the WAL archive (real
+pgBackRest) to its end holds every acknowledged write but exactly those."""
 
 from __future__ import annotations
 
@@ -16,17 +17,27 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgha.testing import FAST, LocalCluster, wait_for
+from pgha.testing import FAST, LocalCluster, free_port, wait_for
+from tests.backrest import STANZA, cli, require, shared  # noqa: F401 - shared is a fixture
+from tests.backrest import conf as backrest_conf
+from tests.backrest import run as pgbackrest
 from tests.conftest import sql
 
 pytestmark = pytest.mark.slow
 
 
-def test_divergence_ledger_counts_exactly_the_acknowledged_writes_an_async_failover_lost(
-        make_cluster: Callable[..., LocalCluster]) -> None:
-    c = make_cluster(dcs={**FAST, "heartbeat_interval": 0})  # the old primary's only transactions: the lost writes
+def test_divergence_ledger_counts_exactly_the_acknowledged_writes_an_async_failover_lost_and_the_archive_agrees(
+        make_cluster: Callable[..., LocalCluster], shared: Path) -> None:
+    require()
+    conf = backrest_conf(shared)
+    # no heartbeat: the old primary's only transactions are the lost writes
+    c = make_cluster(dcs={**FAST, "heartbeat_interval": 0,
+                          "archive": {"pgbackrest": {"stanza": STANZA, "config": str(conf)}, "max_delay": 60}})
     c.start()
     old = c.leader()
+    wait_for("the stanza", lambda: "stanza main ready" in old.log_text(), 60)
+    out = cli(old, "backup", "--type", "full", timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
     replicas = [n for n in c.nodes if n is not old]
     sql(old.dsn(), "CREATE TABLE before_only AS SELECT generate_series(1, 100) AS id")
     sql(old.dsn(), "CREATE TABLE feed (id int PRIMARY KEY)")
@@ -68,6 +79,22 @@ def test_divergence_ledger_counts_exactly_the_acknowledged_writes_an_async_failo
     pretty = subprocess.run([sys.executable, "-m", "pgha", "divergence", "-c", str(new.config_path)],
                             capture_output=True, text=True, timeout=30, check=True).stdout
     assert f"postgres.feed: {len(lost)} inserted" in pretty
+
+    # The archive agrees: restored to its end, it holds what the new primary holds, which is
+    # every acknowledged write but those the ledger counted.
+    pgbackrest(conf, new, "check")
+    port = free_port()
+    into = shared / "restored"
+    out = cli(new, "restore", "--into", str(into), "--port", str(port), "--keep-running", "--json", timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    try:
+        dsn = f"host=127.0.0.1 port={port} user=postgres password=supersecret dbname=postgres connect_timeout=3"
+        restored = {r[0] for r in sql(dsn, "SELECT id FROM feed")}
+    finally:
+        subprocess.run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", str(into),
+                        "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
+    assert restored == present, (sorted(restored ^ present)[:10], lost)
+    assert len(set(acked) - restored) == report["transactions"]
 
 
 def test_old_primary_whose_rewind_needs_wal_the_new_primary_removed_is_cloned_again(
