@@ -1,6 +1,7 @@
 """Base backups beside the HA loop (``core.backup``): the member named in the ``backup`` key runs
 pgBackRest and writes the outcome back; the leader starts scheduled backups and fails a backup
-whose member left or went silent. Kicked after each HA loop; a backup never delays the loop."""
+whose member left or went silent, and keeps the archive (``agent.archive``). Kicked after each HA
+loop; a backup never delays the loop."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from pgha import errors as e
+from pgha.agent.archive import ArchiveKeeper, socket_dir
 from pgha.config.model import LocalConfig
 from pgha.core import backup
 from pgha.core.cluster import ClusterView
@@ -21,24 +23,19 @@ from pgha.core.settings import ClusterSettings
 from pgha.core.snapshot import PgState
 from pgha.dcs.store import ClusterStore
 from pgha.log import Repeats
-from pgha.postgres.runas import RunAs
+from pgha.postgres.controller import PostgresController
 
 log = logging.getLogger("pgha")
 IDLE = 10.0  # seconds between two looks when no HA loop kicks us
-STANZA_RETRY = 30.0
-
-
-def _socket(config: ClusterSettings) -> str:
-    return str(config.postgresql.parameters.get("unix_socket_directories", "/tmp")).split(",")[0].strip()
 
 
 class BackupRunner:
-    def __init__(self, local: LocalConfig, store: ClusterStore, runas: RunAs) -> None:
-        self.local, self.store, self.runas = local, store, runas
+    def __init__(self, local: LocalConfig, store: ClusterStore, postgres: PostgresController) -> None:
+        self.local, self.store, self.runas = local, store, postgres.runas
         self._kicked = asyncio.Event()
         self._running: asyncio.Task[None] | None = None
         self._errors = Repeats(log)
-        self._stanza, self._stanza_tried = "", -STANZA_RETRY  # the stanza this primary created
+        self.archive = ArchiveKeeper(local, postgres, self._errors)
 
     def kick(self) -> None:
         self._kicked.set()
@@ -70,7 +67,9 @@ class BackupRunner:
             return
         if not leading:
             return
-        await self._ensure_stanza(config)
+        state = pg()
+        if not state.in_recovery and state.timeline:
+            await self.archive.primary_turn(config, state.timeline)
         why = backup.stale(view, now, config.backup.timeout)
         if why is not None and b is not None and not (b.member == self.local.name and self._running is not None):
             log.warning("backup on %s marked failed: %s", b.member, why)
@@ -91,26 +90,6 @@ class BackupRunner:
         if await self.store.write_backup(record, config.retry_timeout):
             log.info("scheduled %s backup: asked %s", s.type, member)
 
-    async def _ensure_stanza(self, config: ClusterSettings) -> None:
-        """A new primary creates the stanza (idempotent), so that archiving works from the first
-        segment with no operator step; retried every ``STANZA_RETRY`` seconds until it works."""
-        a, p = config.archive, self.local.postgresql
-        if a is None or not a.pgbackrest_stanza or self._stanza == a.pgbackrest_stanza:
-            return
-        if time.monotonic() - self._stanza_tried < STANZA_RETRY:
-            return
-        self._stanza_tried = time.monotonic()
-        cmd = backup.argv(backup.Backup(member=self.local.name, standby=False), a.pgbackrest_stanza,
-                          a.pgbackrest_config, p.data_dir, p.listen_port, _socket(config),
-                          p.authentication.superuser.username, p.host)
-        try:
-            await self.runas.run([*cmd, "--log-level-console=warn", "stanza-create"], timeout=300)
-        except (e.PostgresError, OSError, TimeoutError) as exc:
-            self._errors.error(f"pgbackrest stanza-create {a.pgbackrest_stanza} failed, archiving cannot work: {exc}")
-            return
-        self._stanza = a.pgbackrest_stanza
-        log.info("pgbackrest stanza %s ready: WAL archiving can push", self._stanza)
-
     def primary(self) -> tuple[str, int, str]:
         pg = self.local.postgresql
         return pg.host, pg.port, pg.data_dir
@@ -128,7 +107,7 @@ class BackupRunner:
     async def _backup(self, b: backup.Backup, config: ClusterSettings, pg: Callable[[], PgState]) -> None:
         a, p = config.archive, self.local.postgresql
         stanza, conf = (a.pgbackrest_stanza, a.pgbackrest_config) if a is not None else ("", "")
-        cmd = backup.argv(b, stanza, conf, p.data_dir, p.listen_port, _socket(config), p.authentication.superuser.username,
+        cmd = backup.argv(b, stanza, conf, p.data_dir, p.listen_port, socket_dir(config), p.authentication.superuser.username,
                           p.host)
         log.info("starting %s backup%s", b.type, " from this standby" if b.standby else " on the primary")
         t0, ok, out = time.time(), True, ""

@@ -77,7 +77,7 @@ class Agent:
         self.callbacks = CallbackRunner(local.postgresql.callbacks, local.scope)
         self.heartbeat = Heartbeat(self.store, self.postgres.superuser_dsn(self.postgres.local_host,
                                                                            self.postgres.settings.listen_port))
-        self.backups = BackupRunner(local, self.store, self.postgres.runas)
+        self.backups = BackupRunner(local, self.store, self.postgres)
         self.executor = Executor(jobs, self.publish, lambda: self.loop.announce(), self.wake, self.callbacks,
                                  lambda: self.loop.refresh())
         self.loop = HaLoop(local, self.keeper, self.cache, self.store, self.postgres, self.executor, self.inbox, self.fence,

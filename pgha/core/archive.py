@@ -4,11 +4,14 @@ archiver's health as ``pg_stat_archiver`` and the archive status directory show 
 ``archive_mode`` is ``on``, not ``always``: pgBackRest refuses ``always`` (``check``: "archive_mode
 =always not supported"), and with ``on`` only the primary pushes, so a rewound or re-cloned old
 primary never pushes WAL of an abandoned timeline. On promotion Postgres itself archives the old
-timeline's last segment as ``.partial`` and the new timeline's history file.
+timeline's last segment as ``.partial`` and the new timeline's history file; the segments before
+it that the old primary never pushed are found here (``stranded``, ``missing``) and pushed by the
+new primary (``agent.archive``).
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -119,3 +122,30 @@ def body(state: ArchiveState | None, now: float) -> dict[str, Any]:
             "last_failed_wal": state.last_failed_wal, "failing": state.failing, "backlog": state.backlog,
             "backlog_age": state.waiting_for(now)}
 
+
+
+_SEGMENT = re.compile(r"^([0-9A-F]{8})[0-9A-F]{16}$")
+
+
+def stranded(done: list[str], timeline: int) -> list[str]:
+    """Of the segments marked archived (``.done``) in a new primary's archive status, those of
+    earlier timelines: streamed from the old primary, which may have died before pushing them
+    (with ``archive_mode = on`` a standby marks what it receives as done, never pushes it)."""
+    out = []
+    for name in done:
+        m = _SEGMENT.match(name)
+        if m and int(m.group(1), 16) < timeline:
+            out.append(name)
+    return sorted(out)
+
+
+def archive_id(listing: list[str]) -> str | None:
+    """The newest archive id (``15-1``, ``15-2`` after a stanza-upgrade) in a stanza's archive."""
+    ids = [n.strip() for n in listing if re.fullmatch(r"\d+-\d+", n.strip())]
+    return max(ids, key=lambda n: int(n.split("-")[1]), default=None)
+
+
+def missing(candidates: list[str], in_repository: list[str]) -> list[str]:
+    """Candidates the repository does not hold (its names carry a checksum and an extension)."""
+    held = {n.strip().rsplit("/", 1)[-1][:24] for n in in_repository}
+    return [c for c in candidates if c not in held]

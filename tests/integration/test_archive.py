@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from pgha.testing import LocalCluster, wait_for
+from pgha.testing import LocalCluster, free_port, wait_for
 from tests.backrest import STANZA, archived, cli, get, shared  # noqa: F401 - shared is a fixture
 from tests.backrest import conf as pgbackrest_conf
 from tests.backrest import require
@@ -88,3 +90,52 @@ def test_archive_follows_a_switchover_and_a_broken_command_pages_until_fixed(
     # No backup taken here (code 2: "no valid backups"); the archive spans both timelines.
     assert info[0]["status"]["code"] in (0, 2), info
     assert info[0]["archive"][0]["max"].startswith(f"{tl:08X}"), info
+
+
+def test_segments_a_killed_primary_never_archived_are_pushed_by_the_new_primary(
+        make_cluster: Callable[..., LocalCluster], shared: Path) -> None:
+    require()
+    conf = pgbackrest_conf(shared)
+    c = make_cluster(dcs={"ttl": 8, "loop_wait": 1, "retry_timeout": 3,
+                          "archive": {"pgbackrest": {"stanza": STANZA, "config": str(conf)}, "max_delay": 60}})
+    c.start(wait=False)
+    old = c.leader(90)
+    wait_for("the stanza", lambda: "stanza main ready" in old.log_text(), 60)
+    c.wait_healthy(90)
+    out = cli(old, "backup", "--type", "full", timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    sql(old.dsn(), "CREATE TABLE t (v int)")
+
+    # The old primary's archiver stops; three segments complete, reach both replicas, and are
+    # never pushed before the primary dies.
+    archiver = sql(old.dsn(), "SELECT pid FROM pg_stat_activity WHERE backend_type = 'archiver'")[0][0]
+    os.kill(archiver, signal.SIGSTOP)
+    stranded = []
+    for i in range(3):
+        sql(old.dsn(), f"INSERT INTO t SELECT generate_series({i * 1000}, {i * 1000 + 999})")
+        stranded.append(sql(old.dsn(), "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0])
+        sql(old.dsn(), "SELECT pg_switch_wal()")
+    sql(old.dsn(), "INSERT INTO t VALUES (-1)")
+    end = sql(old.dsn(), "SELECT pg_current_wal_lsn()")[0][0]
+    wait_for("both replicas replayed everything", lambda: sql(
+        old.dsn(), "SELECT count(*) FROM pg_stat_replication WHERE replay_lsn >= %s", (end,))[0][0] == 2, 30)
+    assert not any(name.startswith(s) for s in stranded for name in archived(conf))
+    old.signal_agent(signal.SIGKILL)
+    old.kill_postgres(signal.SIGKILL, tree=True)
+
+    new = wait_for("a new primary", lambda: next((n for n in c.nodes if n is not old and n.health("/primary") == 200),
+                                                  None), 60)
+    wait_for("the stranded segments in the repository",
+             lambda: all(any(name.startswith(s) for name in archived(conf)) for s in stranded), 60)
+    assert "the old primary never archived" in new.log_text()
+    pgbackrest(conf, new, "check")
+    port = free_port()
+    into = shared / "restored"
+    out = cli(new, "restore", "--into", str(into), "--port", str(port), "--json", "--keep-running", timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    try:
+        dsn = f"host=127.0.0.1 port={port} user=postgres password=supersecret dbname=postgres connect_timeout=3"
+        assert sql(dsn, "SELECT count(*) FROM t")[0][0] == 3001
+    finally:
+        subprocess.run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", str(into),
+                        "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)

@@ -64,3 +64,15 @@ def test_bad_archive_sections_are_refused() -> None:
         DynamicConfig.model_validate({"archive": {"command": "cp %p /a/%f\nrm -rf /"}})
     with pytest.raises(ValueError):
         DynamicConfig.model_validate({"archive": {"pgbackrest": {"stanza": "a b"}}})
+
+
+def test_a_new_primary_hands_back_only_earlier_timelines_segments_the_repository_lacks() -> None:
+    done = ["000000010000000000000007", "000000010000000000000008", "000000020000000000000009",
+            "00000001.history", "000000010000000000000006.partial", "junk"]
+    assert archive.stranded(done, 2) == ["000000010000000000000007", "000000010000000000000008"]
+    assert archive.stranded(done, 1) == []
+    assert archive.archive_id(["archive.info", "archive.info.copy", "15-1", "15-2", "9-10"]) == "9-10"
+    assert archive.archive_id(["archive.info"]) is None
+    held = ["000000010000000000000007-1f0c2d3e4b5a69788796a5b4c3d2e1f00f1e2d3c.gz", "WARN: something"]
+    assert archive.missing(["000000010000000000000007", "000000010000000000000008"], held) == [
+        "000000010000000000000008"]
