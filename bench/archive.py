@@ -5,7 +5,8 @@ A 3-node cluster in synchronous mode with ``archive.pgbackrest``, a full backup 
 cluster on a replica, then ``--failovers`` role changes (switchover and SIGKILL failover in turn)
 under a steady writer. Reported (median and max):
 
-- promotion -> the new timeline's history file in the repository;
+- promotion (Postgres's "selected new timeline ID" log line) -> the new timeline's history file in
+  the repository; and from the role change being asked for (switchover) or the SIGKILL;
 - archive lag under the write load: a segment switched on the primary -> in the repository;
 - a replica rebuilt by ``pgha reinit`` from the repository (``create_replica_methods:
   [pgbackrest, basebackup]``) against ``pg_basebackup`` from the primary: seconds (from the
@@ -23,6 +24,7 @@ import signal
 import statistics
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from pgha.testing import LocalCluster, Node, wait_for
@@ -31,10 +33,22 @@ from tests.conftest import sql
 from tests.integration.test_pitr import Writer, rows, stop_copy, timeline
 
 
-def _history_in_repo(path: Path, tl: int, since: float) -> float:
+def _promoted_at(node: Node, tl: int) -> float:
+    """When Postgres chose timeline ``tl`` on ``node`` (its log line's time, in GMT)."""
+    def line() -> str | None:
+        text = (node.dir / "data.postgres.log").read_text(errors="replace")
+        return next((ln for ln in text.splitlines() if f"selected new timeline ID: {tl}" in ln), None)
+    stamp = wait_for(f"timeline {tl} in {node.name}'s Postgres log", line, 30)
+    day, clock = stamp.split()[:2]
+    return datetime.fromisoformat(f"{day}T{clock}+00:00").timestamp()
+
+
+def _history_in_repo(path: Path, node: Node, tl: int, since: float) -> tuple[float, float]:
+    """(promotion -> history file in the repository, role change asked -> the same)."""
     wait_for(f"timeline {tl}'s history file in the repository", lambda: f"{tl:08X}.history" in archived(path), 60,
              interval=0.02)
-    return time.time() - since
+    now = time.time()
+    return now - _promoted_at(node, tl), now - since
 
 
 def _archive_lag(path: Path, leader: Node) -> float:
@@ -68,7 +82,7 @@ def main() -> None:
     path = conf(base / "backrest")
     c = LocalCluster(base / "c", dcs={"ttl": 8, "loop_wait": 1, "retry_timeout": 3, "synchronous_mode": "on",
                                       "archive": {"pgbackrest": {"stanza": STANZA, "config": str(path)}}})
-    history, lags, writer = [], [], Writer(c.nodes)
+    history, asked, lags, writer = [], [], [], Writer(c.nodes)
     try:
         c.start()
         leader = c.leader()
@@ -86,7 +100,9 @@ def main() -> None:
                 old.signal_agent(signal.SIGKILL)
                 old.kill_postgres(signal.SIGKILL, tree=True)
             new = wait_for("a new leader", lambda: next((n for n in c.primaries() if n is not old), None), 90)
-            history.append(_history_in_repo(path, timeline(new), t0))
+            from_promotion, from_request = _history_in_repo(path, new, timeline(new), t0)
+            history.append(from_promotion)
+            asked.append(from_request)
             if i % 2 == 1:
                 old.start()
             c.wait_healthy(120)
@@ -103,7 +119,8 @@ def main() -> None:
             missing = {w.id for w in writer.acked} - rows(25390)
         finally:
             stop_copy(into)
-        report = {"failovers": args.failovers, "history_in_repo_s": _stats(history), "archive_lag_s": _stats(lags),
+        report = {"failovers": args.failovers, "promotion_to_history_in_repo_s": _stats(history),
+                  "role_change_asked_to_history_in_repo_s": _stats(asked), "archive_lag_s": _stats(lags),
                   "replica_from_repository_s": round(from_repo[0], 2), "method": from_repo[1],
                   "replica_from_primary_s": round(from_primary[0], 2), "acked_rows": len(writer.acked),
                   "acked_rows_missing_after_restore": len(missing), "restore": json.loads(out.stdout)}

@@ -54,30 +54,25 @@ class BackupRunner:
 
     async def _turn(self, view: ClusterView, config: ClusterSettings, leading: bool, pg: Callable[[], PgState]) -> None:
         b, now, deadline = view.backup, time.time(), config.retry_timeout
-        if b is not None and b.member == self.local.name and b.state == backup.REQUESTED and self._running is None:
+        if leading:
+            state = pg()
+            if not state.in_recovery and state.timeline:
+                await self.archive.primary_turn(config, state.timeline)
+        step = backup.next_step(view, self.local.name, self._running is not None, leading, now,
+                                config.backup.timeout, config.backup.schedule)
+        if step.kind == "start" and b is not None:
             started = replace(b, state=backup.RUNNING, started=now)
             if await self.store.write_backup(started, deadline):
                 # the next write compares against the revision this one made: read it back
                 self._running = asyncio.get_running_loop().create_task(self._take(started, config, pg))
-            return
-        if b is not None and b.member == self.local.name and b.state == backup.RUNNING and self._running is None:
+        elif step.kind == "interrupted" and b is not None:
             log.warning("backup %s was interrupted (the agent restarted during it)", b.type)
-            await self.store.write_backup(backup.finished(b, False, now, reason="interrupted: the agent restarted"),
-                                          deadline)
-            return
-        if not leading:
-            return
-        state = pg()
-        if not state.in_recovery and state.timeline:
-            await self.archive.primary_turn(config, state.timeline)
-        why = backup.stale(view, now, config.backup.timeout)
-        if why is not None and b is not None and not (b.member == self.local.name and self._running is not None):
-            log.warning("backup on %s marked failed: %s", b.member, why)
-            await self.store.write_backup(backup.finished(b, False, now, reason=why), deadline)
-            return
-        fired = backup.scheduled(config.backup.schedule, view, now)
-        if fired is not None:
-            await self._schedule(view, config, fired, now)
+            await self.store.write_backup(backup.finished(b, False, now, reason=step.reason), deadline)
+        elif step.kind == "fail" and b is not None:
+            log.warning("backup on %s marked failed: %s", b.member, step.reason)
+            await self.store.write_backup(backup.finished(b, False, now, reason=step.reason), deadline)
+        elif step.kind == "schedule":
+            await self._schedule(view, config, step.fired, now)
 
     async def _schedule(self, view: ClusterView, config: ClusterSettings, fired: float, now: float) -> None:
         s = config.backup

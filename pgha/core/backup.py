@@ -118,6 +118,35 @@ def stale(view: ClusterView, now: float, timeout: float) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Step:
+    """What a member's backup runner does on this turn (``next_step``)."""
+
+    kind: str  # start | interrupted | fail | schedule | none
+    reason: str = ""  # fail: why
+    fired: float = 0.0  # schedule: the slot being served
+
+
+def next_step(view: ClusterView, me: str, running_here: bool, leading: bool, now: float, timeout: float,
+              schedule: str | None) -> Step:
+    """The backup key's next move from this member's side: the named member starts a requested
+    backup, or fails its own running one that no task of this agent runs (it restarted); the
+    leader fails a stale backup (never one it runs itself) and serves the schedule."""
+    b = view.backup
+    if b is not None and b.member == me and not running_here:
+        if b.state == REQUESTED:
+            return Step("start")
+        if b.state == RUNNING:
+            return Step("interrupted", reason="interrupted: the agent restarted")
+    if not leading:
+        return Step("none")
+    why = stale(view, now, timeout)
+    if why is not None and b is not None and not (b.member == me and running_here):
+        return Step("fail", reason=why)
+    fired = scheduled(schedule, view, now)
+    return Step("schedule", fired=fired) if fired is not None else Step("none")
+
+
 def finished(b: Backup, ok: bool, now: float, label: str = "", reason: str = "") -> Backup:
     return replace(b, state=DONE if ok else FAILED, finished=now, label=label, reason=reason)
 

@@ -105,6 +105,39 @@ def test_a_running_backup_whose_member_left_or_went_silent_is_stale() -> None:
     assert backup.stale(view(backup.finished(b, True, 1200.0)), 9999.0, 1) is None
 
 
+def test_each_member_takes_its_own_turn_and_only_the_leader_fails_or_schedules() -> None:
+    requested, running = Backup("n2", state=backup.REQUESTED), Backup("n2", state=backup.RUNNING, started=1000.0)
+    step = backup.next_step
+    assert step(view(requested, n2="streaming"), "n2", False, False, 1100.0, 3600, None).kind == "start"
+    assert step(view(requested, n2="streaming"), "n3", False, False, 1100.0, 3600, None).kind == "none"
+    # its own running backup with no task here: the agent restarted during it
+    assert step(view(running, n2="streaming"), "n2", False, False, 1100.0, 3600, None).kind == "interrupted"
+    assert step(view(running, n2="streaming"), "n2", True, False, 1100.0, 3600, None).kind == "none"
+    # the leader fails a stale backup, never the one it runs itself
+    failed = step(view(running, n2="streaming"), "n1", False, True, 9000.0, 3600, None)
+    assert failed.kind == "fail" and "backup.timeout" in failed.reason
+    mine = Backup("n1", state=backup.RUNNING, started=1000.0)
+    assert step(view(mine), "n1", True, True, 9000.0, 3600, None).kind == "none"
+    # a replica never schedules; the leader serves the slot once
+    now, slot = ts("2026-12-05T03:00:30"), ts("2026-12-05T03:00:00")
+    assert step(view(None, n2="streaming"), "n2", False, False, now, 3600, "0 3 * * *").kind == "none"
+    scheduled = step(view(None, n2="streaming"), "n1", False, True, now, 3600, "0 3 * * *")
+    assert scheduled.kind == "schedule" and scheduled.fired == slot
+
+
+@given(st.sampled_from([None, backup.REQUESTED, backup.RUNNING, backup.DONE, backup.FAILED]),
+       st.sampled_from(["n1", "n2", "n3"]), st.booleans(), st.booleans(), st.floats(0, 1e6))
+def test_a_replica_never_fails_schedules_or_starts_another_members_backup(
+        state: str | None, me: str, running_here: bool, leading: bool, now: float) -> None:
+    b = None if state is None else Backup("n2", state=state, started=1.0)
+    step = backup.next_step(view(b, n2="streaming", n3="streaming"), me, running_here, leading, now, 10.0,
+                            "* * * * *")
+    if not leading:
+        assert step.kind in ("none", "start", "interrupted")
+    if step.kind in ("start", "interrupted"):
+        assert b is not None and b.member == me and not running_here
+
+
 def test_backup_record_round_trips_and_says_how_it_went() -> None:
     b = backup.finished(Backup("n2", started=10.0, primary=("10.0.0.1", 5432, "/pg")), True, 14.5, "20261205-1F")
     again = Backup.from_json(b.to_json(), 3)
