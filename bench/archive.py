@@ -9,8 +9,8 @@ under a steady writer. Reported (median and max):
   the repository; and from the role change being asked for (switchover) or the SIGKILL;
 - archive lag under the write load: a segment switched on the primary -> in the repository;
 - a replica rebuilt by ``pgha reinit`` from the repository (``create_replica_methods:
-  [pgbackrest, basebackup]``) against ``pg_basebackup`` from the primary: seconds (from the
-  repository the primary serves only the WAL since the last archived segment);
+  [pgbackrest, basebackup]``) against ``pg_basebackup`` from the primary: seconds, and the bytes a
+  base backup streamed from the primary (from the repository: none; the primary serves only WAL);
 - at the end, a restore to the archive's end: every acknowledged row present.
 
     PYTHONPATH=. .venv/bin/python bench/archive.py [--failovers 10]
@@ -23,6 +23,7 @@ import json
 import signal
 import statistics
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -59,18 +60,41 @@ def _archive_lag(path: Path, leader: Node) -> float:
     return time.time() - t0
 
 
-def _rebuild(c: LocalCluster, node: Node, methods: list[str]) -> tuple[float, str]:
+class BaseBackupBytes(threading.Thread):
+    """The most a base backup streamed from ``primary`` (pg_stat_progress_basebackup), polled."""
+
+    def __init__(self, primary: Node) -> None:
+        super().__init__(daemon=True)
+        self.primary, self.most, self.stop = primary, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                row = sql(self.primary.dsn(), "SELECT coalesce(max(backup_streamed), 0) FROM pg_stat_progress_basebackup")
+                self.most = max(self.most, int(row[0][0]))
+            except Exception:  # noqa: BLE001 - a missed poll only lowers the estimate
+                pass
+            time.sleep(0.02)
+
+
+def _rebuild(c: LocalCluster, node: Node, methods: list[str]) -> tuple[float, str, int]:
+    """Seconds to a streaming replica again, the method used, bytes a base backup read from the primary."""
     node.config["postgresql"]["create_replica_methods"] = methods
     node.signal_agent(signal.SIGTERM)
     node.wait_agent_exit(60)
     node.start()
     wait_for("the node streams", lambda: (node.status() or {}).get("replication_state") == "streaming", 120)
+    poll = BaseBackupBytes(c.leader())
+    poll.start()
     t0 = time.time()
     out = cli(node, "reinit", node.name, "--force", timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     wait_for("the rebuilt node streams", lambda: (node.status() or {}).get("replication_state") == "streaming", 300)
+    took = time.time() - t0
+    poll.stop.set()
+    poll.join(5)
     used = "pgbackrest" if "with method pgbackrest" in node.log_text().split("reinitializing")[-1] else "basebackup"
-    return time.time() - t0, used
+    return took, used, poll.most
 
 
 def main() -> None:
@@ -122,7 +146,9 @@ def main() -> None:
         report = {"failovers": args.failovers, "promotion_to_history_in_repo_s": _stats(history),
                   "role_change_asked_to_history_in_repo_s": _stats(asked), "archive_lag_s": _stats(lags),
                   "replica_from_repository_s": round(from_repo[0], 2), "method": from_repo[1],
-                  "replica_from_primary_s": round(from_primary[0], 2), "acked_rows": len(writer.acked),
+                  "replica_from_primary_s": round(from_primary[0], 2),
+                  "base_backup_bytes_read_from_primary": {"repository": from_repo[2], "pg_basebackup": from_primary[2]},
+                  "acked_rows": len(writer.acked),
                   "acked_rows_missing_after_restore": len(missing), "restore": json.loads(out.stdout)}
         print(json.dumps(report, indent=1))
     finally:

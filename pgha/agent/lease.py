@@ -28,8 +28,13 @@ GUARD_IDLE = 1.0  # and while it is far: one wake-up a second
 class LeaseKeeper:
     def __init__(self, client: EtcdClient, config: Callable[[], ClusterSettings],
                  on_change: Callable[[], None], on_renewed: Callable[[], None] = lambda: None,
-                 bound: Callable[[int], bool] = lambda lease: False) -> None:
+                 bound: Callable[[int], bool] = lambda lease: False,
+                 on_granted: Callable[[int], None] = lambda lease: None, remembered: int | None = None) -> None:
         self.client = client
+        self._on_granted = on_granted  # remember the lease on disk: the next run knows it was ours
+        self.remembered = remembered  # the lease of the run before this one, from disk
+        self.held: set[int] = set()  # every lease of this run
+        self.started_at = time.monotonic()
         self._config = config
         self._on_change = on_change  # wake the loop: a renewal failed, or the lease is about to be unusable
         self._on_renewed = on_renewed  # move the fence's deadline with the lease
@@ -56,6 +61,18 @@ class LeaseKeeper:
         self.lease, self.granted_ttl, self.granted_retry = lease, ttl, retry_timeout
         self.seen_at, self.valid_until = granted_at, granted_at + ttl
         self.ok = True
+        self._granted(lease)
+
+    def _granted(self, lease: int) -> None:
+        self.held.add(lease)
+        try:
+            self._on_granted(lease)
+        except OSError as exc:  # without the memory a restart waits out the old lease: never fatal
+            log.warning("could not remember lease %x on disk: %s", lease, exc)
+
+    def own_leases(self) -> frozenset[int]:
+        """The leases that were ours: this run's and, as remembered on disk, the run's before."""
+        return frozenset(self.held | ({self.remembered} if self.remembered else set()))
 
     def holds(self, now: float) -> bool:
         return rule.holds(self.valid_until, now, self._config(), self.seen_at)
@@ -104,6 +121,7 @@ class LeaseKeeper:
                     log.warning("our lease %x expired: any leader key we held is gone", self.lease)
                 sent = time.monotonic()
                 self.lease = await self.client.lease_grant(dynamic.ttl, max(0.2, now + deadline - sent))
+                self._granted(self.lease)
                 ttl = self.granted_ttl = dynamic.ttl
                 self.granted_retry = dynamic.retry_timeout
             await self._keep_retiring(max(0.2, now + deadline - time.monotonic()))
@@ -129,6 +147,7 @@ class LeaseKeeper:
         under (expressed against the new margin, which the lease rule subtracts)."""
         log.info("ttl changed from %s to %d s: moving to a new lease", self.granted_ttl, config.ttl)
         new = await self.client.lease_grant(config.ttl, deadline)
+        self._granted(new)
         old_retry = self.granted_retry if self.granted_retry is not None else config.retry_timeout
         self.retiring, self.retiring_until = self.lease, old_valid_until - old_retry + config.retry_timeout
         self._old_retry = old_retry

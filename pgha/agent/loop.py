@@ -18,9 +18,9 @@ from pgha.agent.lease import LeaseKeeper
 from pgha.agent.settings import StoredSettings
 from pgha.agent.state import LoopState, fold, since
 from pgha.config.model import LocalConfig
-from pgha.core import failsafe, lease, report
-from pgha.core.cluster import ClusterView
+from pgha.core import failsafe, lease, namesake, report
 from pgha.core.actions import Decision
+from pgha.core.cluster import ClusterView
 from pgha.core.decide import decide
 from pgha.core.settings import ClusterSettings
 from pgha.core.snapshot import PgState, Snapshot
@@ -37,13 +37,11 @@ class HaLoop:
     def __init__(self, local: LocalConfig, keeper: LeaseKeeper, cache: WatchedCluster, store: ClusterStore,
                  postgres: PostgresController, executor: Executor, inbox: Inbox, fence: Fence,
                  publish: Callable[[], None], current: Callable[[], report.NodeReport]) -> None:
-        self.local = local
-        self.keeper, self.cache, self.store = keeper, cache, store
+        self.local, self.keeper, self.cache, self.store = local, keeper, cache, store
         self.postgres, self.executor, self.inbox, self.fence = postgres, executor, inbox, fence
         self._publish = publish  # rebuild the node report from this loop's state
         self._current = current  # the node report as published
-        self.state, self.shutting_down, self.loop_at = LoopState(), False, time.monotonic()
-        self.failures = Repeats(log)
+        self.state, self.shutting_down, self.loop_at, self.failures = LoopState(), False, time.monotonic(), Repeats(log)
         self.stored = StoredSettings(local.bootstrap.dcs, local.postgresql.data_dir + ".cluster-config.json")
 
     @property
@@ -119,6 +117,7 @@ class HaLoop:
             now=now, name=self.local.name, tags=self.local.tags, config=self.dynamic, cluster=cluster,
             dcs_ok=view is not None, pg=pg, lease_valid_until=self.keeper.valid_until,
             lease_renewed_at=self.keeper.seen_at, lease_id=self.keeper.lease, leader_lost_at=lost,
+            own_leases=self.keeper.own_leases(), started_at=self.keeper.started_at,
             failover_seen_at=asked, shutting_down=self.shutting_down, busy=self.executor.busy, wall_now=time.time(),
             restart_at=self.inbox.restart_at, reinit_requested=self.inbox.reinit_requested,
             reload_requested=self.inbox.reload_requested, applied_parameters=st.applied_parameters,
@@ -132,14 +131,15 @@ class HaLoop:
         return fold(self.state, snap, decision.note, [*results, *finished], self.inbox, decision.recheck)
 
     async def announce(self) -> None:
-        """Publish our member record if it differs from etcd's (the lease keeps it alive)."""
+        """Publish our member record if it differs from etcd's, never over a namesake's (``core.namesake``)."""
+        if not namesake.may_publish(self.state.view, self.local.name, self.keeper.lease, self.keeper.own_leases()):
+            return
         await self.store.publish_member_if_changed(report.member(self._current(), time.time()), self.state.view,
                                                    self.keeper.lease, self.dynamic, self._deadline())
 
     def valid_until(self) -> float | None:
-        """Until when this node's primacy may last, by our clock: its lease, or in failsafe mode
-        the last round every member confirmed (``core.failsafe``), whichever runs longer. The
-        fence and the last-resort guard stop Postgres by this instant."""
+        """Until when this node's primacy may last, by our clock: its lease, or in failsafe mode the last round
+        every member confirmed (``core.failsafe``), whichever is later; the fence stops Postgres by then."""
         lease_until = self.keeper.valid_until
         until = failsafe.valid_until(self.state.failsafe_confirmed_at, self.dynamic) \
             if failsafe.enabled(self.dynamic) else None

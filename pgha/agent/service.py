@@ -71,7 +71,8 @@ class Agent:
         self.fence_fired = 0
         self._was_primary = False
         self.keeper = LeaseKeeper(self.client, lambda: self.loop.dynamic, self.wake,
-                                  lambda: self.fence.extend(self.loop.valid_until(), self.loop.dynamic), self._bound)
+                                  lambda: self.fence.extend(self.loop.valid_until(), self.loop.dynamic), self._bound,
+                                  lambda lease: self.postgres.remember(lease=lease), self.postgres.disk.lease)
         self.cache = WatchedCluster(self.client, local.prefix, self._changed)
         jobs = PostgresJobs(local, self.store, self.postgres, self.keeper)
         self.callbacks = CallbackRunner(local.postgresql.callbacks, local.scope)

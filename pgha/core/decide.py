@@ -34,6 +34,7 @@ from pgha.core import (
     fitness,
     handover,
     hung,
+    namesake,
     parameters,
     paused,
     rolling,
@@ -107,6 +108,9 @@ def _decide(s: Snapshot) -> Decision:
     if not s.dcs_ok:
         return _without_dcs(s)
     c = s.cluster
+    twin = _namesake(s)
+    if twin is not None:
+        return twin
     unclaimed = _without_initialize(s)
     if unclaimed is not None:
         return unclaimed
@@ -114,8 +118,10 @@ def _decide(s: Snapshot) -> Decision:
         if c.leader and c.leader != s.name and c.leader in c.members:
             return Decision((CloneFrom(c.leader),), f"cloning from leader {c.leader}")
         return _wait("no leader to clone from yet")
-    if c.leader == s.name and not s.owns_key() and s.holds_lease():
-        # (without a safe lease of our own the leader rules below demote instead)
+    if c.leader == s.name and not s.owns_key() and s.holds_lease() and (
+            s.own_leases is None or c.leader_lease in s.own_leases):
+        # (without a safe lease of our own the leader rules below demote instead; a lease we
+        # never held is a namesake's, never ours to take)
         return Decision((TakeOverLeaderKey(c.leader_lease, c.leader_revision),),
                         "the leader key is bound to an earlier lease of this agent: taking it over")
     requested = _operator_request(s)
@@ -133,6 +139,18 @@ def _decide(s: Snapshot) -> Decision:
     if c.leader:
         return _as_follower(s, c.leader)
     return election.without_leader(s)
+
+
+def _namesake(s: Snapshot) -> Decision | None:
+    bound = namesake.foreign_lease(s)
+    if bound is None or s.owns_key():
+        return None
+    if namesake.live_namesake(s) is None:
+        return _wait(f"members/{s.name} is bound to lease {bound:x}, never ours: waiting for it to expire "
+                     f"(if it does not, another agent runs with the name {s.name})")
+    return Decision(((StopPostgres("fast"),) if _writable(s) else ()) + (Exit(),),
+                    f"another agent runs with the name {s.name} (its lease {bound:x} holds members/{s.name}): "
+                    "two nodes share a name; this one stops")
 
 
 def _without_initialize(s: Snapshot) -> Decision | None:

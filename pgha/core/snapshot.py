@@ -80,6 +80,8 @@ class Snapshot:
     lease_valid_until: float | None = None
     lease_renewed_at: float | None = None  # when the last successful renewal was sent
     lease_id: int | None = None  # our etcd lease (None: not modelled, as in some unit tests)
+    own_leases: frozenset[int] | None = None  # every lease of this run and the one before (None: not modelled)
+    started_at: float | None = None  # when this agent started (monotonic)
     leader_lost_at: float | None = None
     failover_seen_at: float | None = None  # since when the current switchover request has been seen
     shutting_down: bool = False

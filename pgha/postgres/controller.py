@@ -39,6 +39,7 @@ class DiskState:
     primary_on_timeline: int | None = None
     following: str | None = None
     handover_lsn: int | None = None
+    lease: int | None = None  # this node's agent's last etcd lease (``core.namesake``)
 
 
 class PostgresController:
@@ -67,7 +68,7 @@ class PostgresController:
         try:
             d = json.loads(self.state_path.read_text())
             return DiskState(primary_on_timeline=d.get("primary_on_timeline"), following=d.get("following"),
-                             handover_lsn=d.get("handover_lsn"))
+                             handover_lsn=d.get("handover_lsn"), lease=d.get("lease"))
         except (OSError, ValueError):
             return DiskState()
 
@@ -76,7 +77,8 @@ class PostgresController:
         if new != self.disk:
             self.disk = new
             self.state_path.write_text(json.dumps({"primary_on_timeline": new.primary_on_timeline,
-                                                   "following": new.following, "handover_lsn": new.handover_lsn}))
+                                                   "following": new.following, "handover_lsn": new.handover_lsn,
+                                                   "lease": new.lease}))
 
     def _bin(self, name: str) -> str:
         return str(Path(self.settings.bin_dir) / name)

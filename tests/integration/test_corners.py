@@ -179,3 +179,34 @@ def test_an_invalid_config_written_into_etcd_keeps_the_cluster_on_its_last_valid
         "config_problem" not in (n.status() or {"config_problem": "down"}) for n in c.nodes), 10)
     wait_for("the restarted replica a synchronous standby again",
              lambda: (leader.status() or {}).get("synchronous_standbys") == [replica.name], 30)
+
+
+def test_a_second_agent_started_with_a_taken_name_stops_and_the_leader_never_changes(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster(dcs=dict(FAST))
+    impostor = c.nodes[2]
+    impostor.config["name"] = "n1"  # a copied node file: n1's name, its own host and data
+    c.etcd.start()
+    for n in c.nodes[:2]:
+        n.config["etcd"]["hosts"] = c.etcd.hosts
+        n.start()
+    wait_for("n1 or n2 leads with the other streaming", lambda: len(c.primaries()) == 1 and len(
+        c.streaming_replicas()) == 1, 90)
+    leader = c.leader()
+    timeline = int(sql(leader.dsn(), "SELECT timeline_id FROM pg_control_checkpoint()")[0][0])
+    before = http_request("GET", leader.api + "/cluster", timeout=3)[1]
+    n1_url = next(m["api_url"] for m in before["members"] if m["name"] == "n1")
+
+    impostor.config["etcd"]["hosts"] = c.etcd.hosts
+    impostor.start()
+    impostor.wait_agent_exit(FAST["ttl"] + FAST["loop_wait"] + 30)
+    log = impostor.log_text()
+    assert "two nodes share a name; this one stops" in log, log[-2000:]
+    assert impostor.postmaster_pid() is None and not (impostor.data_dir / "PG_VERSION").exists()
+    # Nothing changed hands: the same leader on the same timeline, n1's record still n1's.
+    assert c.leader() is leader
+    assert int(sql(leader.dsn(), "SELECT timeline_id FROM pg_control_checkpoint()")[0][0]) == timeline
+    after = http_request("GET", leader.api + "/cluster", timeout=3)[1]
+    assert next(m["api_url"] for m in after["members"] if m["name"] == "n1") == n1_url
+    n1 = c.node("n1")
+    assert "taking it over" not in n1.log_text() and "two nodes share a name" not in n1.log_text()

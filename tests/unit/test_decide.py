@@ -386,6 +386,25 @@ def test_restarted_agent_takes_its_leader_key_over_onto_its_new_lease() -> None:
     assert kinds(snap(PRIMARY, v, name="n1", lease_id=8, lease_valid_until=101.0)) == [a.Demote]
 
 
+def test_a_leader_key_on_a_lease_this_agent_never_held_is_a_namesakes_and_never_taken() -> None:
+    v = replace(view(), leader_lease=7, leader_revision=42, member_leases={"n1": 7})
+    # the run before this one held lease 7 (remembered on disk): its key is taken over
+    assert decide(snap(PRIMARY, v, name="n1", lease_id=8, own_leases=frozenset({7, 8}),
+                       started_at=99.0)).actions == (a.TakeOverLeaderKey(7, 42),)
+    # lease 7 was never ours: another agent named n1 leads; this one writes nothing and waits
+    newcomer = snap(REPLICA, v, name="n1", lease_id=8, own_leases=frozenset({8}), started_at=99.0)
+    d = decide(newcomer)
+    assert d.actions == () and "never ours" in d.note
+    # ... longer than any earlier run's lease could live: a live namesake, and this agent stops
+    d = decide(replace(newcomer, now=99.0 + CFG.ttl + CFG.loop_wait + 1))
+    assert d.actions == (a.Exit(),) and "two nodes share a name" in d.note
+    # a writable newcomer stops its Postgres too
+    assert kinds(replace(newcomer, pg=PRIMARY, now=200.0)) == [a.StopPostgres, a.Exit]
+    # the leader whose record a newcomer overwrote keeps leading (the newcomer stops on its side)
+    mine = replace(v, leader_lease=8, member_leases={"n1": 9})
+    assert a.Exit not in kinds(snap(PRIMARY, mine, name="n1", lease_id=8, own_leases=frozenset({8}), started_at=0.0))
+
+
 def test_quorum_standby_that_flushed_but_has_not_replayed_is_promoted_not_the_one_behind_it() -> None:
     # ANY 1 (n2, n3): n3 paused replay but flushed every commit; n2 was cut off 2 s earlier
     quorum = DynamicConfig(**{**CFG.model_dump(), "synchronous_mode": "quorum", "synchronous_mode_strict": True})
