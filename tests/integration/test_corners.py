@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 
@@ -210,3 +211,41 @@ def test_a_second_agent_started_with_a_taken_name_stops_and_the_leader_never_cha
     assert next(m["api_url"] for m in after["members"] if m["name"] == "n1") == n1_url
     n1 = c.node("n1")
     assert "taking it over" not in n1.log_text() and "two nodes share a name" not in n1.log_text()
+
+
+def test_a_primary_whose_postgres_cannot_start_again_releases_the_key_within_primary_start_timeout(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    """Its port taken by another process: each restart in place fails at once. The key must go
+    within ``primary_start_timeout`` so that a replica takes over."""
+    start_timeout = 8
+    c = make_cluster(dcs={**FAST, "primary_start_timeout": start_timeout})
+    c.start()
+    old = c.leader()
+    old.signal_agent(signal.SIGSTOP)  # so that the port is taken before the agent restarts Postgres
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Postgres: past TIME_WAIT, never a listener
+    try:
+        old.kill_postgres(signal.SIGKILL, tree=True)
+        wait_for("the port taken", lambda: _take(squatter, old.pg_port), 10)
+        killed = time.monotonic()
+        old.signal_agent(signal.SIGCONT)
+        new = wait_for("a replica takes over", lambda: next(
+            (n for n in c.nodes if n is not old and writable(n)), None), start_timeout + FAST["ttl"] + 15)
+        took = time.monotonic() - killed
+        assert took < start_timeout + FAST["ttl"], f"the key went {took:.1f} s after the crash"
+        assert old.postmaster_pid() is None and "could not bind" in (old.data_dir.parent / "data.postgres.log").read_text()
+        assert new is c.leader()
+    finally:
+        old.signal_agent(signal.SIGCONT)
+        squatter.close()
+    # the port back: the old primary rejoins as a replica
+    wait_for("the old primary streams again", lambda: old.health("/replica") == 200, 90)
+
+
+def _take(sock: socket.socket, port: int) -> bool:
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    sock.listen()
+    return True

@@ -212,6 +212,32 @@ def test_one_etcd_member_of_three_killed_causes_no_failover(make_cluster: Callab
     assert all("demoting" not in n.log_text() for n in c.nodes)
 
 
+def test_one_etcd_member_stopped_again_and_again_causes_no_failover(make_cluster: Callable[..., LocalCluster]) -> None:
+    """A slow member (SIGSTOP 3 s, SIGCONT 1 s, for 4 ttl): connections to it open and requests
+    hang, unlike a killed member's refused connections."""
+    c = make_cluster(etcd_members=3)
+    c.start()
+    primary = c.leader()
+    tl = timeline(primary)
+    slow = c.etcd.members[0]  # every agent lists this member first
+    assert slow.proc is not None
+    end = time.monotonic() + 4 * TTL
+    try:
+        while time.monotonic() < end:
+            slow.proc.send_signal(signal.SIGSTOP)
+            stop_until = time.monotonic() + 3
+            while time.monotonic() < stop_until:
+                assert c.leader(0.5) is primary
+                time.sleep(0.2)
+            slow.proc.send_signal(signal.SIGCONT)
+            time.sleep(1)
+    finally:
+        slow.proc.send_signal(signal.SIGCONT)
+    assert writable(primary) and timeline(primary) == tl
+    assert not any(writable(n) for n in others(c, primary))
+    assert all("demoting" not in n.log_text() for n in c.nodes)
+
+
 def test_node_with_data_of_another_cluster_refuses_to_join(make_cluster: Callable[..., LocalCluster]) -> None:
     c = make_cluster()
     c.start()
