@@ -231,10 +231,15 @@ def _postgres_down(s: Snapshot) -> Decision:
             # a postmaster still in crash recovery would open for writes after the key is gone
             kill = (KillPostgres(why),) if pg.postmaster_alive else ()
             return Decision((*kill, ReleaseLeader(why)), f"{why}: releasing the leader key")
+        # We hold the key meanwhile: the start may take what is left of primary_start_timeout
+        # (of ttl after a hang), never the hour a replica's start may take.
+        left = s.config.primary_start_timeout - (s.now - pg.down_since if pg.down_since is not None else 0.0)
+        hang = hung.start_timeout(s)
+        limit = max(1.0, min(left, hang) if hang is not None else left)
         if standby.active(s.config):
-            return Decision((StartPostgres(primary=False, follow=standby.REMOTE, timeout=hung.start_timeout(s)),),
+            return Decision((StartPostgres(primary=False, follow=standby.REMOTE, timeout=limit),),
                             "postgres is down on the standby leader: restarting it in place")
-        return Decision((StartPostgres(primary=timelines.was_last_primary(s), timeout=hung.start_timeout(s)),),
+        return Decision((StartPostgres(primary=timelines.was_last_primary(s), timeout=limit),),
                         "postgres is down on the leader: restarting it in place")
     if c.leader:
         if pg.primary_on_timeline is not None:

@@ -12,7 +12,8 @@ import json
 import logging
 import os
 import signal
-from dataclasses import dataclass, replace
+import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DiskState:
-    """What the agent remembers about the data directory across its own restarts, stored beside
-    (not inside: pg_rewind would delete it) the data directory."""
+    """What the agent remembers across its own restarts, stored beside (not inside: pg_rewind
+    would delete it) the data directory."""
 
     primary_on_timeline: int | None = None
     following: str | None = None
@@ -67,8 +68,7 @@ class PostgresController:
     def _load_disk_state(self) -> DiskState:
         try:
             d = json.loads(self.state_path.read_text())
-            return DiskState(primary_on_timeline=d.get("primary_on_timeline"), following=d.get("following"),
-                             handover_lsn=d.get("handover_lsn"), lease=d.get("lease"))
+            return DiskState(**{k: d.get(k) for k in DiskState.__dataclass_fields__})
         except (OSError, ValueError):
             return DiskState()
 
@@ -76,9 +76,7 @@ class PostgresController:
         new = replace(self.disk, **changes)
         if new != self.disk:
             self.disk = new
-            self.state_path.write_text(json.dumps({"primary_on_timeline": new.primary_on_timeline,
-                                                   "following": new.following, "handover_lsn": new.handover_lsn,
-                                                   "lease": new.lease}))
+            self.state_path.write_text(json.dumps(asdict(new)))
 
     def _bin(self, name: str) -> str:
         return str(Path(self.settings.bin_dir) / name)
@@ -266,6 +264,7 @@ class PostgresController:
             return
         (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
         self.exited.clear()
+        end = time.monotonic() + timeout  # for every attempt together: a leader holds its key meanwhile
         for attempt in range(20):
             path = Path(self.log_path)
             tail = startup.LogTail(path, startup.log_size(path))
@@ -274,14 +273,15 @@ class PostgresController:
                                                 {"PGBACKREST_PG1_PATH": str(self.data_dir)})
             asyncio.get_running_loop().create_task(self._watch_exit(self._proc))
             try:
-                await startup.wait_ready(self._proc, self._superuser_dsn(), tail, timeout, missing_wal_is_final)
+                await startup.wait_ready(self._proc, self._superuser_dsn(), tail, max(0.5, end - time.monotonic()),
+                                         missing_wal_is_final)
                 return
             except e.WalGone:
                 await self.stop("immediate")  # it would wait for that WAL forever
                 raise
             except e.PostgresError:
                 # A SIGKILLed postmaster's backends may hold shared memory for a moment longer.
-                if attempt == 19 or self._proc.returncode is None:
+                if attempt == 19 or self._proc.returncode is None or time.monotonic() >= end:
                     raise
                 await asyncio.sleep(0.1)
 

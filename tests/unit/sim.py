@@ -126,6 +126,7 @@ class SimNode:
     retiring_until: float | None = None
     retiring_retry: float = 0.0  # the demotion margin the retiring lease was granted under
     valid_until: float | None = None  # on this node's clock
+    note: str = ""  # the last decision's note (a liveness violation prints it)
     renewed_at: float | None = None
     view: ClusterView = field(default_factory=ClusterView)
     leader_lost_at: float | None = None
@@ -308,8 +309,9 @@ class SimCluster:
             if self.etcd.status.leader:
                 return
             self.advance(1.0)
+        notes = "; ".join(f"{n}: {node.note}" for n, node in sorted(self.nodes.items()))
         raise Violation(f"no leader {limit} s after the key space was wiped "
-                        f"(initialize {self.etcd.initialize!r})")
+                        f"(initialize {self.etcd.initialize!r}; {notes})")
 
     def abandon_bootstrap_claim(self) -> None:
         """The key space is wiped and a bootstrap winner dies after claiming ``initialize``."""
@@ -406,6 +408,7 @@ class SimCluster:
         elif pg.stalled_since is None:
             pg.stalled_since = self.local(node)
         decision = decide(self.snapshot(node, dcs_ok))
+        node.note = decision.note
         for act in decision.actions:
             self._execute(node, act, dcs_ok)
             self.check()

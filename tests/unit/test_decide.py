@@ -78,7 +78,10 @@ def test_writable_node_without_any_leader_key_demotes() -> None:
 
 def test_leader_postgres_down_is_restarted_in_place() -> None:
     pg = replace(PRIMARY, running=False, down_since=95.0)
-    assert decide(snap(pg, view(), name="n1")).actions == (a.StartPostgres(primary=True),)
+    # the start may take what is left of primary_start_timeout (30 s, down for 5): the key is held meanwhile
+    assert decide(snap(pg, view(), name="n1")).actions == (a.StartPostgres(primary=True, timeout=25.0),)
+    assert decide(snap(replace(pg, primary_on_timeline=None), view(), name="n1")).actions == (
+        a.StartPostgres(primary=False, timeout=25.0),)
 
 
 def test_leader_postgres_down_beyond_primary_start_timeout_releases_the_key() -> None:
@@ -477,7 +480,7 @@ def test_leader_key_taken_as_a_standby_starts_read_only_after_a_crash_and_promot
     # we led timeline 3 once, another node promoted to 4 since; we hold the key again, Postgres down
     pg = replace(PRIMARY, running=False, in_recovery=True, down_since=99.0)
     v = replace(view(leader="n1"), status=LeaderStatus("n4", 4, 6000))
-    assert decide(snap(pg, v, name="n1")).actions == (a.StartPostgres(primary=False),)
+    assert decide(snap(pg, v, name="n1")).actions == (a.StartPostgres(primary=False, timeout=29.0),)
     assert kinds(snap(replace(pg, running=True), v, name="n1")) == [a.Promote]
 
 

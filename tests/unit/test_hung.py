@@ -39,9 +39,9 @@ def test_leader_kills_a_postgres_silent_for_retry_timeout() -> None:
 def test_killed_leader_restarts_in_place_within_what_is_left_of_ttl() -> None:
     d = leader(KILLED_PRIMARY, now=102.0)
     assert d.actions == (a.StartPostgres(primary=True, timeout=3.0),)
-    # a crash that was no hang keeps the usual bound (primary_start_timeout)
+    # a crash that was no hang keeps the usual bound: what is left of primary_start_timeout
     crashed = replace(PRIMARY, running=False, down_since=99.0)
-    assert leader(crashed).actions == (a.StartPostgres(primary=True),)
+    assert leader(crashed).actions == (a.StartPostgres(primary=True, timeout=29.0),)
 
 
 def test_leader_restarting_after_a_hang_looks_again_soon_while_busy() -> None:

@@ -39,7 +39,7 @@ def test_primary_of_a_cluster_made_standby_demotes_to_follow_the_other_cluster()
 def test_standby_leader_restarts_its_postgres_as_a_standby() -> None:
     pg = replace(REPLICA, running=False, following=REMOTE, down_since=99.0)
     assert decide(snap(pg, leader_view(), name="n1", config=STANDBY)).actions == (
-        a.StartPostgres(primary=False, follow=REMOTE),)
+        a.StartPostgres(primary=False, follow=REMOTE, timeout=29.0),)
 
 
 def test_removing_standby_cluster_promotes_the_standby_leader() -> None:
