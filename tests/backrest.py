@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
-from pgha.testing import Node
+from pgha.testing import Node, free_port
 
 STANZA = "main"
 
@@ -74,3 +75,18 @@ def get(node: Node, path: str) -> tuple[int, Any]:
 def cli(node: Node, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*node.command, *args, "-c", str(node.config_path)], capture_output=True, text=True,
                           timeout=timeout)
+
+
+def restored_rows(node: Node, into: Path, query: str) -> list[tuple[Any, ...]]:
+    """``pgha restore`` of the archive to its end into ``into`` (on a free port), ``query`` run on
+    the copy, which is stopped afterwards."""
+    port = free_port()
+    out = cli(node, "restore", "--into", str(into), "--port", str(port), "--keep-running", "--json", timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    try:
+        dsn = f"host=127.0.0.1 port={port} user=postgres password=supersecret dbname=postgres connect_timeout=3"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            return conn.execute(query).fetchall()  # type: ignore[arg-type]
+    finally:
+        subprocess.run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", str(into),
+                        "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)

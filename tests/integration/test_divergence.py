@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgha.testing import FAST, LocalCluster, free_port, wait_for
-from tests.backrest import STANZA, cli, require, shared  # noqa: F401 - shared is a fixture
+from pgha.testing import FAST, LocalCluster, wait_for
+from tests.backrest import STANZA, cli, require, restored_rows, shared  # noqa: F401 - shared is a fixture
 from tests.backrest import conf as backrest_conf
 from tests.backrest import run as pgbackrest
 from tests.conftest import sql
@@ -83,16 +83,7 @@ def test_divergence_ledger_counts_exactly_the_acknowledged_writes_an_async_failo
     # The archive agrees: restored to its end, it holds what the new primary holds, which is
     # every acknowledged write but those the ledger counted.
     pgbackrest(conf, new, "check")
-    port = free_port()
-    into = shared / "restored"
-    out = cli(new, "restore", "--into", str(into), "--port", str(port), "--keep-running", "--json", timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    try:
-        dsn = f"host=127.0.0.1 port={port} user=postgres password=supersecret dbname=postgres connect_timeout=3"
-        restored = {r[0] for r in sql(dsn, "SELECT id FROM feed")}
-    finally:
-        subprocess.run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", str(into),
-                        "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
+    restored = {r[0] for r in restored_rows(new, shared / "restored", "SELECT id FROM feed")}
     assert restored == present, (sorted(restored ^ present)[:10], lost)
     assert len(set(acked) - restored) == report["transactions"]
 
