@@ -34,7 +34,7 @@ from pgha.log import Repeats
 from pgha.dcs.etcd import EtcdClient
 from pgha.dcs.store import ClusterStore
 from pgha.ops import Inbox
-from pgha.postgres import guc
+from pgha.postgres import guc, walreceiver
 from pgha.postgres.controller import PostgresController
 
 log = logging.getLogger("pgha")
@@ -109,10 +109,12 @@ class Agent:
         """Rebuild the node report from the loop's state (after each loop, and when a job starts)."""
         st, pg = self.loop.state, self.postgres
         self._version += 1
+        stuck = st.pg.running and st.pg.in_recovery and not st.pg.streaming
+        facts = replace(pg.facts, stream_error=walreceiver.last_error(pg.log_path)) if stuck else pg.facts
         self._report = replace(
             self._report, config=self.loop.dynamic, view=st.view, pg=st.pg, busy=self.executor.busy,
             note=st.note, restart_at=self.inbox.restart_at, loop_at=self.loop.loop_at,
-            replication=tuple(pg.replication), replayed_timestamp=pg.replayed_timestamp, facts=pg.facts,
+            replication=tuple(pg.replication), replayed_timestamp=pg.replayed_timestamp, facts=facts,
             failsafe_confirmed_at=st.failsafe_confirmed_at, failsafe_ping=self.inbox.failsafe_ping)
 
     def report(self) -> node_report.NodeReport:

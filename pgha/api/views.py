@@ -37,6 +37,8 @@ def _member_row(view: ClusterView, name: str, top: int) -> dict[str, Any]:
         row.update(pending_restart=True, pending_restart_reason=dict(m.pending_restart_reason))
     if m.archive:
         row["archive"] = m.archive  # pgha's key: its WAL archiving fails or lags
+    if m.stream_error:
+        row["stream_error"] = m.stream_error  # pgha's key: why this standby does not stream
     if name == view.leader:
         row["writable"] = m.role == "primary"  # what clients see, not only who holds the key
         if m.role != "primary":

@@ -66,6 +66,7 @@ def footer(view: ClusterView, paused: bool) -> list[str]:
         lines.append(f" Leader {leader.name} does not accept writes: {leader.note or leader.state}")
     elif leader is not None and leader.note.startswith("leader; "):  # a state the leader waits out
         lines.append(f" Leader {leader.name}: {leader.note.removeprefix('leader; ')}")
+    lines += [f" {n} does not stream: {m.stream_error}" for n, m in sorted(view.members.items()) if m.stream_error]
     impossible = sync.failover_impossible(view)
     if impossible:
         lines.append(f" Warning: {impossible}")

@@ -40,6 +40,7 @@ class Member:
     started_at: float = 0.0  # when its Postgres started (epoch s; 0: not running or not known)
     sessions: int = -1  # client sessions on its Postgres (-1: not known): a draining replica waits for 0
     archive: str = ""  # a primary whose WAL archiving fails or lags ("": healthy or off; ``core.archive.flag``)
+    stream_error: str = ""  # a standby that does not stream: why, in Postgres's words (``postgres.walreceiver``)
 
     @property
     def nofailover(self) -> bool:

@@ -251,3 +251,33 @@ def test_node_with_data_of_another_cluster_refuses_to_join(make_cluster: Callabl
     foreign.start()
     wait_for("refusal in the log", lambda: "belongs to another cluster" in foreign.log_text(), 15)
     assert foreign.postmaster_pid() is None
+
+
+def test_replica_with_a_wrong_replication_password_is_never_a_candidate_and_says_why(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    c = make_cluster()
+    c.start()
+    primary = c.leader()
+    broken, healthy = others(c, primary)
+    broken.stop()
+    broken.config["postgresql"]["authentication"]["replication"]["password"] = "not-the-password"
+    broken.start()
+    wait_for(f"{broken.name} running without streaming", lambda: (broken.status() or {}).get(
+        "stream_error", "").startswith("password authentication failed"), 60)
+    assert broken.health("/replica") == 503 and healthy.health("/replica") == 200
+
+    def listed() -> str | None:
+        out = subprocess.run([sys.executable, "-m", "pgha", "list", "-c", str(primary.config_path)],
+                             capture_output=True, text=True, timeout=30)
+        line = f"{broken.name} does not stream: password authentication failed for user"
+        return out.stdout if line in out.stdout else None
+    wait_for("pgha list says why", listed, 30)
+
+    primary.signal_agent(signal.SIGKILL)
+    primary.kill_postgres(signal.SIGKILL)
+    wait_for(f"{healthy.name} takes over", lambda: writable(healthy), TTL + 15)
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        assert not writable(broken)
+        time.sleep(0.2)
+    assert "racing for the leader key" not in broken.log_text()
