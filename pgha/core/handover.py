@@ -17,6 +17,15 @@ def hand_over(s: Snapshot, candidate: str, first: tuple[Action, ...]) -> Decisio
     c = s.cluster
     behind = s.pg.lsn - c.members[candidate].replayed_lsn
     asked_for = 0.0 if s.failover_seen_at is None else s.now - s.failover_seen_at
+    m = c.members[candidate]
+    if m.following == s.name and candidate not in s.pg.replica_lsns:
+        # Its record outlives it by a ttl: a candidate that died (during the poolers' handshake, or
+        # between an earlier hand-over and its promotion) would be handed the cluster again and
+        # again. One that just reconnected shows up in pg_stat_replication within a loop.
+        if c.handover is not None or asked_for > s.config.retry_timeout:
+            return Decision((ClearFailover(f"candidate {candidate} no longer streams from {s.name}"),),
+                            f"switchover to {candidate} given up: it no longer streams from {s.name}")
+        return Decision(first, f"switchover to {candidate}: waiting for it to stream from {s.name}", recheck=0.2)
     if c.handover is None and behind > REPLAY_SLACK and asked_for < REPLAY_WAIT:
         # A candidate far behind on replay would keep clients paused while it catches up: let it
         # catch up first, while we still take writes (bounded; then it replays before promoting).
@@ -35,11 +44,7 @@ def hand_over(s: Snapshot, candidate: str, first: tuple[Action, ...]) -> Decisio
         why = f"pooler(s) {', '.join(g.cut)} still pausing after {bound:g} s"
         return Decision((*first, CancelTransactions(why)),
                         f"switchover to {candidate}: cancelling the transactions still open ({why})", recheck=0.02)
-    m = c.members[candidate]
     if c.handover is not None and m.following == s.name and candidate not in s.pg.replica_lsns:
-        # Its record outlives it by a ttl: a candidate that died during the poolers' handshake (not
-        # judged without one: a loop-old pg_stat_replication may miss one that just reconnected)
-        # would leave the cluster without a primary until then.
         return Decision((ClearFailover(f"candidate {candidate} no longer streams from {s.name}"),),
                         f"switchover to {candidate} given up: it no longer streams from {s.name}")
     note = f"switchover to {candidate}: handing over"

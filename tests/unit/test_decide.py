@@ -185,6 +185,18 @@ def test_leader_hands_over_to_a_healthy_switchover_candidate() -> None:
     assert decide(snap(PRIMARY, v, name="n1")).actions == (a.HandOver("n2"),)
 
 
+def test_a_candidate_whose_record_outlives_it_is_not_handed_the_cluster_again() -> None:
+    # n2's record says it streams from n1, but n1's pg_stat_replication has no n2: it died (here
+    # between an earlier hand-over and its promotion; n1 took the key back)
+    gone = replace(STREAMING_N2, following="n1")
+    v = replace(view(n2=gone), failover=FailoverRequest("n1", "n2"))
+    pg = replace(PRIMARY, replica_lsns={"n3": 5000})
+    d = decide(snap(pg, v, name="n1", failover_seen_at=99.5))
+    assert d.actions == () and "waiting for it to stream from n1" in d.note  # it may have just reconnected
+    assert kinds(snap(pg, v, name="n1", failover_seen_at=90.0)) == [a.ClearFailover]
+    assert decide(snap(replace(pg, replica_lsns={"n2": 5000}), v, name="n1")).actions == (a.HandOver("n2"),)
+
+
 def test_leader_drops_a_switchover_to_an_unhealthy_candidate() -> None:
     lagging = replace(STREAMING_N2, lsn=1000)
     v = replace(view(n2=lagging), failover=FailoverRequest("n1", "n2"))
