@@ -5,7 +5,7 @@ proof a synchronous standby needs before it takes over."""
 from __future__ import annotations
 
 from pgha.core import failsafe, fitness, publish, sync
-from pgha.core.actions import AcquireLeader, AskPeers, Decision, Demote
+from pgha.core.actions import AcquireLeader, AskPeers, Decision, Demote, FollowLeader
 from pgha.core.snapshot import Snapshot
 
 
@@ -102,4 +102,22 @@ def _sync_proof(s: Snapshot) -> Decision | None:
     if others and not fresh:
         return Decision((AskPeers(others),), "no leader: asking the synchronous standbys for their positions")
     problem = sync.proof_problem(s)
-    return _wait(f"no leader, not proven to hold every acknowledged commit: {problem}") if problem else None
+    if problem is None:
+        return None
+    donor = _donor(s, holders)
+    if donor is not None and s.pg.following != donor:
+        return Decision((FollowLeader(donor, slot=False),),
+                        f"no leader: {donor} (tagged nofailover) has received more; streaming the rest from it "
+                        "before taking over")
+    return _wait(f"no leader, not proven to hold every acknowledged commit: {problem}")
+
+
+def _donor(s: Snapshot, holders: tuple[str, ...]) -> str | None:
+    """The member to catch up from when only members that may never take over (``nofailover``)
+    hold more than we do: the most advanced of them. Waiting for them would wait forever; once we
+    hold what they hold, the proof passes and we take over with every acknowledged commit."""
+    ahead = {n: p for n, p in s.peer_positions.items() if n in holders and n != s.name and p > s.pg.lsn}
+    members = s.cluster.members
+    if not ahead or any(n not in members or not members[n].nofailover for n in ahead):
+        return None
+    return max(ahead, key=lambda n: (ahead[n], n))

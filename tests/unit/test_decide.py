@@ -515,6 +515,24 @@ def test_after_a_wipe_in_synchronous_mode_the_most_advanced_member_that_answers_
     assert kinds(snap(ahead, wiped, peers_asked_at=99.5, peer_positions={"n3": 5100}, **lost)) == []
 
 
+def test_after_a_wipe_a_member_behind_a_nofailover_one_streams_the_rest_from_it_then_takes_over() -> None:
+    strict = _synchronous(True)
+    members = dict(n2=Member("n2", role="replica", state="running", lsn=5000),
+                   n3=Member("n3", role="replica", state="running", lsn=5100, tags={"nofailover": True}))
+    wiped = ClusterView(initialize="42", config=strict, members=members)
+    n2 = replace(REPLICA, streaming=False)
+    lost = dict(config=strict, leader_lost_at=99.0, peers_asked_at=99.5, peer_positions={"n3": 5100})
+    # n3 holds more but may never take over: waiting for it would wait forever
+    d = decide(snap(n2, wiped, **lost))
+    assert d.actions == (a.FollowLeader("n3", slot=False),) and "streaming the rest" in d.note
+    assert kinds(snap(replace(n2, following="n3", streaming=True), wiped, **lost)) == []
+    caught_up = replace(n2, following="n3", streaming=True, lsn=5100)
+    assert kinds(snap(caught_up, wiped, **lost)) == [a.AcquireLeader]
+    # a promotable member ahead takes over itself: nobody follows it
+    promotable = replace(wiped, members={**members, "n3": replace(members["n3"], tags={})})
+    assert kinds(snap(n2, promotable, **lost)) == []
+
+
 def test_a_sync_key_older_than_the_last_promotion_names_nobody() -> None:
     strict = _synchronous(True)
     # n3 promoted (it claimed status) but died before writing its own sync key: the key still

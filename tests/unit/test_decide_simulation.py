@@ -246,3 +246,30 @@ def test_a_promoted_leader_dying_before_its_sync_key_does_not_hand_the_cluster_b
         + [("round", 1.0, False, False)] * 20)
     assert cluster.etcd.leader != "n1"
     settle(cluster)
+
+
+def test_after_a_wipe_a_member_behind_a_nofailover_one_catches_up_from_it_and_takes_over() -> None:
+    """Found by the property above: the primary is gone and the key space wiped; the only member
+    that received its last WAL is tagged nofailover. Waiting for it to take over waited forever."""
+    config = DynamicConfig(**{**CONFIG.model_dump(), "synchronous_mode": "on"})
+    cluster = SimCluster(3, config, nofailover=frozenset({"n3"}))
+    for step in range(20):
+        _round(cluster, 1.0, step % 2 == 0, True)
+    (primary,) = cluster.writable()
+    assert primary != "n3"
+    behind = next(n for n in cluster.nodes if n not in (primary, "n3"))
+    cluster.set_wal_cut(behind, True)  # its link is silent: both ends believe it still streams
+    cluster.write(500)  # waits for it, unacknowledged, but the WAL is written
+    cluster.replicate("n3")
+    cluster.set_wal_cut(behind, False)
+    assert cluster.nodes["n3"].pg.lsn > cluster.nodes[behind].pg.lsn
+    cluster.set_alive(primary, False)
+    cluster.crash_pg(primary)
+    cluster.etcd.wipe()  # etcdctl del --prefix, the primary's node lost with it
+    for step in range(6 * config.ttl):
+        _round(cluster, 1.0, step % 2 == 0, True)
+        if cluster.etcd.leader:
+            break
+    notes = {n: node.note for n, node in cluster.nodes.items()}
+    assert cluster.etcd.leader == behind, notes
+    assert cluster.nodes[behind].pg.lsn >= cluster.nodes["n3"].pg.lsn
