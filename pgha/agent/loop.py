@@ -38,9 +38,9 @@ class HaLoop:
                  postgres: PostgresController, executor: Executor, inbox: Inbox, fence: Fence,
                  publish: Callable[[], None], current: Callable[[], report.NodeReport]) -> None:
         self.local, self.keeper, self.cache, self.store = local, keeper, cache, store
+        self._address = (local.postgresql.host, local.postgresql.port)  # (``core.namesake``)
         self.postgres, self.executor, self.inbox, self.fence = postgres, executor, inbox, fence
-        self._publish = publish  # rebuild the node report from this loop's state
-        self._current = current  # the node report as published
+        self._publish, self._current = publish, current  # rebuild the report from this loop; the report as published
         self.state, self.shutting_down, self.loop_at, self.failures = LoopState(), False, time.monotonic(), Repeats(log)
         self.stored = StoredSettings(local.bootstrap.dcs, local.postgresql.data_dir + ".cluster-config.json")
 
@@ -72,8 +72,7 @@ class HaLoop:
                 break
         if len(results) == len(decision.actions):
             self.failures.clear()
-        self.state = self._fold(snap, decision, results)
-        self.loop_at = time.monotonic()
+        self.state, self.loop_at = self._fold(snap, decision, results), time.monotonic()
         self._publish()
         if view is not None and not self.state.exit:
             await self.announce()
@@ -117,7 +116,7 @@ class HaLoop:
             now=now, name=self.local.name, tags=self.local.tags, config=self.dynamic, cluster=cluster,
             dcs_ok=view is not None, pg=pg, lease_valid_until=self.keeper.valid_until,
             lease_renewed_at=self.keeper.seen_at, lease_id=self.keeper.lease, leader_lost_at=lost,
-            own_leases=self.keeper.own_leases(), started_at=self.keeper.started_at,
+            own_leases=self.keeper.own_leases(), started_at=self.keeper.started_at, address=self._address,
             failover_seen_at=asked, shutting_down=self.shutting_down, busy=self.executor.busy, wall_now=time.time(),
             restart_at=self.inbox.restart_at, reinit_requested=self.inbox.reinit_requested,
             reload_requested=self.inbox.reload_requested, applied_parameters=st.applied_parameters,
@@ -132,7 +131,8 @@ class HaLoop:
 
     async def announce(self) -> None:
         """Publish our member record if it differs from etcd's, never over a namesake's (``core.namesake``)."""
-        if not namesake.may_publish(self.state.view, self.local.name, self.keeper.lease, self.keeper.own_leases()):
+        if not namesake.may_publish(self.state.view, self.local.name, self.keeper.lease, self.keeper.own_leases(),
+                                    self._address):
             return
         await self.store.publish_member_if_changed(report.member(self._current(), time.time()), self.state.view,
                                                    self.keeper.lease, self.dynamic, self._deadline())

@@ -118,10 +118,9 @@ def _decide(s: Snapshot) -> Decision:
         if c.leader and c.leader != s.name and c.leader in c.members:
             return Decision((CloneFrom(c.leader),), f"cloning from leader {c.leader}")
         return _wait("no leader to clone from yet")
-    if c.leader == s.name and not s.owns_key() and s.holds_lease() and (
-            s.own_leases is None or c.leader_lease in s.own_leases):
-        # (without a safe lease of our own the leader rules below demote instead; a lease we
-        # never held is a namesake's, never ours to take)
+    if c.leader == s.name and not s.owns_key() and s.holds_lease():
+        # (without a safe lease of our own the leader rules below demote instead; a namesake's
+        # key never gets here: ``_namesake`` stopped us first)
         return Decision((TakeOverLeaderKey(c.leader_lease, c.leader_revision),),
                         "the leader key is bound to an earlier lease of this agent: taking it over")
     requested = _operator_request(s)

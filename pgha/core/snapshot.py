@@ -82,6 +82,7 @@ class Snapshot:
     lease_id: int | None = None  # our etcd lease (None: not modelled, as in some unit tests)
     own_leases: frozenset[int] | None = None  # every lease of this run and the one before (None: not modelled)
     started_at: float | None = None  # when this agent started (monotonic)
+    address: tuple[str, int] | None = None  # our Postgres as members reach it (host, port)
     leader_lost_at: float | None = None
     failover_seen_at: float | None = None  # since when the current switchover request has been seen
     shutting_down: bool = False

@@ -415,6 +415,14 @@ def test_a_leader_key_on_a_lease_this_agent_never_held_is_a_namesakes_and_never_
     assert d.actions == (a.Exit(),) and "two nodes share a name" in d.note
     # a writable newcomer stops its Postgres too
     assert kinds(replace(newcomer, pg=PRIMARY, now=200.0)) == [a.StopPostgres, a.Exit]
+    # a record that describes our own Postgres (Patroni's before a migration: only conn_url) is an
+    # earlier agent of this node: its key is taken over at once, as before
+    patroni = replace(v, members={"n1": Member("n1", conn_url="postgres://10.0.0.1:5432/postgres")})
+    assert decide(snap(PRIMARY, patroni, name="n1", lease_id=8, own_leases=frozenset({8}), started_at=99.0,
+                       address=("10.0.0.1", 5432))).actions == (a.TakeOverLeaderKey(7, 42),)
+    # the same record seen from another host is a namesake's
+    assert decide(snap(PRIMARY, patroni, name="n1", lease_id=8, own_leases=frozenset({8}), started_at=99.0,
+                       address=("10.0.0.2", 5432))).actions == ()
     # the leader whose record a newcomer overwrote keeps leading (the newcomer stops on its side)
     mine = replace(v, leader_lease=8, member_leases={"n1": 9})
     assert a.Exit not in kinds(snap(PRIMARY, mine, name="n1", lease_id=8, own_leases=frozenset({8}), started_at=0.0))
