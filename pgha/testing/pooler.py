@@ -159,6 +159,18 @@ class Pooled:
         if primary_port is not None:
             wait_for("pooler pointed at the primary",
                      lambda: f"port={primary_port}" in self.bouncer.databases_file.read_text() or None, 20)
+            # the file is written before PgBouncer reloads it: until then it knows no database
+            wait_for("PgBouncer serving the database", lambda: self._serves(primary_port), 20)
+
+    def _serves(self, port: int) -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.bouncer.dsn(), autocommit=True, prepare_threshold=None) as conn:
+                row = conn.execute("SELECT inet_server_port()").fetchone()
+        except psycopg.Error:
+            return False
+        return row is not None and row[0] == port
 
     def stop(self) -> None:
         self.watcher.stop()
