@@ -13,6 +13,7 @@ from typing import Any
 from pgha import errors as e
 from pgha.config.model import CustomMethod, LocalConfig
 from pgha.config.replication import RestoreFrom
+from pgha.core import archive
 from pgha.core.settings import ArchiveSettings
 from pgha.postgres.controller import PostgresController
 
@@ -98,10 +99,9 @@ def recovery(local: LocalConfig) -> dict[str, Any]:
     b = local.bootstrap
     if b.method == "pgbackrest" and b.method not in b.methods and b.pgbackrest is not None:
         src = b.pgbackrest
-        cfg = f" --config={shlex.quote(src.config)}" if src.config else ""
         # Only for the recovery: postgresql.conf is rewritten when the node starts as the primary,
         # so no target is left behind to stop a later standby's replay.
-        return {"restore_command": f'pgbackrest{cfg} --stanza={shlex.quote(src.stanza)} archive-get %f "%p"',
+        return {"restore_command": archive.pgbackrest(src.stanza, src.config or "", 'archive-get %f "%p"'),
                 "recovery_target_timeline": "latest", **src.target.recovery()}
     method = b.methods.get(b.method)
     return dict(method.recovery_conf or {}) if method is not None else {}

@@ -80,10 +80,13 @@ def command(config: ClusterSettings, action: str, restore: bool = False) -> str:
     given = a.restore_command if restore else a.command
     if given:
         return given
-    if not a.pgbackrest_stanza:
-        return ""
-    cfg = f" --config={shlex.quote(a.pgbackrest_config)}" if a.pgbackrest_config else ""
-    return f"pgbackrest{cfg} --stanza={shlex.quote(a.pgbackrest_stanza)} {action}"
+    return pgbackrest(a.pgbackrest_stanza, a.pgbackrest_config, action) if a.pgbackrest_stanza else ""
+
+
+def pgbackrest(stanza: str, config_path: str, action: str) -> str:
+    """pgBackRest's command line for ``action`` (``archive-push %p``...), as Postgres runs it."""
+    cfg = f" --config={shlex.quote(config_path)}" if config_path else ""
+    return f"pgbackrest{cfg} --stanza={shlex.quote(stanza)} {action}"
 
 
 def problem(state: ArchiveState | None, primary: bool, now: float, max_delay: float) -> str | None:

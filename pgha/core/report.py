@@ -185,7 +185,7 @@ def member(r: NodeReport, wall_now: float = 0.0) -> Member:
         pause=r.config.pause, note=r.note, following=pg.following or "" if pg.in_recovery else "",
         started_at=pg.started_at or 0.0 if pg.running else 0.0, sessions=pg.sessions if pg.running else -1,
         archive=archive_flag(r, wall_now) if wall_now else "",
-        stream_error=r.facts.stream_error if pg.running and pg.in_recovery and not pg.streaming else "")
+        stream_error=r.facts.stream_error)
 
 
 def archive_problem(r: NodeReport, wall_now: float) -> str | None:
@@ -277,7 +277,7 @@ def status(r: NodeReport, now: float, wall_now: float) -> dict[str, Any]:
         out["lag"] = lag(r)
     if r.facts.archive is not None and r.facts.archive.mode != "off" and pg.running:
         out["archive"] = archive.body(r.facts.archive, wall_now)  # pgha's key: Patroni has none
-    if r.pg.running and r.pg.in_recovery and not r.pg.streaming and r.facts.stream_error:
+    if r.facts.stream_error:  # set only while a running standby does not stream (``agent.service``)
         out["stream_error"] = r.facts.stream_error  # pgha's key: why this standby does not stream
     return out
 
