@@ -240,3 +240,45 @@ def run(c: LocalCluster, proxy: HAProxy, cycles: int, clients: int = 4, seed: in
         final = {k: tuple(v) for k, v in conn.execute("SELECT k, v FROM reg").fetchall()}
     with lock:
         return check(list(ops), final, faults)
+
+
+def regressions(ops: list[Op]) -> list[tuple[int, int, int]]:
+    """Acknowledgements on an older timeline than one a client was already acknowledged on: a
+    client saw the cluster go back in time. (op id, its timeline, the newest seen before it)."""
+    newest, out = 0, []
+    for o in sorted((o for o in ops if o.outcome == "ok" and o.timeline), key=lambda o: o.at):
+        if o.timeline < newest:
+            out.append((o.id, o.timeline, newest))
+        newest = max(newest, o.timeline)
+    return out
+
+
+class Reader(threading.Thread):
+    """Reads through the read port what was acknowledged ``bound`` seconds or more before: a write
+    missing there is a stale read (a replica serving reads that far behind, or on an old branch)."""
+
+    def __init__(self, port: int, stop: threading.Event, ops: list[Op], lock: threading.Lock,
+                 bound: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.port, self.halt, self.ops, self.lock, self.bound = port, stop, ops, lock, bound
+        self.reads = 0
+        self.stale: list[tuple[int, float]] = []  # (op id, seconds since it was acknowledged)
+
+    def run(self) -> None:
+        conn: psycopg.Connection | None = None
+        while not self.halt.wait(0.02):
+            edge = time.monotonic() - self.bound
+            with self.lock:
+                op = next((o for o in reversed(self.ops[-300:]) if o.outcome == "ok" and o.at <= edge), None)
+            try:
+                conn = conn or psycopg.connect(dsn(self.port), autocommit=True)
+                if op is None:
+                    continue
+                row = conn.execute("SELECT v FROM reg WHERE k = %s", (op.key,)).fetchone()
+            except psycopg.Error:
+                conn = None
+                time.sleep(0.05)
+                continue
+            self.reads += 1
+            if row is None or op.id not in row[0]:
+                self.stale.append((op.id, time.monotonic() - op.at))

@@ -20,7 +20,8 @@ import psycopg
 
 from pgha.testing import FAST, HAProxy, LocalCluster, Node, http_request, wait_for
 from pgha.testing.netlab import NetLab
-from tests.history import ROWS, Client, Op, Report, check
+from pgha.testing.patroni import PatroniNode
+from tests.history import ROWS, Client, Op, Reader, Report, check
 
 TTL = float(FAST["ttl"])
 VIP_SCRIPT = Path(__file__).parents[1] / "configs" / "callbacks" / "vip.sh"
@@ -44,10 +45,13 @@ class Lab:
 
 
 @contextmanager
-def open_lab(mode: str, tag: str, timing: dict[str, float] | None = None) -> Iterator[Lab]:
+def open_lab(mode: str, tag: str, timing: dict[str, float] | None = None, system: str = "pgha",
+             subnet: str | None = None, prepare: Callable[[LocalCluster], None] | None = None) -> Iterator[Lab]:
     """A lab in ``mode`` (sync: strict synchronous replication; async), removed on exit;
-    ``timing`` overrides ttl, loop_wait and retry_timeout (default ``FAST``)."""
-    net = NetLab(tag, subnet="10.77.0" if mode == "sync" else "10.77.1")
+    ``timing`` overrides ttl, loop_wait and retry_timeout (default ``FAST``); ``system``: pgha,
+    or patroni (Patroni 4.1.5 nodes in the same places, for ``bench/matrix.py``); ``prepare``
+    sees the cluster before it starts (the matrix sets its nodes' environment there)."""
+    net = NetLab(tag, subnet=subnet or ("10.77.0" if mode == "sync" else "10.77.1"))
     base = Path(tempfile.mkdtemp(prefix="pgha-lab-"))
     cluster: LocalCluster | None = None
     proxy: HAProxy | None = None
@@ -63,10 +67,16 @@ def open_lab(mode: str, tag: str, timing: dict[str, float] | None = None) -> Ite
             vip = f"{VIP_SCRIPT} {vip_of(net)}/24 eth0"
             n.config["postgresql"]["callbacks"] = {k: vip for k in ("on_start", "on_stop", "on_restart",
                                                                     "on_role_change")}
+        if system == "patroni":
+            cluster.nodes = [PatroniNode.instead_of(n) for n in cluster.nodes]
+        if prepare is not None:
+            prepare(cluster)
         cluster.start()
         proxy = HAProxy(base, cluster.nodes)
         proxy.start()
-        with psycopg.connect(cluster.leader().dsn(), autocommit=True) as conn:
+        # Patroni answers /primary a moment before its fresh primary accepts connections.
+        with wait_for("the primary accepting connections", lambda: psycopg.connect(
+                cluster.leader().dsn(), autocommit=True), 30) as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS reg (k int PRIMARY KEY, v int[] NOT NULL DEFAULT '{}')")
             conn.execute("INSERT INTO reg (k) SELECT g FROM generate_series(0, %s) g ON CONFLICT DO NOTHING",
                          (ROWS - 1,))
@@ -126,25 +136,32 @@ def describe(lab: Lab) -> str:
 
 
 class Recorder:
-    """Two clients through HAProxy and one straight to each node, appending unique ids."""
+    """Two clients through HAProxy and one straight to each node, appending unique ids; with
+    ``reader``, one more reading them back through HAProxy's read port."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, reader: bool = False) -> None:
         self.lab, self.lock, self.stop = lab, threading.Lock(), threading.Event()
         self.ops: list[Op] = []
         base = next(_RECORDERS) * 20
         self.workers = [Client(base + i, lab.proxy.write_port, self.stop, self.ops, self.lock) for i in (1, 2)]
         self.workers += [Client(base + 10 + i, n.pg_port, self.stop, self.ops, self.lock, host=n.host)
                          for i, n in enumerate(lab.cluster.nodes)]
+        self.reader = Reader(lab.proxy.read_port, self.stop, self.ops, self.lock) if reader else None
+
+    def stale_reads(self, lost: list[int]) -> list[tuple[int, float]]:
+        """Stale reads of writes that survived (a lost write is missing everywhere, rightly)."""
+        gone = set(lost)
+        return [s for s in (self.reader.stale if self.reader else []) if s[0] not in gone]
 
     def __enter__(self) -> Recorder:
-        for w in self.workers:
+        for w in [*self.workers, *([self.reader] if self.reader else [])]:
             w.start()
         wait_for("writes acknowledged", lambda: self.acked() > 20, 30)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
-        for w in self.workers:
+        for w in [*self.workers, *([self.reader] if self.reader else [])]:
             w.join(15)
 
     def acked(self, since: float = 0.0) -> int:

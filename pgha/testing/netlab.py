@@ -101,6 +101,17 @@ class NetLab:
         _run(*host.argv("nft", "add", "rule", "inet", "pgha", "out", "ip", "daddr", addr, "drop"))
         host.dropping.add(addr)
 
+    def lossy(self, name: str, percent: int) -> None:
+        """Drop ``percent`` % of the packets ``name`` sends and of those sent to it, at random
+        (nftables' numgen: this kernel has no netem)."""
+        host = self.hosts[name]
+        for other in self.hosts.values():
+            rule = ["numgen", "random", "mod", "100", "<", str(percent), "drop"]
+            if other is not host:
+                rule = ["ip", "daddr", host.addr, *rule]
+            _run(*other.argv("nft", "add", "rule", "inet", "pgha", "out", *rule))
+            other.dropping.add(f"{percent}% to {host.addr}")
+
     def heal(self, name: str | None = None) -> None:
         """Remove every drop rule (of one host, or of all) and set the links up."""
         for host in [self.hosts[name]] if name else list(self.hosts.values()):

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from pgha.testing.cluster import Node
 from pgha.testing.procs import free_port, http_get, wait_for
 
 VERSION = "4.1.5"
@@ -128,3 +129,64 @@ class PatroniCluster:
                     proc.kill()
         subprocess.run(["pkill", "-KILL", "-f", f"postgres -D {self.base}"], check=False)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+class PatroniNode(Node):
+    """A Patroni 4.1.5 node in the shape of pgha's test ``Node``: the same name, ports, namespace
+    and data directory, so the partition lab's faults, recorder and checker apply to both systems
+    unchanged. ``config`` stays in pgha's form (Patroni's own, mostly) and is translated at start."""
+
+    @classmethod
+    def instead_of(cls, node: Node) -> PatroniNode:
+        install()
+        return cls(node.name, node.dir, node.pg_port, node.api_port, node.config, host=node.host, place=node.place,
+                   env=dict(node.env))
+
+    def patroni_config(self) -> dict[str, Any]:
+        c = self.config
+        pg, boot = dict(c["postgresql"]), dict(c["bootstrap"])
+        pg.pop("callbacks", None)  # the lab's VIP example needs root; Patroni runs as postgres
+        dcs = dict(boot["dcs"])
+        if dcs.get("synchronous_mode") in ("on", True):
+            dcs["synchronous_mode"] = True
+        dcs["postgresql"] = {**dcs.get("postgresql", {}), "use_pg_rewind": True, "use_slots": True}
+        return {
+            "scope": c["scope"], "name": self.name, "namespace": "/service",
+            "etcd3": {"hosts": ",".join(c["etcd"]["hosts"])},
+            "restapi": {"listen": c["restapi"]["listen"], "connect_address": c["restapi"]["listen"]},
+            "bootstrap": {"dcs": dcs, "initdb": [{"encoding": "UTF8"}, "no-sync"]},
+            "postgresql": {**pg, "connect_address": pg["listen"], "pgpass": str(self.dir / "pgpass"),
+                           # its own socket directory: a pgha lab beside it uses the same ports
+                           "parameters": {**pg.get("parameters", {}), "unix_socket_directories": str(self.dir)}},
+            "tags": c.get("tags") or {},
+        }
+
+    def start(self) -> None:
+        pw = pwd.getpwnam("postgres")
+        for d in (self.dir, self.dir / "home"):
+            d.mkdir(exist_ok=True)
+            os.chown(d, pw.pw_uid, pw.pw_gid)
+        path = self.dir / "patroni.yml"
+        path.write_text(yaml.safe_dump(self.patroni_config()))
+        log = open(self.dir / "agent.log", "ab")  # noqa: SIM115
+        place = self.place
+        prefix = place.argv() if place is not None else []
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.dir / "home"), **self.env}
+        # A preload starts after setpriv, in Patroni's own user (libfaketime's state is per user).
+        preload = [f"LD_PRELOAD={env.pop('LD_PRELOAD')}"] if "LD_PRELOAD" in env else []
+        # setpriv and env exec: the pid the lab signals is Patroni's own, as an agent's is pgha's.
+        argv = [*prefix, "setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups",
+                "env", *preload, str(install()), str(path)]
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True, env=env,
+                                     preexec_fn=place.join_cgroup if place is not None else None)
+        log.close()
+
+    def status(self) -> dict[str, Any] | None:
+        """pgha's /status fields the lab reads, from Patroni's /patroni and /cluster."""
+        try:
+            body = http_get(self.api + "/patroni", 1.0)[1] or {}
+            members = (http_get(self.api + "/cluster", 1.0)[1] or {}).get("members", [])
+        except OSError:
+            return None
+        sync = [m["name"] for m in members if m.get("role") == "sync_standby"]
+        return {**body, "synchronous_standbys": sync, "note": None}

@@ -1,0 +1,275 @@
+"""The verification matrix (a benchmark, not a test): every scenario of ``tests/catalogue.py`` on
+pgha and on Patroni 4.1.5, in strict synchronous and in asynchronous mode, in the partition lab
+(3 etcd members and 3 nodes in network namespaces, clients through HAProxy and straight to every
+node, ``tests/history.py``'s checker). Both systems run at one timing (ttl 20, loop_wait 2,
+retry_timeout 4: Patroni refuses a ttl under 20), and for each mode both labs are up at once, so
+each scenario runs on one system and then on the other.
+
+Each run is one JSON line in ``bench/results/matrix.jsonl`` (runs accumulate; ``--runs N`` adds
+N per cell); ``docs/verification.md``'s matrix section is generated from every line of the
+current commit's code (``--table`` only regenerates it).
+
+    PYTHONPATH=. .venv/bin/python bench/matrix.py [--runs 1] [--only SCENARIO] [--systems pgha,patroni]
+        [--modes sync,async] [--table]
+
+Needs root, the lab's tools, and libfaketime for the clock scenario; installs Patroni from PyPI
+into its own venv (``PATRONI_VENV``)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "matrix.jsonl"
+DOC = ROOT / "docs" / "verification.md"
+TIMING = {"ttl": 20, "loop_wait": 2, "retry_timeout": 4}
+SUBNETS = {("pgha", "sync"): "10.78.0", ("pgha", "async"): "10.78.1",
+           ("patroni", "sync"): "10.78.2", ("patroni", "async"): "10.78.3"}
+# What the old node's log says it did to rejoin, per system (first match wins).
+REJOIN = {
+    "pgha": [("rewind", "rewinding from"), ("clone", "cloned from|re-cloning"), ("restart", "rejoined without a rewind")],
+    "patroni": [("rewind", "running pg_rewind from"), ("clone", "replica has been created using basebackup|"
+                                                                "trying to bootstrap from leader")],
+}
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+
+
+class Slot:
+    """One lab (a system in a mode), opened on first use and opened anew after it failed to heal."""
+
+    def __init__(self, system: str, mode: str) -> None:
+        self.system, self.mode = system, mode
+        self.stack: contextlib.ExitStack | None = None
+        self.lab: Any = None
+
+    def get(self) -> Any:
+        from tests.catalogue import FAKETIME
+        from tests.partition import open_lab, settle
+
+        if self.lab is None:
+            self.stack = contextlib.ExitStack()
+            prepare = faketime_everywhere if FAKETIME.exists() else None
+            self.lab = self.stack.enter_context(open_lab(
+                self.mode, f"x{self.mode[0]}{self.system[:2]}", dict(TIMING), system=self.system,
+                subnet=SUBNETS[(self.system, self.mode)], prepare=prepare))
+        settle(self.lab)
+        return self.lab
+
+    def close(self) -> None:
+        if self.stack is not None:
+            self.stack.close()
+        self.stack, self.lab = None, None
+
+
+def faketime_everywhere(cluster: Any) -> None:
+    from tests.catalogue import with_faketime
+
+    for n in cluster.nodes:
+        with_faketime(n)
+
+
+def rejoin(lab: Any, system: str, old: Any, logged: int, ended: float) -> tuple[float | None, str]:
+    """Seconds from the end of the fault until the old primary served again (as replica or
+    primary), and how: rewind, clone, restart (a plain restart as a replica), or none."""
+    from pgha.testing import wait_for
+    from tests.partition import heal_everything
+
+    heal_everything(lab)
+    try:
+        wait_for("the old primary serving again", lambda: old.health("/replica") == 200
+                 or old.health("/primary") == 200, 120, interval=0.2)
+        took: float | None = max(0.0, time.monotonic() - ended)
+    except TimeoutError:
+        took = None
+    text = old.log_text()[logged:]
+    for method, pattern in REJOIN[system]:
+        if re.search(pattern, text):
+            return took, method
+    return took, "restart" if old.health("/replica") == 200 else "none"
+
+
+def one(slot: Slot, scenario: Any) -> dict[str, Any]:
+    from tests.history import regressions
+    from tests.partition import Recorder
+
+    lab = slot.get()
+    mode_expect = scenario.expect[0 if slot.mode == "sync" else 1]
+    with Recorder(lab, reader=True) as rec:
+        logged = {n.name: len(n.log_text()) for n in lab.cluster.nodes}
+        before = max(rec.timelines())
+        fault = scenario.run(lab, rec)
+        took, method = rejoin(lab, slot.system, fault.old, logged[fault.old.name], fault.ended or time.monotonic())
+        report = rec.report(f"{scenario.name} ({slot.system})")
+        stale = rec.stale_reads(report.lost)
+        ok = [o for o in rec.ops if o.outcome == "ok"]
+    newer = sorted({o.timeline for o in ok if o.timeline > before})
+    acks = sorted(o.at for o in ok)
+    after = [t for t in acks if t >= fault.began]
+    last_before = max((t for t in acks if t < fault.began), default=fault.began)
+    gap = max((b - a for a, b in zip([last_before, *after], after)), default=None)
+    first = min((o.at for o in ok if o.timeline > before), default=None)
+    old_last = max((o.at for o in ok if o.node == fault.old.host and o.timeline == before and o.at >= fault.began),
+                   default=None)
+    return {
+        "acknowledged": report.acknowledged, "lost": len(report.lost), "forks": len(report.forks),
+        "late": len(report.late), "delayed": len(report.delayed), "phantoms": len(report.phantoms),
+        "regressions": len(regressions(rec.ops)), "reads": rec.reader.reads if rec.reader else 0,
+        "stale_reads": len(stale), "stale_max_s": round(max((s for _, s in stale), default=0.0), 1),
+        "write_gap_s": None if gap is None else round(gap, 2),
+        "first_write_s": None if first is None else round(first - fault.began, 2),
+        "old_wrote_s": None if not newer else round(max(0.0, (old_last or fault.began) - fault.began), 2),
+        "rejoin_s": None if took is None else round(took, 1), "rejoin": method,
+        "failovers": len(newer), "expect": mode_expect,
+        "unwanted": len(newer) if mode_expect == "no" else max(0, len(newer) - 1),
+        "note": fault.note,
+    }
+
+
+def run(args: argparse.Namespace) -> None:
+    from tests.catalogue import CATALOGUE, by_name
+
+    scenarios = [by_name(s) for s in args.only.split(",")] if args.only else CATALOGUE
+    head = {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(git("status", "--porcelain", "pgha", "tests")),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    RESULTS.parent.mkdir(exist_ok=True)
+    for mode in args.modes.split(","):
+        slots = [Slot(system, mode) for system in args.systems.split(",")]
+        try:
+            for _ in range(args.runs):
+                for scenario in scenarios:
+                    for slot in slots:
+                        t0 = time.monotonic()
+                        try:
+                            row = one(slot, scenario)
+                        except Exception as exc:  # noqa: BLE001 - a lab that did not heal is a result too
+                            traceback.print_exc()
+                            row = {"note": f"did not heal: {type(exc).__name__}: {str(exc)[:300]}", "broken": True}
+                            slot.close()
+                        row = {**head, "system": slot.system, "mode": mode, "scenario": scenario.name,
+                               "seconds": round(time.monotonic() - t0), **row}
+                        with RESULTS.open("a") as out:
+                            out.write(json.dumps(row) + "\n")
+                        print(json.dumps(row), flush=True)
+        finally:
+            for slot in slots:
+                slot.close()
+    table()
+
+
+# -- the generated section of docs/verification.md ---------------------------------------------
+
+BEGIN, END = "<!-- matrix: generated by bench/matrix.py, do not edit -->", "<!-- matrix: end -->"
+FIGURES: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [("forks + late", lambda r: r["forks"] + r["late"]), ("lost", lambda r: r["lost"]),
+           ("phantoms", lambda r: r["phantoms"]), ("longest write gap (s)", lambda r: r.get("write_gap_s")),
+           ("first write on a new primary (s)", lambda r: r["first_write_s"]),
+           ("old primary wrote (s)", lambda r: r["old_wrote_s"]), ("rejoin (s)", lambda r: r["rejoin_s"]),
+           ("unwanted failovers", lambda r: r["unwanted"]), ("timeline went back", lambda r: r["regressions"]),
+           ("stale reads (> 1 s)", lambda r: r.get("stale_reads"))]
+
+
+def cell(values: list[Any]) -> str:
+    got = [v for v in values if v is not None]
+    if not got:
+        return "—"
+    med, top = statistics.median(got), max(got)
+    whole = all(isinstance(v, int) for v in got)
+
+    def fmt(v: float) -> str:
+        return f"{v:g}" if whole else f"{v:.1f}"
+
+    missing = f" ({len(values) - len(got)} never)" if len(got) < len(values) else ""
+    return (fmt(top) if med == top else f"{fmt(med)} / {fmt(top)}") + missing
+
+
+def table() -> None:
+    from tests.catalogue import CATALOGUE
+
+    rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()] if RESULTS.exists() else []
+    commits = sorted({r["commit"] for r in rows})
+    lines = [BEGIN, "", f"Generated {datetime.date.today()} from {len(rows)} runs in `bench/results/matrix.jsonl` "
+             f"(commits {', '.join(commits) or 'none'}), on this machine (2 cores): pgha {pgha_version()}, "
+             f"Patroni 4.1.5, {tool_versions()}. Both systems at ttl 20, loop_wait 2, retry_timeout 4, strict "
+             "synchronous mode (`sync`) or asynchronous (`async`). A figure is `median / max` over the runs "
+             "(one number: all equal); `—`: not applicable (no failover happened); `never`: runs in which it "
+             "did not happen within the scenario's limit.", "",
+             "| scenario | mode | system | runs | " + " | ".join(name for name, _ in FIGURES) + " | rejoined by | notes |",
+             "|" + "---|" * (len(FIGURES) + 6)]
+    for scenario in CATALOGUE:
+        for mode in ("sync", "async"):
+            for system in ("pgha", "patroni"):
+                mine = [r for r in rows if (r["scenario"], r["mode"], r["system"]) == (scenario.name, mode, system)]
+                done = [r for r in mine if not r.get("broken")]
+                if not mine:
+                    continue
+                figures = [cell([f(r) for r in done]) for _, f in FIGURES]
+                methods = ", ".join(sorted({r["rejoin"] for r in done})) or "—"
+                notes = "; ".join(sorted({r["note"] for r in mine if r.get("note")}))[:300]
+                lines.append(f"| {scenario.name} | {mode} | {'Patroni' if system == 'patroni' else 'pgha'} | "
+                             f"{len(mine)} | " + " | ".join(figures) + f" | {methods} | {notes} |")
+    lines += ["", END]
+    text = DOC.read_text()
+    if BEGIN in text:
+        text = text[: text.index(BEGIN)] + "\n".join(lines) + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n## The verification matrix\n\n" + "\n".join(lines) + "\n"
+    DOC.write_text(text)
+    print(f"wrote {DOC.relative_to(ROOT)} from {len(rows)} runs")
+
+
+def pgha_version() -> str:
+    from pgha import __version__
+
+    return f"{__version__} ({git('rev-parse', '--short', 'HEAD')})"
+
+
+def tool_versions() -> str:
+    out = []
+    for argv in (["/usr/lib/postgresql/15/bin/postgres", "--version"], ["etcd", "--version"], ["haproxy", "-v"]):
+        with contextlib.suppress(OSError):
+            first = subprocess.run(argv, capture_output=True, text=True, check=False).stdout.splitlines()[:1]
+            out += first
+    return ", ".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    global RESULTS  # noqa: PLW0603 - one run, one file
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=1, help="runs to add per cell")
+    ap.add_argument("--only", default="", help="scenario names, comma-separated (default: the whole catalogue)")
+    ap.add_argument("--systems", default="pgha,patroni")
+    ap.add_argument("--modes", default="sync,async")
+    ap.add_argument("--table", action="store_true", help="only regenerate docs/verification.md")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="the JSON lines file (a trial run's own)")
+    args = ap.parse_args(argv)
+    RESULTS = args.results
+    if args.table:
+        table()
+        return
+    from pgha.testing.netlab import why_not_available
+
+    # Stopped with SIGTERM, it still tears its labs down (namespaces, processes, cgroups).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
+    problem = why_not_available()
+    if problem:
+        sys.exit(problem)
+    run(args)
+
+
+if __name__ == "__main__":
+    main()

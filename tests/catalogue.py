@@ -1,0 +1,289 @@
+"""The fault catalogue of ``bench/matrix.py``: every scenario of the partition lab, for pgha and
+for Patroni alike. Each injects its fault while the recorder writes, heals what it broke, and says
+what it did (``Fault``); the matrix measures the rest from the recorded history. A scenario never
+raises because the cluster did not recover: that is a result, recorded as such."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgha.testing import Node, http_request, wait_for
+from pgha.testing.cluster import thaw
+from tests.partition import FAULTS, Lab, Recorder, etcd_leader, heal_everything
+
+# What a scenario must end with: a failover ("yes"), none ("no"), or at most one ("at most one").
+YES, NO, AT_MOST_ONE = "yes", "no", "at most one"
+FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+@dataclass
+class Fault:
+    old: Node  # the primary when the fault began
+    began: float  # monotonic
+    ended: float = 0.0  # when the injection ended (healed, or handed to the heal)
+    note: str = ""  # what the run must say beside its figures (a missed window, a refusal)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    run: Callable[[Lab, Recorder], Fault]
+    expect: tuple[str, str]  # in sync mode, in async mode
+
+
+def ttl(lab: Lab) -> float:
+    return float(lab.cluster.dcs["ttl"])
+
+
+def new_primary(lab: Lab, old: Node, timeout: float) -> Node | None:
+    """Another node answering /primary within ``timeout``, or None."""
+    try:
+        return wait_for("a new primary", lambda: next((n for n in lab.cluster.primaries() if n is not old), None),
+                        timeout, interval=0.2)
+    except TimeoutError:
+        return None
+
+
+def writes_back(rec: Recorder, after: float, timeout: float) -> bool:
+    try:
+        wait_for("writes acknowledged again", lambda: rec.acked(after) > 20, timeout)
+        return True
+    except TimeoutError:
+        return False
+
+
+def kill_node(n: Node) -> None:
+    """The whole node gone at once: agent, postmaster and backends."""
+    n.signal_agent(signal.SIGKILL)
+    n.kill_postgres(signal.SIGKILL, tree=True)
+
+
+def wrapped(fault: Callable[[Lab, Recorder], Node]) -> Callable[[Lab, Recorder], Fault]:
+    """A fault of tests/partition.FAULTS, which raises when writes do not come back."""
+    def run(lab: Lab, rec: Recorder) -> Fault:
+        began = time.monotonic()
+        old = lab.cluster.leader()
+        note = ""
+        try:
+            fault(lab, rec)
+        except TimeoutError as exc:
+            note = f"not recovered during the fault: {exc}"
+        return Fault(old, began, time.monotonic(), note)
+    return run
+
+
+def primary_killed(lab: Lab, rec: Recorder) -> Fault:
+    old = lab.cluster.leader()
+    f = Fault(old, time.monotonic())
+    kill_node(old)
+    # Acks after the kill only: in asynchronous mode 20 arrive within the 0.1 s the kill takes.
+    if not writes_back(rec, time.monotonic() + 0.5, ttl(lab) * 3):
+        f.note = "no writes within 3 ttl"
+    f.ended = time.monotonic()
+    return f
+
+
+def postgres_hung(lab: Lab, rec: Recorder) -> Fault:
+    """The postmaster and every backend SIGSTOPped while the agent runs: a storage stall."""
+    old = lab.cluster.leader()
+    f = Fault(old, time.monotonic())
+    pids = old.freeze_postgres()
+    try:
+        if not writes_back(rec, f.began + 1, ttl(lab) * 4):
+            f.note = "no writes within 4 ttl"
+    finally:
+        thaw(pids)
+    f.ended = time.monotonic()
+    return f
+
+
+def primary_and_sync_standby_killed(lab: Lab, rec: Recorder) -> Fault:
+    """Both holders of the last acknowledged commit gone: in sync mode the survivor lacks commits
+    and must not be promoted; after 3 ttl the two come back."""
+    old = lab.cluster.leader()
+    names = (old.status() or {}).get("synchronous_standbys") or []
+    standby = lab.cluster.node(names[0]) if names else next(n for n in lab.cluster.nodes if n is not old)
+    f = Fault(old, time.monotonic())
+    kill_node(old)
+    kill_node(standby)
+    survivor = next(n for n in lab.cluster.nodes if n not in (old, standby))
+    promoted = new_primary(lab, old, ttl(lab) * 3)
+    f.note = f"{survivor.name} promoted alone" if promoted is survivor else f"{survivor.name} not promoted alone"
+    heal_everything(lab)
+    f.ended = time.monotonic()
+    return f
+
+
+def etcd_member_slow(lab: Lab, rec: Recorder) -> Fault:
+    """The etcd leader SIGSTOPped 3 s in every 4 s for 2 ttl."""
+    old = lab.cluster.leader()
+    f = Fault(old, time.monotonic())
+    member = (etcd_leader(lab) or 1) - 1
+    end = f.began + 2 * ttl(lab)
+    try:
+        while time.monotonic() < end:
+            lab.cluster.etcd.kill(member, signal.SIGSTOP)
+            time.sleep(3)
+            lab.cluster.etcd.kill(member, signal.SIGCONT)
+            time.sleep(1)
+    finally:
+        lab.cluster.etcd.kill(member, signal.SIGCONT)
+    f.ended = time.monotonic()
+    return f
+
+
+def etcd_minority_endpoint(lab: Lab, rec: Recorder) -> Fault:
+    """The first etcd member (every agent's first endpoint) cut from the other two for ttl + 5 s:
+    it serves only stale reads, and nothing may rest on them."""
+    old = lab.cluster.leader()
+    f = Fault(old, time.monotonic())
+    first, *rest = [m.name for m in lab.cluster.etcd.members]
+    for other in rest:
+        lab.net.drop(first, other)
+    time.sleep(ttl(lab) + 5)
+    lab.net.heal()
+    f.ended = time.monotonic()
+    return f
+
+
+def flapping(lab: Lab, rec: Recorder) -> Fault:
+    """For 2 minutes: the primary cut from etcd and healed every 2-5 s, then 30 % of its packets
+    (both ways) dropped at random."""
+    old = lab.cluster.leader()
+    f = Fault(old, time.monotonic())
+    rng = random.Random(7)
+    while time.monotonic() < f.began + 60:
+        for member in lab.cluster.etcd.members:
+            lab.net.drop(old.name, member.name)
+        time.sleep(rng.uniform(2, 5))
+        lab.net.heal()
+        time.sleep(rng.uniform(2, 5))
+    lab.net.lossy(old.name, 30)
+    time.sleep(60)
+    lab.net.heal()
+    f.ended = time.monotonic()
+    return f
+
+
+def clock_file(n: Node) -> Path:
+    return n.dir / "faketime"
+
+
+def with_faketime(n: Node) -> None:
+    """Start ``n``'s agent with its wall clock under a file the scenario steps (libfaketime;
+    monotonic clocks untouched, Postgres itself not faked: the checker reads its clock)."""
+    clock_file(n).write_text("+0\n")
+    n.env.update({"LD_PRELOAD": str(FAKETIME), "FAKETIME_TIMESTAMP_FILE": str(clock_file(n)),
+                  "FAKETIME_CACHE_DURATION": "1", "DONT_FAKE_MONOTONIC": "1", "FAKETIME_DISABLE_SHM": "1",
+                  "FAKETIME_SKIP_CMDS": "ip,setpriv,postgres,pg_ctl,initdb,pg_rewind,pg_basebackup,psql,pg_controldata"})
+
+
+def clock_stepped(lab: Lab, rec: Recorder) -> Fault:
+    """The primary's wall clock stepped 2 h ahead, then a replica's 2 h back, each for ttl + 5 s.
+    etcd's host is not stepped: etcd is Go, which reads the clock without libc."""
+    old = lab.cluster.leader()
+    f = Fault(old, time.monotonic())
+    if not FAKETIME.exists():
+        f.note = "libfaketime missing (apt-get install libfaketime): not run"
+        return f
+    replica = next(n for n in lab.cluster.nodes if n is not old)
+    for n, step in ((old, "+2h"), (replica, "-2h")):
+        clock_file(n).write_text(f"{step}\n")
+        time.sleep(ttl(lab) + 5)
+        clock_file(n).write_text("+0\n")
+    time.sleep(2)
+    f.ended = time.monotonic()
+    return f
+
+
+def port_taken(lab: Lab, rec: Recorder) -> Fault:
+    """The primary's Postgres killed and its port taken at once: it cannot start again."""
+    old = lab.cluster.leader()
+    assert old.place is not None
+    f = Fault(old, time.monotonic())
+    old.kill_postgres(signal.SIGKILL, tree=True)
+    code = (f"import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+            f"s.bind(('{old.host}', {old.pg_port})); s.listen(); time.sleep(3600)")
+    squatter = subprocess.Popen(old.place.argv("python3", "-c", code))
+    try:
+        if not writes_back(rec, time.monotonic() + 0.5, 300):
+            f.note = "no writes within 300 s"
+    finally:
+        squatter.kill()
+        squatter.wait()
+    f.ended = time.monotonic()
+    return f
+
+
+def mid_switchover(inject: str) -> Callable[[Lab, Recorder], Fault]:
+    """A switchover to a replica (the synchronous standby in sync mode), and once the old primary
+    stopped taking writes and before the candidate took over: ``inject``."""
+    def run(lab: Lab, rec: Recorder) -> Fault:
+        old = lab.cluster.leader()
+        names = (old.status() or {}).get("synchronous_standbys") or []
+        cand = lab.cluster.node(names[0]) if names else next(n for n in lab.cluster.nodes if n is not old)
+        f = Fault(old, time.monotonic())
+        asked = threading.Thread(target=lambda: http_request(
+            "POST", old.api + "/switchover", {"leader": old.name, "candidate": cand.name}, timeout=60), daemon=True)
+        asked.start()
+        try:
+            wait_for("the old primary stopped", lambda: old.health("/primary") != 200, 30, interval=0.01)
+        except TimeoutError:
+            f.note = "the switchover never began"
+            return f
+        if cand.health("/primary") == 200:
+            f.note = "window missed: the candidate had taken over"
+        if inject == "candidate killed":
+            kill_node(cand)
+        elif inject == "old leader's agent killed":
+            old.signal_agent(signal.SIGKILL)
+        else:  # etcd frozen for half a ttl
+            for i in range(len(lab.cluster.etcd.members)):
+                lab.cluster.etcd.kill(i, signal.SIGSTOP)
+            time.sleep(ttl(lab) / 2)
+            for i in range(len(lab.cluster.etcd.members)):
+                lab.cluster.etcd.kill(i, signal.SIGCONT)
+        asked.join(60)
+        if not writes_back(rec, time.monotonic() + 0.5, ttl(lab) * 3):
+            f.note = (f.note + "; " if f.note else "") + "no writes within 3 ttl"
+        heal_everything(lab)
+        f.ended = time.monotonic()
+        return f
+    return run
+
+
+CATALOGUE: list[Scenario] = [
+    Scenario("primary node killed", primary_killed, (YES, YES)),
+    Scenario("primary agent SIGSTOPped", wrapped(FAULTS["sigstop primary agent"]), (YES, YES)),
+    Scenario("primary agent SIGKILLed", wrapped(FAULTS["sigkill primary agent"]), (YES, YES)),
+    Scenario("primary cut from etcd and replicas", wrapped(FAULTS["primary cut from etcd and replicas"]), (YES, YES)),
+    Scenario("primary cut from etcd", wrapped(FAULTS["primary cut from etcd"]), (YES, YES)),
+    Scenario("primary's packets to etcd dropped", wrapped(FAULTS["primary's packets to etcd dropped"]), (YES, YES)),
+    Scenario("primary link down", wrapped(FAULTS["primary link down"]), (YES, YES)),
+    Scenario("primary node frozen", wrapped(FAULTS["primary node frozen"]), (YES, YES)),
+    Scenario("primary's Postgres hung", postgres_hung, (AT_MOST_ONE, AT_MOST_ONE)),
+    Scenario("primary's port taken after a crash", port_taken, (YES, YES)),
+    Scenario("primary and sync standby killed", primary_and_sync_standby_killed, (NO, YES)),
+    Scenario("switchover: candidate killed", mid_switchover("candidate killed"), (AT_MOST_ONE, AT_MOST_ONE)),
+    Scenario("switchover: old leader's agent killed", mid_switchover("old leader's agent killed"),
+             (AT_MOST_ONE, AT_MOST_ONE)),
+    Scenario("switchover: etcd frozen", mid_switchover("etcd frozen"), (AT_MOST_ONE, AT_MOST_ONE)),
+    Scenario("etcd minority endpoint", etcd_minority_endpoint, (AT_MOST_ONE, AT_MOST_ONE)),
+    Scenario("one etcd member slow", etcd_member_slow, (NO, NO)),
+    Scenario("wall clock stepped 2 h", clock_stepped, (NO, NO)),
+    Scenario("flapping link then 30 % loss", flapping, (AT_MOST_ONE, AT_MOST_ONE)),
+]
+
+
+def by_name(name: str) -> Scenario:
+    with contextlib.suppress(StopIteration):
+        return next(s for s in CATALOGUE if s.name == name)
+    raise KeyError(f"no scenario {name!r}; the catalogue: {', '.join(s.name for s in CATALOGUE)}")

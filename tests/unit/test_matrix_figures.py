@@ -1,0 +1,26 @@
+"""The verification matrix's figures from a recorded history, and how its table states them."""
+
+from __future__ import annotations
+
+from bench.matrix import cell
+from tests.history import Op, regressions
+
+
+def ok(op_id: int, at: float, timeline: int) -> Op:
+    return Op(op_id, 0, "ok", (op_id,), at, "10.0.0.1", timeline)
+
+
+def test_a_client_acknowledged_on_an_older_timeline_after_a_newer_one_is_a_regression() -> None:
+    ops = [ok(1, 1.0, 1), ok(2, 2.0, 2), ok(3, 3.0, 1), ok(4, 4.0, 2), Op(5, 0, "failed", at=5.0)]
+    assert regressions(ops) == [(3, 1, 2)]
+
+
+def test_timelines_moving_forward_only_are_no_regression() -> None:
+    assert regressions([ok(2, 2.0, 2), ok(1, 1.0, 1), ok(3, 3.0, 3)]) == []
+
+
+def test_a_cell_gives_median_and_max_and_counts_the_runs_where_nothing_happened() -> None:
+    assert cell([0, 0, 0]) == "0"
+    assert cell([1, 2, 5]) == "2 / 5"
+    assert cell([1.25, None, 3.5]) == "2.4 / 3.5 (1 never)"
+    assert cell([None]) == "—"
