@@ -21,6 +21,8 @@ import argparse
 import contextlib
 import datetime
 import json
+import os
+import pwd
 import re
 import signal
 import statistics
@@ -59,15 +61,26 @@ class Slot:
         self.lab: Any = None
 
     def get(self) -> Any:
-        from tests.catalogue import FAKETIME
+        from tests.catalogue import FAKETIME, small_disk, with_faketime
         from tests.partition import open_lab, settle
 
         if self.lab is None:
-            self.stack = contextlib.ExitStack()
-            prepare = faketime_everywhere if FAKETIME.exists() else None
-            self.lab = self.stack.enter_context(open_lab(
-                self.mode, f"x{self.mode[0]}{self.system[:2]}", dict(TIMING), system=self.system,
-                subnet=SUBNETS[(self.system, self.mode)], prepare=prepare))
+            stack = self.stack = contextlib.ExitStack()
+
+            def prepare(cluster: Any) -> None:
+                for n in cluster.nodes:  # unmounted after the lab is gone (registered before it)
+                    stack.callback(small_disk(n))
+                    own_sockets(n)
+                    if FAKETIME.exists():
+                        with_faketime(n)
+
+            try:
+                self.lab = stack.enter_context(open_lab(
+                    self.mode, f"x{self.mode[0]}{self.system[:2]}", dict(TIMING), system=self.system,
+                    subnet=SUBNETS[(self.system, self.mode)], prepare=prepare))
+            except BaseException:
+                self.close()
+                raise
         settle(self.lab)
         return self.lab
 
@@ -77,11 +90,29 @@ class Slot:
         self.stack, self.lab = None, None
 
 
-def faketime_everywhere(cluster: Any) -> None:
-    from tests.catalogue import with_faketime
+def own_sockets(n: Any) -> None:
+    """Postgres's unix socket in the node's own directory: the labs of both modes use the same
+    ports, and would share /tmp's socket and lock files (Patroni's nodes do this themselves)."""
+    sock = n.dir / "sock"
+    sock.mkdir()
+    pw = pwd.getpwnam("postgres")
+    os.chown(sock, pw.pw_uid, pw.pw_gid)
+    n.config["postgresql"]["parameters"]["unix_socket_directories"] = str(sock)
 
-    for n in cluster.nodes:
-        with_faketime(n)
+
+def serving(lab: Any, node: Any) -> bool:
+    """The node is the cluster's one primary, or a standby whose WAL receiver streams: judged from
+    Postgres itself, the same way for both systems (Patroni's /replica answers 200 for a standby
+    that does not stream; an orphaned primary is not serving)."""
+    import psycopg
+
+    with psycopg.connect(node.dsn(), autocommit=True) as conn:
+        row = conn.execute("SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)").fetchone()
+    if row is None:
+        return False
+    if row[0]:
+        return bool(row[1] == "streaming")
+    return [n for n in lab.cluster.nodes if n.health("/primary") == 200] == [node]
 
 
 def rejoin(lab: Any, system: str, old: Any, logged: int, ended: float) -> tuple[float | None, str]:
@@ -92,8 +123,7 @@ def rejoin(lab: Any, system: str, old: Any, logged: int, ended: float) -> tuple[
 
     heal_everything(lab)
     try:
-        wait_for("the old primary serving again", lambda: old.health("/replica") == 200
-                 or old.health("/primary") == 200, 120, interval=0.2)
+        wait_for("the old primary serving again", lambda: serving(lab, old), 120, interval=0.2)
         took: float | None = max(0.0, time.monotonic() - ended)
     except TimeoutError:
         took = None
@@ -101,10 +131,11 @@ def rejoin(lab: Any, system: str, old: Any, logged: int, ended: float) -> tuple[
     for method, pattern in REJOIN[system]:
         if re.search(pattern, text):
             return took, method
-    return took, "restart" if old.health("/replica") == 200 else "none"
+    return took, "restart" if took is not None and old.health("/primary") != 200 else "none"
 
 
 def one(slot: Slot, scenario: Any) -> dict[str, Any]:
+    from pgha.testing import wait_for
     from tests.history import regressions
     from tests.partition import Recorder
 
@@ -115,6 +146,12 @@ def one(slot: Slot, scenario: Any) -> dict[str, Any]:
         before = max(rec.timelines())
         fault = scenario.run(lab, rec)
         took, method = rejoin(lab, slot.system, fault.old, logged[fault.old.name], fault.ended or time.monotonic())
+        # Recorded until writes come back after the heal too: a cluster that recovers only then
+        # shows its whole gap, and its first write on a new primary.
+        healed = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            wait_for("writes after the heal", lambda: rec.acked(healed) > 20, 120)
+        recorded = time.monotonic()
         report = rec.report(f"{scenario.name} ({slot.system})")
         stale = rec.stale_reads(report.lost)
         ok = [o for o in rec.ops if o.outcome == "ok"]
@@ -122,7 +159,7 @@ def one(slot: Slot, scenario: Any) -> dict[str, Any]:
     acks = sorted(o.at for o in ok)
     after = [t for t in acks if t >= fault.began]
     last_before = max((t for t in acks if t < fault.began), default=fault.began)
-    gap = max((b - a for a, b in zip([last_before, *after], after)), default=None)
+    gap = max(b - a for a, b in zip([last_before, *after], [*after, recorded]))
     first = min((o.at for o in ok if o.timeline > before), default=None)
     old_last = max((o.at for o in ok if o.node == fault.old.host and o.timeline == before and o.at >= fault.began),
                    default=None)
@@ -131,7 +168,7 @@ def one(slot: Slot, scenario: Any) -> dict[str, Any]:
         "late": len(report.late), "delayed": len(report.delayed), "phantoms": len(report.phantoms),
         "regressions": len(regressions(rec.ops)), "reads": rec.reader.reads if rec.reader else 0,
         "stale_reads": len(stale), "stale_max_s": round(max((s for _, s in stale), default=0.0), 1),
-        "write_gap_s": None if gap is None else round(gap, 2),
+        "write_gap_s": round(gap, 2),
         "first_write_s": None if first is None else round(first - fault.began, 2),
         "old_wrote_s": None if not newer else round(max(0.0, (old_last or fault.began) - fault.began), 2),
         "rejoin_s": None if took is None else round(took, 1), "rejoin": method,
@@ -159,7 +196,7 @@ def run(args: argparse.Namespace) -> None:
                             row = one(slot, scenario)
                         except Exception as exc:  # noqa: BLE001 - a lab that did not heal is a result too
                             traceback.print_exc()
-                            row = {"note": f"did not heal: {type(exc).__name__}: {str(exc)[:300]}", "broken": True}
+                            row = {"note": f"did not heal: {type(exc).__name__}: {str(exc)[:2000]}", "broken": True}
                             slot.close()
                         row = {**head, "system": slot.system, "mode": mode, "scenario": scenario.name,
                                "seconds": round(time.monotonic() - t0), **row}
@@ -249,6 +286,7 @@ def tool_versions() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     global RESULTS  # noqa: PLW0603 - one run, one file
+    sys.path.insert(0, str(ROOT))  # tests/ holds the lab and the catalogue
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=1, help="runs to add per cell")
     ap.add_argument("--only", default="", help="scenario names, comma-separated (default: the whole catalogue)")

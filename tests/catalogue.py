@@ -6,6 +6,7 @@ raises because the cluster did not recover: that is a result, recorded as such."
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import signal
 import subprocess
@@ -223,6 +224,42 @@ def port_taken(lab: Lab, rec: Recorder) -> Fault:
     return f
 
 
+def small_disk(n: Node, size: str = "1g") -> Callable[[], None]:
+    """Mount a tmpfs of ``size`` on ``n``'s directory (its data directory, pg_wal and logs) before
+    it starts; returns what unmounts it."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=755", "tmpfs", str(n.dir)], check=True)
+
+    def unmount() -> None:
+        subprocess.run(["umount", "-l", str(n.dir)], check=False)
+    return unmount
+
+
+def disk_full(lab: Lab, rec: Recorder) -> Fault:
+    """The primary's disk (its small tmpfs: pg_wal, data, logs) filled to the last byte until
+    another node takes writes, then freed."""
+    old = lab.cluster.leader()
+    f = Fault(old, time.monotonic())
+    if not old.dir.is_mount():
+        f.note = "the node's directory is not a small tmpfs (bench/matrix.py mounts one): not run"
+        return f
+    filler = old.dir / "filler"
+    with filler.open("wb") as out:
+        free = os.statvfs(old.dir).f_bavail * os.statvfs(old.dir).f_frsize
+        with contextlib.suppress(OSError):
+            os.posix_fallocate(out.fileno(), 0, free)
+        with contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * 4096)
+                out.flush()
+    try:
+        if not writes_back(rec, time.monotonic() + 1, 300):
+            f.note = "no writes within 300 s"
+    finally:
+        filler.unlink()
+    f.ended = time.monotonic()
+    return f
+
+
 def mid_switchover(inject: str) -> Callable[[Lab, Recorder], Fault]:
     """A switchover to a replica (the synchronous standby in sync mode), and once the old primary
     stopped taking writes and before the candidate took over: ``inject``."""
@@ -271,6 +308,7 @@ CATALOGUE: list[Scenario] = [
     Scenario("primary node frozen", wrapped(FAULTS["primary node frozen"]), (YES, YES)),
     Scenario("primary's Postgres hung", postgres_hung, (AT_MOST_ONE, AT_MOST_ONE)),
     Scenario("primary's port taken after a crash", port_taken, (YES, YES)),
+    Scenario("primary's disk full", disk_full, (YES, YES)),
     Scenario("primary and sync standby killed", primary_and_sync_standby_killed, (NO, YES)),
     Scenario("switchover: candidate killed", mid_switchover("candidate killed"), (AT_MOST_ONE, AT_MOST_ONE)),
     Scenario("switchover: old leader's agent killed", mid_switchover("old leader's agent killed"),
