@@ -38,6 +38,7 @@ class Scenario:
     name: str
     run: Callable[[Lab, Recorder], Fault]
     expect: tuple[str, str]  # in sync mode, in async mode
+    what: str = ""  # the fault in a line, for the published table
 
 
 def ttl(lab: Lab) -> float:
@@ -298,26 +299,44 @@ def mid_switchover(inject: str) -> Callable[[Lab, Recorder], Fault]:
 
 
 CATALOGUE: list[Scenario] = [
-    Scenario("primary node killed", primary_killed, (YES, YES)),
-    Scenario("primary agent SIGSTOPped", wrapped(FAULTS["sigstop primary agent"]), (YES, YES)),
-    Scenario("primary agent SIGKILLed", wrapped(FAULTS["sigkill primary agent"]), (YES, YES)),
-    Scenario("primary cut from etcd and replicas", wrapped(FAULTS["primary cut from etcd and replicas"]), (YES, YES)),
-    Scenario("primary cut from etcd", wrapped(FAULTS["primary cut from etcd"]), (YES, YES)),
-    Scenario("primary's packets to etcd dropped", wrapped(FAULTS["primary's packets to etcd dropped"]), (YES, YES)),
-    Scenario("primary link down", wrapped(FAULTS["primary link down"]), (YES, YES)),
-    Scenario("primary node frozen", wrapped(FAULTS["primary node frozen"]), (YES, YES)),
-    Scenario("primary's Postgres hung", postgres_hung, (AT_MOST_ONE, AT_MOST_ONE)),
-    Scenario("primary's port taken after a crash", port_taken, (YES, YES)),
-    Scenario("primary's disk full", disk_full, (YES, YES)),
-    Scenario("primary and sync standby killed", primary_and_sync_standby_killed, (NO, YES)),
-    Scenario("switchover: candidate killed", mid_switchover("candidate killed"), (AT_MOST_ONE, AT_MOST_ONE)),
+    Scenario("primary node killed", primary_killed, (YES, YES),
+             "agent, postmaster and backends SIGKILLed at once; back after writes resume"),
+    Scenario("primary agent SIGSTOPped", wrapped(FAULTS["sigstop primary agent"]), (YES, YES),
+             "the agent alone stopped for ttl + 3 s, Postgres left running"),
+    Scenario("primary agent SIGKILLed", wrapped(FAULTS["sigkill primary agent"]), (YES, YES),
+             "the agent alone killed, Postgres left running; restarted at the heal"),
+    Scenario("primary cut from etcd and replicas", wrapped(FAULTS["primary cut from etcd and replicas"]), (YES, YES),
+             "its packets to and from etcd and the replicas dropped (nftables) until another node takes writes"),
+    Scenario("primary cut from etcd", wrapped(FAULTS["primary cut from etcd"]), (YES, YES),
+             "its packets to and from etcd dropped; replication and clients still reach it"),
+    Scenario("primary's packets to etcd dropped", wrapped(FAULTS["primary's packets to etcd dropped"]), (YES, YES),
+             "one way: what it sends to etcd is dropped, what etcd sends arrives"),
+    Scenario("primary link down", wrapped(FAULTS["primary link down"]), (YES, YES),
+             "its interface down until another node takes writes"),
+    Scenario("primary node frozen", wrapped(FAULTS["primary node frozen"]), (YES, YES),
+             "the whole node (agent and Postgres) in the cgroup freezer for ttl + 3 s, then thawed"),
+    Scenario("primary's Postgres hung", postgres_hung, (AT_MOST_ONE, AT_MOST_ONE),
+             "postmaster and backends SIGSTOPped, the agent alive, until writes resume anywhere"),
+    Scenario("primary's port taken after a crash", port_taken, (YES, YES),
+             "Postgres SIGKILLed and its port bound by another process: it cannot start again"),
+    Scenario("primary's disk full", disk_full, (YES, YES),
+             "its tmpfs (data, pg_wal, logs) filled to the last byte until another node takes writes"),
+    Scenario("primary and sync standby killed", primary_and_sync_standby_killed, (NO, YES),
+             "both holders of the last commit killed for 3 ttl: an async survivor must not be promoted in sync mode"),
+    Scenario("switchover: candidate killed", mid_switchover("candidate killed"), (AT_MOST_ONE, AT_MOST_ONE),
+             "a switchover; the candidate node killed once the old primary stopped taking writes"),
     Scenario("switchover: old leader's agent killed", mid_switchover("old leader's agent killed"),
-             (AT_MOST_ONE, AT_MOST_ONE)),
-    Scenario("switchover: etcd frozen", mid_switchover("etcd frozen"), (AT_MOST_ONE, AT_MOST_ONE)),
-    Scenario("etcd minority endpoint", etcd_minority_endpoint, (AT_MOST_ONE, AT_MOST_ONE)),
-    Scenario("one etcd member slow", etcd_member_slow, (NO, NO)),
-    Scenario("wall clock stepped 2 h", clock_stepped, (NO, NO)),
-    Scenario("flapping link then 30 % loss", flapping, (AT_MOST_ONE, AT_MOST_ONE)),
+             (AT_MOST_ONE, AT_MOST_ONE), "a switchover; the old primary's agent killed in the same window"),
+    Scenario("switchover: etcd frozen", mid_switchover("etcd frozen"), (AT_MOST_ONE, AT_MOST_ONE),
+             "a switchover; every etcd member SIGSTOPped for ttl / 2 in the same window"),
+    Scenario("etcd minority endpoint", etcd_minority_endpoint, (AT_MOST_ONE, AT_MOST_ONE),
+             "the agents' first etcd member cut from the other two for ttl + 5 s"),
+    Scenario("one etcd member slow", etcd_member_slow, (NO, NO),
+             "the etcd leader SIGSTOPped 3 s in every 4 s for 2 ttl"),
+    Scenario("wall clock stepped 2 h", clock_stepped, (NO, NO),
+             "the primary's agent's wall clock 2 h ahead, then a replica's 2 h behind, ttl + 5 s each"),
+    Scenario("flapping link then 30 % loss", flapping, (AT_MOST_ONE, AT_MOST_ONE),
+             "the primary cut from etcd and healed every 2-5 s for 60 s, then 30 % of its packets lost for 60 s"),
 ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.matrix import cell
+from bench.matrix_table import cell
 from tests.history import Op, regressions
 
 
