@@ -12,7 +12,7 @@ current commit's code (``--table`` only regenerates it).
     PYTHONPATH=. .venv/bin/python bench/matrix.py [--runs 1] [--only SCENARIO] [--systems pgha,patroni]
         [--modes sync,async] [--table]
 
-Needs root, the lab's tools, and libfaketime for the clock scenario; installs Patroni from PyPI
+Needs root, the lab's tools, and gcc for the clock scenario (bench/clockstep.c); installs Patroni from PyPI
 into its own venv (``PATRONI_VENV``)."""
 
 from __future__ import annotations
@@ -58,18 +58,19 @@ class Slot:
         self.lab: Any = None
 
     def get(self) -> Any:
-        from tests.catalogue import FAKETIME, small_disk, with_faketime
+        from tests.catalogue import clockstep_library, small_disk, with_clockstep
         from tests.partition import open_lab, settle
 
         if self.lab is None:
             stack = self.stack = contextlib.ExitStack()
+            library = clockstep_library()
 
             def prepare(cluster: Any) -> None:
                 for n in cluster.nodes:  # unmounted after the lab is gone (registered before it)
                     stack.callback(small_disk(n))
                     own_sockets(n)
-                    if FAKETIME.exists():
-                        with_faketime(n)
+                    if library is not None:
+                        with_clockstep(n, library)
 
             try:
                 self.lab = stack.enter_context(open_lab(

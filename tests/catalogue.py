@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +24,7 @@ from tests.partition import FAULTS, Lab, Recorder, etcd_leader, heal_everything
 
 # What a scenario must end with: a failover ("yes"), none ("no"), or at most one ("at most one").
 YES, NO, AT_MOST_ONE = "yes", "no", "at most one"
-FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+CLOCKSTEP = Path(__file__).resolve().parents[1] / "bench" / "clockstep.c"
 
 
 @dataclass
@@ -176,31 +178,42 @@ def flapping(lab: Lab, rec: Recorder) -> Fault:
 
 
 def clock_file(n: Node) -> Path:
-    return n.dir / "faketime"
+    return n.dir / "clockstep"
 
 
-def with_faketime(n: Node) -> None:
-    """Start ``n``'s agent with its wall clock under a file the scenario steps (libfaketime;
-    monotonic clocks untouched, Postgres itself not faked: the checker reads its clock)."""
-    clock_file(n).write_text("+0\n")
-    n.env.update({"LD_PRELOAD": str(FAKETIME), "FAKETIME_TIMESTAMP_FILE": str(clock_file(n)),
-                  "FAKETIME_CACHE_DURATION": "1", "DONT_FAKE_MONOTONIC": "1", "FAKETIME_DISABLE_SHM": "1",
-                  "FAKETIME_SKIP_CMDS": "ip,setpriv,postgres,pg_ctl,initdb,pg_rewind,pg_basebackup,psql,pg_controldata"})
+def clockstep_library() -> Path | None:
+    """bench/clockstep.c built once (gcc), or None without a compiler."""
+    out = Path(tempfile.gettempdir()) / f"pgha-clockstep-{int(CLOCKSTEP.stat().st_mtime)}.so"
+    if not out.exists():
+        built = subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(out), str(CLOCKSTEP), "-ldl"],
+                               capture_output=True, text=True, check=False) if shutil.which("gcc") else None
+        if built is None or built.returncode != 0:
+            return None
+        out.chmod(0o755)
+    return out
+
+
+def with_clockstep(n: Node, library: Path) -> None:
+    """Start ``n``'s agent with its wall clock under a file the scenario steps (monotonic clocks
+    and Postgres untouched: the checker reads the server's clock)."""
+    clock_file(n).write_text("0\n")
+    n.env.update({"LD_PRELOAD": str(library), "CLOCKSTEP_FILE": str(clock_file(n))})
 
 
 def clock_stepped(lab: Lab, rec: Recorder) -> Fault:
-    """The primary's wall clock stepped 2 h ahead, then a replica's 2 h back, each for ttl + 5 s.
-    etcd's host is not stepped: etcd is Go, which reads the clock without libc."""
+    """The primary's agent's wall clock stepped 2 h ahead, then a replica's 2 h back, each for
+    ttl + 5 s. etcd's clock is not stepped: etcd is Go, which reads the clock without libc, and
+    stepping the machine's clock would step every node and the checker's clock with it."""
     old = lab.cluster.leader()
     f = Fault(old, time.monotonic())
-    if not FAKETIME.exists():
-        f.note = "libfaketime missing (apt-get install libfaketime): not run"
+    if not clock_file(old).exists():
+        f.note = "no clock step preloaded (bench/matrix.py builds bench/clockstep.c with gcc): not run"
         return f
     replica = next(n for n in lab.cluster.nodes if n is not old)
-    for n, step in ((old, "+2h"), (replica, "-2h")):
+    for n, step in ((old, 7200), (replica, -7200)):
         clock_file(n).write_text(f"{step}\n")
         time.sleep(ttl(lab) + 5)
-        clock_file(n).write_text("+0\n")
+        clock_file(n).write_text("0\n")
     time.sleep(2)
     f.ended = time.monotonic()
     return f

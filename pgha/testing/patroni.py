@@ -172,7 +172,7 @@ class PatroniNode(Node):
         place = self.place
         prefix = place.argv() if place is not None else []
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.dir / "home"), **self.env}
-        # A preload starts after setpriv, in Patroni's own user (libfaketime's state is per user).
+        # A preload (the matrix's clock step) starts after setpriv: only Patroni itself needs it.
         preload = [f"LD_PRELOAD={env.pop('LD_PRELOAD')}"] if "LD_PRELOAD" in env else []
         # setpriv and env exec: the pid the lab signals is Patroni's own, as an agent's is pgha's.
         argv = [*prefix, "setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups",
