@@ -65,6 +65,7 @@ def without_leader(s: Snapshot) -> Decision:
     mine = fitness.rank(s.pg.lsn, s.tags.failover_priority, s.name)
     better = sorted(m.name for m in s.cluster.members.values()
                     if m.name != s.name and fitness.peer_eligible(m, s.cluster, s.config)
+                    and sync.listing_problem(s.cluster, s.config, m.name) is None
                     and fitness.rank(m.lsn, m.priority, m.name) > mine)
     waited = 0.0 if s.leader_lost_at is None else s.now - s.leader_lost_at
     holders = sync.commit_holders(s.cluster, s.config, s.name)

@@ -174,22 +174,34 @@ def leader_actions(s: Snapshot) -> tuple[Action, ...]:
     return ()
 
 
-def promotion_problem(s: Snapshot) -> str | None:
-    """Why, in synchronous mode, this node may not take over; None if it may."""
-    sync_mode = mode(s.config)
-    if sync_mode == "off":
+def listing_problem(view: ClusterView, config: ClusterSettings, name: str) -> str | None:
+    """Why, in synchronous mode, the recorded state rules ``name`` out of taking over whatever
+    its position; None if it may (for a peer too: a replica never defers to one ruled out)."""
+    if mode(config) == "off":
         return None
-    key, last, old = s.cluster.sync, s.cluster.status.leader, stale(s.cluster)
-    if last == s.name or key is not None and key.leader == s.name and not old:
+    key, last, old = view.sync, view.status.leader, stale(view)
+    if last == name or key is not None and key.leader == name and not old:
         return None  # the last primary itself holds every commit it acknowledged
-    if key is None and unrecorded(s.cluster):
+    if key is None and unrecorded(view):
         return None  # the most advanced member that answers takes over (see commit_holders)
     if key is None or not key.members or old:
-        if s.config.synchronous_mode_strict:
+        if config.synchronous_mode_strict:
             return "no synchronous standby is recorded, and strict mode promotes only one"
         return None  # non-strict mode fell back to asynchronous replication
-    if s.name not in key.members:
+    if name not in key.members:
         return f"not a synchronous standby (synchronous standbys: {', '.join(key.members)})"
+    return None
+
+
+def promotion_problem(s: Snapshot) -> str | None:
+    """Why, in synchronous mode, this node may not take over; None if it may."""
+    listed = listing_problem(s.cluster, s.config, s.name)
+    if listed is not None:
+        return listed
+    key = s.cluster.sync
+    if (mode(s.config) == "off" or key is None or not key.members or stale(s.cluster)
+            or s.name in (s.cluster.status.leader, key.leader)):
+        return None  # listed, and nothing to prove (see listing_problem)
     need = len(key.members) - key.quorum + 1
     alive = [n for n in key.members if n in s.cluster.members]
     if len(alive) < need:

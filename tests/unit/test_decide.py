@@ -611,3 +611,18 @@ def test_switchover_waits_for_a_candidate_far_behind_on_replay_before_pausing_an
     assert waiting.actions == () and "waiting for it to replay" in waiting.note
     late = decide(snap(pg, v, name="n1", failover_seen_at=100.0 - REPLAY_WAIT - 1))
     assert late.actions == (a.HandOver("n2"),)
+
+
+def test_the_synchronous_standby_does_not_wait_for_an_async_replica_that_received_more() -> None:
+    # Found by bench/matrix.py (primary agent SIGSTOPped, sync): the asynchronous n3 had received
+    # more WAL than the synchronous standby n2; n2 let "the more advanced" n3 take over while n3,
+    # not a synchronous standby, refused. Nobody raced until retry_timeout had passed, and the
+    # old primary's agent, thawed meanwhile, took its key back.
+    strict = _synchronous(True)
+    members = dict(n2=Member("n2", role="replica", state="running", lsn=5000),
+                   n3=Member("n3", role="replica", state="running", lsn=5100))
+    v = replace(view(leader=None, **members), config=strict, sync=SyncState("n1", ("n2",), 1))
+    lost = dict(config=strict, leader_lost_at=99.5)
+    assert kinds(snap(replace(REPLICA, streaming=False), v, **lost)) == [a.AcquireLeader]
+    d = decide(snap(replace(REPLICA, lsn=5100, replayed_lsn=5100, streaming=False), v, name="n3", **lost))
+    assert d.actions == () and "not a synchronous standby" in d.note
