@@ -181,6 +181,18 @@ class PatroniNode(Node):
                                      preexec_fn=place.join_cgroup if place is not None else None)
         log.close()
 
+    def health(self, path: str) -> int:
+        """As pgha's: ``/replica`` only while it streams (Patroni's answers 200 for any running
+        standby, and the lab must not start a scenario before the replicas caught up)."""
+        code = super().health(path)
+        if path != "/replica" or code != 200:
+            return code
+        try:
+            streaming = (http_get(self.api + "/patroni", 1.0)[1] or {}).get("replication_state") == "streaming"
+        except OSError:
+            return 0
+        return 200 if streaming else 503
+
     def status(self) -> dict[str, Any] | None:
         """pgha's /status fields the lab reads, from Patroni's /patroni and /cluster."""
         try:
