@@ -171,7 +171,7 @@ def one(slot: Slot, scenario: Any) -> dict[str, Any]:
         "old_wrote_s": None if not newer else round(max(0.0, (old_last or fault.began) - fault.began), 2),
         "rejoin_s": None if took is None else round(took, 1), "rejoin": method,
         "failovers": len(newer), "expect": mode_expect,
-        "unwanted": len(newer) if mode_expect == "no" else max(0, len(newer) - 1),
+        "unwanted": fault.unwanted + (len(newer) if mode_expect == "no" else max(0, len(newer) - 1)),
         "note": fault.note,
     }
 

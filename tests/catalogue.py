@@ -33,6 +33,7 @@ class Fault:
     began: float  # monotonic
     ended: float = 0.0  # when the injection ended (healed, or handed to the heal)
     note: str = ""  # what the run must say beside its figures (a missed window, a refusal)
+    unwanted: int = 0  # a promotion the scenario forbids that the timelines alone do not show
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ def primary_and_sync_standby_killed(lab: Lab, rec: Recorder) -> Fault:
     survivor = next(n for n in lab.cluster.nodes if n not in (old, standby))
     promoted = new_primary(lab, old, ttl(lab) * 3)
     f.note = f"{survivor.name} promoted alone" if promoted is survivor else f"{survivor.name} not promoted alone"
+    # In sync mode the survivor may lack acknowledged commits; a failover once the two are back is due.
+    f.unwanted = int(lab.sync and promoted is survivor)
     heal_everything(lab)
     f.ended = time.monotonic()
     return f
@@ -223,11 +226,16 @@ def port_taken(lab: Lab, rec: Recorder) -> Fault:
     """The primary's Postgres killed and its port taken at once: it cannot start again."""
     old = lab.cluster.leader()
     assert old.place is not None
+    # The squatter tries to bind every millisecond from before the kill: it wins the port against
+    # an agent that restarts Postgres at once.
+    code = ("import socket, time\nwhile True:\n    s = socket.socket()\n"
+            "    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n    try:\n"
+            f"        s.bind(('{old.host}', {old.pg_port}))\n        break\n"
+            "    except OSError:\n        s.close()\n        time.sleep(0.001)\ns.listen()\ntime.sleep(3600)\n")
+    squatter = subprocess.Popen(old.place.argv("python3", "-c", code))
+    time.sleep(0.5)
     f = Fault(old, time.monotonic())
     old.kill_postgres(signal.SIGKILL, tree=True)
-    code = (f"import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-            f"s.bind(('{old.host}', {old.pg_port})); s.listen(); time.sleep(3600)")
-    squatter = subprocess.Popen(old.place.argv("python3", "-c", code))
     try:
         if not writes_back(rec, time.monotonic() + 0.5, 300):
             f.note = "no writes within 300 s"
@@ -257,14 +265,15 @@ def disk_full(lab: Lab, rec: Recorder) -> Fault:
         f.note = "the node's directory is not a small tmpfs (bench/matrix.py mounts one): not run"
         return f
     filler = old.dir / "filler"
-    with filler.open("wb") as out:
-        free = os.statvfs(old.dir).f_bavail * os.statvfs(old.dir).f_frsize
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:  # unbuffered: the last write fails with ENOSPC, and nothing is left to flush
         with contextlib.suppress(OSError):
-            os.posix_fallocate(out.fileno(), 0, free)
+            os.posix_fallocate(fd, 0, os.statvfs(old.dir).f_bavail * os.statvfs(old.dir).f_frsize)
         with contextlib.suppress(OSError):
-            while True:
-                out.write(b"\0" * 4096)
-                out.flush()
+            while os.write(fd, b"\0" * 4096):
+                pass
+    finally:
+        os.close(fd)
     try:
         if not writes_back(rec, time.monotonic() + 1, 300):
             f.note = "no writes within 300 s"
@@ -334,7 +343,7 @@ CATALOGUE: list[Scenario] = [
              "Postgres SIGKILLed and its port bound by another process: it cannot start again"),
     Scenario("primary's disk full", disk_full, (YES, YES),
              "its tmpfs (data, pg_wal, logs) filled to the last byte until another node takes writes"),
-    Scenario("primary and sync standby killed", primary_and_sync_standby_killed, (NO, YES),
+    Scenario("primary and sync standby killed", primary_and_sync_standby_killed, (AT_MOST_ONE, YES),
              "both holders of the last commit killed for 3 ttl: an async survivor must not be promoted in sync mode"),
     Scenario("switchover: candidate killed", mid_switchover("candidate killed"), (AT_MOST_ONE, AT_MOST_ONE),
              "a switchover; the candidate node killed once the old primary stopped taking writes"),
