@@ -246,7 +246,7 @@ def port_taken(lab: Lab, rec: Recorder) -> Fault:
     return f
 
 
-def small_disk(n: Node, size: str = "1g") -> Callable[[], None]:
+def small_disk(n: Node, size: str = "2g") -> Callable[[], None]:
     """Mount a tmpfs of ``size`` on ``n``'s directory (its data directory, pg_wal and logs) before
     it starts; returns what unmounts it."""
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=755", "tmpfs", str(n.dir)], check=True)
