@@ -84,6 +84,19 @@ def rows_of(rows: list[dict[str, Any]], figures: list[Figure], extra: bool) -> l
     return out
 
 
+def missing(rows: list[dict[str, Any]]) -> list[str]:
+    from tests.catalogue import CATALOGUE
+
+    done = {(r["scenario"], r["mode"], r["system"]) for r in rows}
+    out = []
+    for scenario in CATALOGUE:
+        for mode in ("sync", "async"):
+            absent = [label for system, label in SYSTEMS.items() if (scenario.name, mode, system) not in done]
+            if absent:
+                out.append(f"{scenario.name} ({mode}: {', '.join(absent)})")
+    return [f"Cells without a run yet: {'; '.join(out)}."] if out else []
+
+
 def notes(rows: list[dict[str, Any]]) -> list[str]:
     out = []
     for r in rows:
@@ -115,7 +128,7 @@ def write_table(results: Path) -> None:
              "the cluster did not heal within 120 s counts in `runs` and has no figures; its note says why.", "",
              "The scenarios (the fault always hits the primary of the moment):", ""]
     lines += [f"- **{s.name}**: {s.what}." for s in CATALOGUE]
-    lines += ["", "Against the goals:", "", *summary(rows), "", "### Safety", "", *rows_of(rows, SAFETY, False),
+    lines += ["", "Against the goals:", "", *summary(rows), "", *missing(rows), "", "### Safety", "", *rows_of(rows, SAFETY, False),
               "", "### Availability", "", *rows_of(rows, AVAILABILITY, True), "", "### Notes from the runs", "",
               *(notes(rows) or ["- none"]), "", END]
     text = DOC.read_text()
