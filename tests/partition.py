@@ -89,7 +89,7 @@ def open_lab(mode: str, tag: str, timing: dict[str, float] | None = None, system
         net.destroy()
         keep = os.environ.get("KEEP_LAB_LOGS")
         if keep:  # a flake's whole story, not the teardown's last lines
-            shutil.copytree(base, Path(keep) / base.name, ignore=shutil.ignore_patterns("data", "etcd[0-9]*"),
+            shutil.copytree(base, Path(keep) / base.name, ignore=shutil.ignore_patterns("data", "etcd[0-9]*", "*.sock", "sock"),
                             dirs_exist_ok=True)
         shutil.rmtree(base, ignore_errors=True)
 
