@@ -15,7 +15,8 @@ Rules, in the order they are checked:
    it back after an outage took it (``core.paused``).
 6. Postgres hung (alive, not answering): the leader kills it and restarts it in place, and
    releases the key if it is not back within ttl (``core.hung``); a hung replica is left alone.
-   Postgres down: the leader restarts it in place (until ``primary_start_timeout``); others start
+   Postgres down: the leader restarts it in place (until ``primary_start_timeout``, or until a
+   start ends with the postmaster exiting: then it releases the key); others start
    as replicas, after a rewind if their data may have diverged.
 7. the leader promotes its standby (or resumes as primary on the same timeline when it was the
    last primary and nobody followed since), then publishes its position.
@@ -225,8 +226,11 @@ def _postgres_down(s: Snapshot) -> Decision:
     if c.leader == s.name:
         if not s.holds_lease():
             return _wait("postgres down and the leader lease is about to expire")
-        if pg.down_since is not None and s.now - pg.down_since > s.config.primary_start_timeout:
-            why = "postgres did not start within primary_start_timeout"
+        # A start that ended with the postmaster exiting (port taken, data directory unreadable)
+        # fails again: only a start that takes long is waited for, as Patroni does.
+        exited = pg.down_since is not None and (pg.start_failed_at or -1.0) >= pg.down_since
+        if exited or pg.down_since is not None and s.now - pg.down_since > s.config.primary_start_timeout:
+            why = "postgres exited while starting" if exited else "postgres did not start within primary_start_timeout"
             # a postmaster still in crash recovery would open for writes after the key is gone
             kill = (KillPostgres(why),) if pg.postmaster_alive else ()
             return Decision((*kill, ReleaseLeader(why)), f"{why}: releasing the leader key")

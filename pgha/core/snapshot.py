@@ -33,6 +33,7 @@ class PgState:
     primary_on_timeline: int | None = None
     handover_lsn: int | None = None  # where we stopped when we handed over in a switchover
     down_since: float | None = None
+    start_failed_at: float | None = None  # when a start last ended with the postmaster exiting (not a timeout)
     last_streaming_at: float | None = None
     stalled_since: float | None = None  # a running standby not streaming from whom it follows, since when
     replica_lsns: Mapping[str, int] = field(default_factory=dict)  # primary: live write position per standby

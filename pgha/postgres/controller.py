@@ -57,6 +57,7 @@ class PostgresController:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self.exited = asyncio.Event()  # set when the postmaster we started exits
         self._sysid: str | None = None
+        self.start_failed_at: float | None = None  # (``PgState.start_failed_at``)
         self.replication: list[dict[str, Any]] = []  # pg_stat_replication rows, as last observed
         self.replayed_timestamp: str | None = None
         self.facts = PgFacts()  # what the status body reports and the decision does not need
@@ -182,7 +183,8 @@ class PostgresController:
         empty = self.data_dir_empty()
         base = PgState(data_dir_empty=empty, sysid=None if empty else await self.system_identifier(),
                        following=self.disk.following, primary_on_timeline=self.disk.primary_on_timeline,
-                       handover_lsn=self.disk.handover_lsn, last_streaming_at=previous.last_streaming_at)
+                       handover_lsn=self.disk.handover_lsn, last_streaming_at=previous.last_streaming_at,
+                       start_failed_at=self.start_failed_at)
         down = previous.down_since if previous.down_since is not None else now
         if empty or self.postmaster_pid() is None:
             return replace(base, down_since=down, hung_since=previous.hung_since)
@@ -282,6 +284,7 @@ class PostgresController:
             except e.PostgresError:
                 # A SIGKILLed postmaster's backends may hold shared memory for a moment longer.
                 if attempt == 19 or self._proc.returncode is None or time.monotonic() >= end:
+                    self.start_failed_at = time.monotonic() if self._proc.returncode is not None else None
                     raise
                 await asyncio.sleep(0.1)
 
@@ -309,9 +312,8 @@ class PostgresController:
             raise e.PostgresError("postgres did not stop, even after SIGKILL")
 
     async def kill(self, grace: float, limit: float = 5.0) -> bool:
-        """KillPostgres: SIGQUIT, and SIGKILL to the whole tree after ``grace`` s. True once every
-        process is gone; False when some still live ``limit`` s later (blocked in the kernel:
-        their SIGKILL stays pending, they never take another write)."""
+        """KillPostgres: SIGQUIT, and SIGKILL to the tree after ``grace`` s. True once every process is gone;
+        False when some live ``limit`` s later (blocked in the kernel: SIGKILL pending, no more writes)."""
         await self.disconnect()
         pid, tree = self.postmaster_pid(), []
         if pid is not None:
@@ -386,8 +388,6 @@ class PostgresController:
     def wipe(self) -> None:
         self.runas.remove_tree(self.data_dir)
         self._sysid = None
-
-    # -- leader housekeeping ---------------------------------------------------------------
 
 
 def _stalled_since(previous: PgState, stalled: bool, following: str | None, now: float) -> float | None:

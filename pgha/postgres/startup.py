@@ -6,6 +6,7 @@ needed, or a replica down longer than the primary keeps WAL) refuses connections
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from pathlib import Path
@@ -61,12 +62,8 @@ async def wait_ready(proc: asyncio.subprocess.Process, dsn: str, tail: LogTail, 
     while time.monotonic() < end:
         if proc.returncode is not None:
             raise e.PostgresError(f"postgres exited with {proc.returncode} while starting; see {tail.path}")
-        try:
-            conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-            await conn.close()
+        if await _connects(proc, dsn):
             return
-        except psycopg.OperationalError:
-            pass
         now = time.monotonic()
         if missing_wal_is_final and now - read_at >= 1.0:
             read_at = now
@@ -78,3 +75,21 @@ async def wait_ready(proc: asyncio.subprocess.Process, dsn: str, tail: LogTail, 
                                 f"replay before it can open; it needs a new copy of the data directory")
         await asyncio.sleep(0.05)
     raise e.PostgresError(f"postgres did not accept connections within {timeout:.0f}s; see {tail.path}")
+
+
+async def _connects(proc: asyncio.subprocess.Process, dsn: str) -> bool:
+    """Whether a connection succeeds; given up as soon as the postmaster exits, because whoever
+    holds its port then (the reason it exited) may hold our attempt until connect_timeout."""
+    attempt = asyncio.ensure_future(psycopg.AsyncConnection.connect(dsn, autocommit=True))
+    exited = asyncio.ensure_future(proc.wait())
+    try:
+        await asyncio.wait((attempt, exited), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        exited.cancel()
+        if not attempt.done():
+            attempt.cancel()
+    with contextlib.suppress(asyncio.CancelledError, psycopg.OperationalError):
+        conn = await attempt
+        await conn.close()
+        return True
+    return False

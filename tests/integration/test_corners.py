@@ -213,12 +213,12 @@ def test_a_second_agent_started_with_a_taken_name_stops_and_the_leader_never_cha
     assert "taking it over" not in n1.log_text() and "two nodes share a name" not in n1.log_text()
 
 
-def test_a_primary_whose_postgres_cannot_start_again_releases_the_key_within_primary_start_timeout(
+def test_a_primary_whose_postgres_exits_on_every_start_releases_the_key_at_once(
         make_cluster: Callable[..., LocalCluster]) -> None:
-    """Its port taken by another process: each restart in place fails at once. The key must go
-    within ``primary_start_timeout`` so that a replica takes over."""
-    start_timeout = 8
-    c = make_cluster(dcs={**FAST, "primary_start_timeout": start_timeout})
+    """Its port taken by another process: each restart in place fails at once. Such a start fails
+    again; the key goes at once (as Patroni lets it go), not after ``primary_start_timeout``
+    (300 s by default), so that a replica takes over. The matrix found pgha holding it 302 s."""
+    c = make_cluster(dcs={**FAST, "primary_start_timeout": 300})
     c.start()
     old = c.leader()
     old.signal_agent(signal.SIGSTOP)  # so that the port is taken before the agent restarts Postgres
@@ -230,10 +230,11 @@ def test_a_primary_whose_postgres_cannot_start_again_releases_the_key_within_pri
         killed = time.monotonic()
         old.signal_agent(signal.SIGCONT)
         new = wait_for("a replica takes over", lambda: next(
-            (n for n in c.nodes if n is not old and writable(n)), None), start_timeout + FAST["ttl"] + 15)
+            (n for n in c.nodes if n is not old and writable(n)), None), FAST["ttl"] + 30)
         took = time.monotonic() - killed
-        assert took < start_timeout + FAST["ttl"], f"the key went {took:.1f} s after the crash"
+        assert took < FAST["ttl"] + 10, f"the key went {took:.1f} s after the crash"
         assert old.postmaster_pid() is None and "could not bind" in (old.data_dir.parent / "data.postgres.log").read_text()
+        assert "postgres exited while starting: releasing the leader key" in old.log_text()
         assert new is c.leader()
     finally:
         old.signal_agent(signal.SIGCONT)

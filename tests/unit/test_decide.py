@@ -89,6 +89,17 @@ def test_leader_postgres_down_beyond_primary_start_timeout_releases_the_key() ->
     assert kinds(snap(pg, view(), name="n1")) == [a.ReleaseLeader]
 
 
+def test_leader_whose_postgres_exits_while_starting_releases_the_key_at_once() -> None:
+    # down for 5 s of a 30 s primary_start_timeout, and the start since then ended with an exit
+    pg = replace(PRIMARY, running=False, down_since=95.0, start_failed_at=97.0)
+    d = decide(snap(pg, view(), name="n1"))
+    assert kinds(snap(pg, view(), name="n1")) == [a.ReleaseLeader] and "exited while starting" in d.note
+    # a postmaster left alive by the failed start goes first, or it would open after the key is gone
+    assert kinds(snap(replace(pg, postmaster_alive=True), view(), name="n1")) == [a.KillPostgres, a.ReleaseLeader]
+    # a failure from before this outage does not count: this start is tried
+    assert kinds(snap(replace(pg, start_failed_at=90.0), view(), name="n1")) == [a.StartPostgres]
+
+
 def test_old_primary_returning_under_a_new_leader_is_rewound() -> None:
     pg = replace(PRIMARY, running=False, timeline=2, primary_on_timeline=2)
     assert decide(snap(pg, view(leader="n3"))).actions == (a.Rewind("n3", leader_timeline=0),)
