@@ -77,7 +77,7 @@ def lab(runs: int, modes: list[str], faults: list[str] | None, timing: dict[str,
                     with Recorder(made) as rec:
                         fault(made, rec)
                         report = rec.report(name)
-                    late.append(len(report.late))
+                    late.append(len(report.late) + len(report.inflight))  # as measured before the split
                     delayed.append(len(report.delayed))
                     lost.append(len(report.lost))
                 rows.append((mode, name, late, delayed, lost))

@@ -169,7 +169,7 @@ def one(slot: Slot, scenario: Any) -> dict[str, Any]:
                    default=None)
     return {
         "acknowledged": report.acknowledged, "lost": len(report.lost), "forks": len(report.forks),
-        "late": len(report.late), "delayed": len(report.delayed), "phantoms": len(report.phantoms),
+        "late": len(report.late), "inflight": len(report.inflight), "delayed": len(report.delayed), "phantoms": len(report.phantoms),
         "regressions": len(regressions(rec.ops)), "reads": rec.reader.reads if rec.reader else 0,
         "stale_reads": len(stale), "stale_max_s": round(max((s for _, s in stale), default=0.0), 1),
         "write_gap_s": round(gap, 2),

@@ -8,11 +8,14 @@ acknowledged, failed and unknown operation.
   mode). A branch that stopped before the other began is a failover that lost writes: those
   writes are counted as lost, not as a fork;
 - late writes (forks too): a write that a node executed after another node executed its first
-  write as primary on a newer timeline. Clients that write straight to each node's Postgres (as
+  write as primary on a newer timeline, sent by its client after that first write too. Clients that write straight to each node's Postgres (as
   libpq multi-host clients and poolers do) find these where HAProxy hides them. Both forks and
   late writes are judged by the server's clock when the statement ran (one host, one clock), not
   by when the client heard back: a link that comes back delivers an acknowledgement the network
-  held, and that is a delayed acknowledgement (counted apart), not a second writer;
+  held, and that is a delayed acknowledgement (counted apart), not a second writer. Likewise a
+  statement its client sent before the newer timeline's first write, executed after it (a whole
+  node frozen and thawed: the statement waited in the frozen backend's socket), was in flight
+  across the fault: counted apart (``inflight``), and lost in asynchronous mode;
 - phantoms: ids whose operation definitely failed but which appear.
 """
 
@@ -44,10 +47,15 @@ class Op:
     node: str = ""  # the address of the server that acknowledged it
     timeline: int = 0  # the timeline it was written on
     ran: float = 0.0  # when the server executed it (its wall clock); 0: unknown, use ``at``
+    sent: float = 0.0  # when its client sent it (the same host's wall clock); 0: unknown, use ``executed``
 
     @property
     def executed(self) -> float:
         return self.ran or self.at
+
+    @property
+    def began(self) -> float:
+        return self.sent or self.executed
 
 
 @dataclass
@@ -62,11 +70,13 @@ class Report:
     faults: list[str] = field(default_factory=list)
     late: list[tuple[int, str, int]] = field(default_factory=list)  # (op id, node, timeline)
     delayed: list[tuple[int, str, int]] = field(default_factory=list)  # late to the client only
+    inflight: list[tuple[int, str, int]] = field(default_factory=list)  # sent before, executed after
 
     def summary(self) -> str:
         return (f"{self.ops} ops ({self.acknowledged} ok, {self.failed} failed, {self.unknown} unknown), "
                 f"{len(self.faults)} faults; lost {len(self.lost)}, forks {len(self.forks)}, "
-                f"late writes {len(self.late)}, delayed acks {len(self.delayed)}, phantoms {len(self.phantoms)}")
+                f"late writes {len(self.late)}, in flight {len(self.inflight)}, delayed acks {len(self.delayed)}, "
+                f"phantoms {len(self.phantoms)}")
 
 
 def dsn(port: int, host: str = "127.0.0.1") -> str:
@@ -106,10 +116,11 @@ class Client(threading.Thread):
             op_id = self.n * 1_000_000 + seq
             key = self.rng.randrange(ROWS)
             try:
+                sent = time.time()
                 row = conn.execute(APPEND, ([op_id], key)).fetchone()
                 assert row is not None
                 self.record(Op(op_id, key, "ok", tuple(row[0]), time.monotonic(), str(row[1]), int(row[2]),
-                               float(row[3])))
+                               float(row[3]), sent))
             except (pgerr.ReadOnlySqlTransaction, pgerr.CannotConnectNow, pgerr.AdminShutdown) as exc:
                 # refused by the server before any change: definitely not committed...
                 # ...except an admin shutdown, which can hit a commit in flight
@@ -152,10 +163,12 @@ def check(ops: list[Op], final: dict[int, tuple[int, ...]], faults: list[str]) -
             if _overlap(acked, a[: p + 1], b[: p + 1]):
                 forks.append((key, a, b))
     executed = late_writes(ops, lambda o: o.executed)
-    known = set(executed)
+    late = late_writes(ops, lambda o: o.executed, lambda o: o.began)
+    known, new = set(executed), set(late)
     return Report(len(ops), sum(o.outcome == "ok" for o in ops), sum(o.outcome == "failed" for o in ops),
-                  sum(o.outcome == "unknown" for o in ops), lost, forks, phantoms, faults, executed,
-                  [w for w in late_writes(ops, lambda o: o.at) if w not in known])
+                  sum(o.outcome == "unknown" for o in ops), lost, forks, phantoms, faults, late,
+                  [w for w in late_writes(ops, lambda o: o.at) if w not in known],
+                  [w for w in executed if w not in new])
 
 
 def _common(a: tuple[int, ...], b: tuple[int, ...]) -> int:
@@ -171,22 +184,26 @@ def _common(a: tuple[int, ...], b: tuple[int, ...]) -> int:
 
 
 def _overlap(acked: list[Op], head_a: tuple[int, ...], head_b: tuple[int, ...]) -> bool:
-    """Whether both branches (the results starting with each head) acknowledged writes at once."""
-    branch_a = [o.executed for o in acked if o.result[: len(head_a)] == head_a]
-    branch_b = [o.executed for o in acked if o.result[: len(head_b)] == head_b]
-    return bool(branch_a and branch_b and min(branch_a) <= max(branch_b) and min(branch_b) <= max(branch_a))
+    """Whether both branches (the results starting with each head) acknowledged writes at once:
+    each had a write sent after the other had executed one."""
+    branch_a = [o for o in acked if o.result[: len(head_a)] == head_a]
+    branch_b = [o for o in acked if o.result[: len(head_b)] == head_b]
+    return bool(branch_a and branch_b and min(o.executed for o in branch_a) <= max(o.began for o in branch_b)
+                and min(o.executed for o in branch_b) <= max(o.began for o in branch_a))
 
 
-def late_writes(ops: list[Op], when: Callable[[Op], float]) -> list[tuple[int, str, int]]:
-    """Writes that a node took, by ``when``, after another node took its first write on a newer
-    timeline: for a while, two nodes took writes."""
+def late_writes(ops: list[Op], when: Callable[[Op], float],
+                began: Callable[[Op], float] | None = None) -> list[tuple[int, str, int]]:
+    """Writes that a node took, by ``when`` (and, given ``began``, whose statement began by it),
+    after another node took its first write on a newer timeline: for a while, two nodes took writes."""
     first: dict[tuple[str, int], float] = {}
     for o in ops:
         if o.outcome == "ok" and o.node and o.timeline:
             first[(o.node, o.timeline)] = min(when(o), first.get((o.node, o.timeline), when(o)))
     return [(o.id, o.node, o.timeline) for o in ops
             if o.outcome == "ok" and o.node and o.timeline
-            and any(n != o.node and tl > o.timeline and at < when(o) for (n, tl), at in first.items())]
+            and any(n != o.node and tl > o.timeline and at < when(o) and (began is None or at < began(o))
+                    for (n, tl), at in first.items())]
 
 
 def _sync_standby(c: LocalCluster, leader: Node) -> Node | None:

@@ -49,6 +49,24 @@ def test_checker_tells_an_acknowledgement_the_network_held_back_from_a_second_wr
     assert report.lost == [2]
 
 
+def test_checker_tells_a_statement_sent_before_the_fault_from_one_a_second_writer_took() -> None:
+    """A whole node frozen for 23 s: its client had sent op 2 before the freeze; the thawed backend
+    runs it after n2's first write. In flight across the fault, not a second writer. Op 4, sent to
+    the thawed node after n2's first write, is a late write."""
+    ops = [Op(1, 0, "ok", (1,), 1.0, "10.77.0.11", 1, ran=100.0, sent=99.9),
+           Op(3, 1, "ok", (3,), 21.0, "10.77.0.12", 2, ran=120.0, sent=119.9),  # n2's first write
+           Op(2, 0, "ok", (1, 2), 24.0, "10.77.0.11", 1, ran=123.0, sent=100.1),
+           Op(5, 1, "ok", (3, 5), 24.5, "10.77.0.12", 2, ran=123.5, sent=123.4)]
+    report = check(ops, {0: (1,), 1: (3, 5)}, [])
+    assert report.inflight == [(2, "10.77.0.11", 1)] and report.late == [] and report.forks == []
+    assert report.lost == [2]
+    late = [*ops, Op(4, 1, "ok", (4,), 25.0, "10.77.0.11", 1, ran=124.0, sent=123.9),
+            Op(6, 1, "ok", (3, 5, 6), 25.5, "10.77.0.12", 2, ran=124.5, sent=124.4)]
+    report = check(late, {0: (1,), 1: (3, 5, 6)}, [])
+    assert report.late == [(4, "10.77.0.11", 1)] and report.inflight == [(2, "10.77.0.11", 1)]
+    assert report.forks == [(1, (3,), (4,))]
+
+
 def _split_brain(seed: int, n: int, branches: int) -> tuple[list[Op], dict[int, tuple[int, ...]]]:
     """``n`` appends; from a random point on, each goes to one of ``branches`` writers at once."""
     rng = random.Random(seed)
