@@ -81,8 +81,14 @@ class Fence:
         first = not self.armed
         earlier = first or deadline < (self.deadline or deadline)
         tmp = self.state.with_name(self.state.name + ".tmp")
-        tmp.write_text(f"{deadline + _boottime_offset():.6f}\n")
-        tmp.replace(self.state)
+        try:
+            tmp.write_text(f"{deadline + _boottime_offset():.6f}\n")
+            tmp.replace(self.state)
+        except OSError as exc:
+            # A full disk: the fence keeps its earlier deadline and stops Postgres then (sooner
+            # than the lease requires, never later); with none written, nothing guards Postgres.
+            log.error("cannot move the fence's deadline (%s): it stops postgres at its earlier deadline", exc)
+            return not first and self.alive()
         self.deadline = deadline
         if earlier:
             self._nudge()

@@ -96,7 +96,11 @@ class LeaseKeeper:
             if not self.holds(time.monotonic()):
                 self._on_change()
             was_ok = self.ok
-            await self.renew(leader())
+            try:
+                await self.renew(leader())
+            except Exception as exc:  # noqa: BLE001 - a keeper that died would leave a lease nobody renews or regrants
+                self.ok = False
+                self._repeats.error(f"lease renewal failed ({type(exc).__name__}: {exc}); retrying")
             if self.ok != was_ok or not self.ok:
                 self._on_change()
 
@@ -139,7 +143,10 @@ class LeaseKeeper:
             self.valid_until = min(self.valid_until, self.retiring_until)
         self.ok = True
         self.renewals += 1
-        self._on_renewed()
+        try:
+            self._on_renewed()
+        except Exception as exc:  # noqa: BLE001 - the lease is renewed; a failed follow-up must not end renewals
+            self._repeats.error(f"after a lease renewal: {type(exc).__name__}: {exc}")
 
     async def _regrant(self, config: ClusterSettings, old_valid_until: float, deadline: float) -> int:
         """The ttl changed: a new lease at the new ttl; the old one (just renewed) retires. Until

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +25,11 @@ from pgha.core.archive import ArchiveState
 from pgha.core.report import PgFacts
 from pgha.core.snapshot import PgState
 from pgha.postgres import bounded, conf, guc, installed, processes, promotion, roles, startup
+from pgha.postgres.memory import DiskState, Memory
 from pgha.postgres.probe import STATE_QUERY
 from pgha.postgres.runas import RunAs
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DiskState:
-    """What the agent remembers across its own restarts, stored beside (not inside: pg_rewind
-    would delete it) the data directory."""
-
-    primary_on_timeline: int | None = None
-    following: str | None = None
-    handover_lsn: int | None = None
-    lease: int | None = None  # this node's agent's last etcd lease (``core.namesake``)
 
 
 class PostgresController:
@@ -52,7 +41,7 @@ class PostgresController:
         self.state_path = self.data_dir.with_name(self.data_dir.name + ".pgha.json")
         self.log_path = str(self.data_dir.with_name(self.data_dir.name + ".postgres.log"))
         self.passfile = str(self.data_dir.with_name(self.data_dir.name + ".pgpass"))
-        self.disk = self._load_disk_state()
+        self.memory = Memory(self.state_path)
         self._proc: asyncio.subprocess.Process | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self.exited = asyncio.Event()  # set when the postmaster we started exits
@@ -66,18 +55,12 @@ class PostgresController:
 
     # -- bookkeeping -------------------------------------------------------------------
 
-    def _load_disk_state(self) -> DiskState:
-        try:
-            d = json.loads(self.state_path.read_text())
-            return DiskState(**{k: d.get(k) for k in DiskState.__dataclass_fields__})
-        except (OSError, ValueError):
-            return DiskState()
+    @property
+    def disk(self) -> DiskState:
+        return self.memory.state
 
     def remember(self, **changes: Any) -> None:
-        new = replace(self.disk, **changes)
-        if new != self.disk:
-            self.disk = new
-            self.state_path.write_text(json.dumps(asdict(new)))
+        self.memory.remember(**changes)
 
     def _bin(self, name: str) -> str:
         return str(Path(self.settings.bin_dir) / name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -250,3 +251,44 @@ def _take(sock: socket.socket, port: int) -> bool:
         return False
     sock.listen()
     return True
+
+
+def test_a_primary_whose_disk_fills_hands_over_and_rejoins_once_space_is_back(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    """Every node on a small tmpfs (data, pg_wal, logs, the agent's own files); the primary's
+    filled to the last byte. The matrix found the agent's lease keeper dead after the fence's
+    deadline file could not be written: its lease expired, was never granted again, and its
+    record and slot went with it, so the old primary never streamed again (a rewind every
+    20 s). Now a replica takes over and the old primary rejoins once space is back."""
+    from tests.catalogue import small_disk
+
+    c = make_cluster(dcs=FAST)
+    unmount = [small_disk(n, "256m") for n in c.nodes]
+    try:
+        c.start()
+        old = c.leader()
+        filler = old.dir / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:  # unbuffered: the last write fails with ENOSPC and nothing is left to flush
+            with contextlib.suppress(OSError):
+                while os.write(fd, b"\0" * (1 << 16)):
+                    pass
+        finally:
+            os.close(fd)
+        try:
+            with contextlib.suppress(psycopg.Error):  # WAL for a write the disk cannot hold: it stops
+                sql(old.dsn(), "CREATE TABLE IF NOT EXISTS fill AS SELECT g FROM generate_series(1, 500000) g")
+            new = wait_for("a replica takes over", lambda: next(
+                (n for n in c.nodes if n is not old and writable(n)), None), 4 * FAST["ttl"] + 30)
+        finally:
+            filler.unlink()
+        sql(new.dsn(), "CREATE TABLE after_the_disk_filled (x int)")
+        wait_for("the old primary streams again", lambda: old.health("/replica") == 200, 90)
+        assert c.primaries() == [new]
+        wait_for("the table on the old primary", lambda: sql(
+            old.dsn(), "SELECT to_regclass('after_the_disk_filled') IS NOT NULL")[0][0], 30)
+        assert "requested lease not found" not in old.log_text()
+    finally:
+        c.stop()
+        for u in unmount:
+            u()
