@@ -18,6 +18,7 @@ from pgha.core import actions as a
 from pgha.core import lease
 from pgha.core.settings import ClusterSettings
 from pgha.core.snapshot import Snapshot
+from pgha.log import Repeats
 
 log = logging.getLogger("pgha")
 
@@ -42,6 +43,7 @@ class Fence:
         self._fired_seen = self.fired()
         self._started_at: float | None = None
         self._starts = 0  # starts since the fence was last seen alive
+        self._repeats = Repeats(log)
 
     @property
     def watchdog_problem(self) -> str | None:
@@ -87,8 +89,9 @@ class Fence:
         except OSError as exc:
             # A full disk: the fence keeps its earlier deadline and stops Postgres then (sooner
             # than the lease requires, never later); with none written, nothing guards Postgres.
-            log.error("cannot move the fence's deadline (%s): it stops postgres at its earlier deadline", exc)
+            self._repeats.error(f"cannot move the fence's deadline ({exc}): it stops postgres at its earlier deadline")
             return not first and self.alive()
+        self._repeats.clear()
         self.deadline = deadline
         if earlier:
             self._nudge()

@@ -87,12 +87,16 @@ class PostgresJobs:
     async def start(self, s: Snapshot, primary: bool, follow: str | None, chosen_sync: str | None = None,
                     timeout: float | None = None) -> Result:
         """``timeout``: as the action says (StartPostgres); None: the defaults below."""
-        if primary:
-            self.postgres.make_primary()
-        else:
-            self.postgres.make_standby()
-        sync_names = chosen_sync if chosen_sync is not None else s.chosen_sync
-        params = self.configure(s, primary, follow, sync_names)
+        try:
+            if primary:
+                self.postgres.make_primary()
+            else:
+                self.postgres.make_standby()
+            params = self.configure(s, primary, follow, chosen_sync if chosen_sync is not None else s.chosen_sync)
+        except OSError:
+            # Its files cannot be written (a full disk): a start that fails before it begins fails again.
+            self.postgres.start_failed_at = time.monotonic()
+            raise
         limit = timeout if timeout is not None else max(s.config.primary_start_timeout if primary else 3600, 10)
         # With an archive to restore from, WAL gone upstream may still arrive from there.
         archive = params.get("restore_command") or self.local.postgresql.parameters.get("restore_command")
