@@ -6,15 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pgha.agent.fence import Fence
 from pgha.agent.lease import LeaseKeeper
 from pgha.config.model import DynamicConfig
 from pgha.postgres.memory import DiskState, Memory
+from pgha.testing import wait_for
 
 
 @pytest.fixture
@@ -83,3 +87,22 @@ def test_the_lease_keeper_keeps_renewing_when_what_follows_a_renewal_fails() -> 
         return keeper.renewals
 
     assert asyncio.run(scenario()) >= 3  # the grant and the renewals after it
+
+
+def test_the_fence_keeps_its_earlier_deadline_when_the_disk_is_full(disk: Path) -> None:
+    """Moving the deadline raised ENOSPC out of the HA loop, every loop: the agent did nothing else."""
+    fence = Fence(str(disk / "data"))
+    try:
+        assert fence.arm(time.monotonic() + 60)
+        wait_for("the fence process", fence.pid, 10)
+        before = fence.state.read_text()
+        filler = fill(disk)
+        assert fence.arm(time.monotonic() + 120)  # guarded still: by the earlier deadline
+        assert fence.state.read_text() == before and fence.deadline is not None
+        assert fence.deadline < time.monotonic() + 61
+        filler.unlink()
+        assert fence.arm(time.monotonic() + 120) and fence.state.read_text() != before
+    finally:
+        pid = fence.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
