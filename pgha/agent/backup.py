@@ -121,11 +121,12 @@ class BackupRunner:
         if current is None or current.member != b.member or current.started != b.started:
             log.warning("backup %s finished but the backup key changed meanwhile: outcome not recorded", label)
             return
-        await self.store.write_backup(replace(done, revision=current.revision), config.retry_timeout)
-        (log.info if ok else log.error)("%s", done.progress())
         state = pg()
         detail = {"label": label, "type": b.type, "standby": b.standby, "requested_by": b.requested_by,
                   **({"reason": reason} if reason else {})}
         event = Event("backup", self.local.name, view.leader or "", state.timeline, state.lsn,
                       done.progress(), (Phase("backup", t0, time.time() - t0),), detail)
+        # The event goes first: whoever sees the key say "done" (pgha backup waits for it) finds it in the history.
         await self.store.append_event(event, config.retry_timeout)
+        await self.store.write_backup(replace(done, revision=current.revision), config.retry_timeout)
+        (log.info if ok else log.error)("%s", done.progress())

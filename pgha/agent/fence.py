@@ -143,7 +143,7 @@ class Fence:
     def follow(self, s: Snapshot, actions: Sequence[a.Action], valid_until: float | None) -> bool:
         """Arm or disarm for this decision (``core.lease.fence_wanted``); False when it had to be
         armed and could not be."""
-        if lease.fence_wanted(s.pg.writable, s.config.pause, actions):
+        if lease.fence_wanted(s.pg.writable, s.config.pause, actions, s.busy is not None, self.armed):
             wd = self.watchdog
             if wd is not None and not wd.active and (wd.problem is None or wd.mode == "required"):
                 if not wd.activate(s.config.ttl):

@@ -76,12 +76,15 @@ def fence_deadline(valid_until: float | None, now: float, config: ClusterSetting
     return now if valid_until is None else valid_until - config.retry_timeout / 2
 
 
-def fence_wanted(writable: bool, paused: bool, actions: Sequence[a.Action]) -> bool:
+def fence_wanted(writable: bool, paused: bool, actions: Sequence[a.Action], busy: bool = False,
+                 armed: bool = False) -> bool:
     """The fence is armed while Postgres takes writes or is about to, except in maintenance mode
-    (where pgha takes no automatic action at all)."""
+    (where pgha takes no automatic action at all). An armed fence stays armed while a job runs:
+    the job that bootstraps, restarts or resumes a primary makes Postgres writable between two
+    looks, and an agent killed right then must not leave it writable with nothing to stop it."""
     if paused:
         return False
-    return writable or any(
+    return writable or (busy and armed) or any(
         isinstance(x, _MAKES_WRITABLE) or (isinstance(x, (a.StartPostgres, a.RestartPostgres)) and x.primary)
         for x in actions)
 

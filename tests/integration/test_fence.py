@@ -116,6 +116,32 @@ def test_pause_disarms_the_fence_and_resume_arms_it(make_cluster: Callable[..., 
     assert c.leader().name == leader.name
 
 
+def writable(node: Node) -> bool:
+    try:
+        return sql(node.dsn(), "SELECT NOT pg_is_in_recovery()")[0][0] is True
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+
+
+def test_the_fence_watches_postgres_from_the_moment_bootstrap_makes_it_writable(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    # The bootstrap job makes Postgres writable between two looks of the loop: an agent killed
+    # then must find a fence already watching (it was disarmed while the job ran, before).
+    c = make_cluster(nodes=1)
+    n = c.nodes[0]
+    state = Path(f"{n.data_dir}.fence")
+    c.start(wait=False)
+    unguarded, seen = 0, 0
+    end = time.monotonic() + 90
+    while time.monotonic() < end and not (seen and n.health("/primary") == 200):
+        if writable(n):
+            seen += 1
+            unguarded += not state.exists() or n.fence_pid() is None
+        time.sleep(0.01)
+    assert seen, "postgres never took writes"
+    assert unguarded == 0, f"postgres took writes unguarded by a fence in {unguarded} of {seen} looks"
+
+
 @contextmanager
 def fenced_stand_in(tmp_path: Path, deadline_in: float) -> Iterator[tuple[Path, subprocess.Popen[bytes],
                                                                              subprocess.Popen[bytes], float]]:

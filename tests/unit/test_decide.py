@@ -339,6 +339,14 @@ def test_fence_is_wanted_while_postgres_takes_writes_or_is_about_to_but_never_wh
     assert not lease.fence_wanted(writable=True, paused=True, actions=(a.Promote(),))
 
 
+def test_an_armed_fence_stays_armed_while_a_job_runs_though_postgres_takes_no_writes_yet() -> None:
+    # the bootstrap, restart or resume job makes Postgres writable between two looks
+    assert lease.fence_wanted(writable=False, paused=False, actions=(), busy=True, armed=True)
+    assert not lease.fence_wanted(writable=False, paused=False, actions=(), busy=True, armed=False)
+    assert not lease.fence_wanted(writable=False, paused=False, actions=(), busy=False, armed=True)
+    assert not lease.fence_wanted(writable=False, paused=True, actions=(), busy=True, armed=True)
+
+
 def test_fence_deadline_is_half_the_demotion_margin_before_the_lease_can_expire() -> None:
     assert lease.fence_deadline(106.0, 100.0, CFG) == 105.0
     assert lease.fence_deadline(None, 100.0, CFG) == 100.0  # no lease: no writes
