@@ -283,6 +283,75 @@ def disk_full(lab: Lab, rec: Recorder) -> Fault:
     return f
 
 
+def async_replica(lab: Lab, old: Node) -> Node:
+    """A replica that is not the synchronous standby (in async mode, any)."""
+    sync = set((old.status() or {}).get("synchronous_standbys") or [])
+    return next(n for n in lab.cluster.nodes if n is not old and n.name not in sync)
+
+
+def restarted_with(n: Node, change: Callable[[], None]) -> None:
+    """Stop ``n`` (agent and Postgres), ``change`` its node file or data, start it again."""
+    n.stop()
+    change()
+    n.start()
+
+
+def broken_replication_password(lab: Lab, rec: Recorder) -> Fault:
+    """A replica restarted with a wrong replication password (it runs, but streams nothing and
+    falls behind), then the primary node killed: the other replica takes over, never this one."""
+    old = lab.cluster.leader()
+    broken = async_replica(lab, old)
+    auth = broken.config["postgresql"]["authentication"]["replication"]
+    right = auth["password"]
+    restarted_with(broken, lambda: auth.update(password="not-the-password"))
+    time.sleep(5)  # the primary writes on; the broken replica falls behind
+    f = Fault(old, time.monotonic())
+    streams = broken.health("/replica") == 200
+    kill_node(old)
+    if not writes_back(rec, time.monotonic() + 0.5, ttl(lab) * 3):
+        f.note = "no writes within 3 ttl"
+    promoted = broken.health("/primary") == 200
+    f.unwanted = int(promoted)
+    f.note = "; ".join(x for x in (f.note, f"{broken.name} streamed with a wrong password" if streams else "",
+                                   f"{broken.name} (not streaming) promoted" if promoted else "") if x)
+    restarted_with(broken, lambda: auth.update(password=right))
+    heal_everything(lab)
+    f.ended = time.monotonic()
+    return f
+
+
+def duplicate_name(lab: Lab, rec: Recorder) -> Fault:
+    """A replica restarted from a copied node file: the primary's name, its own host and an empty
+    data directory. It must stop without touching the primary's record; nothing changes hands."""
+    old = lab.cluster.leader()
+    impostor = async_replica(lab, old)
+    data = Path(impostor.config["postgresql"]["data_dir"])
+    aside = data.with_name(data.name + ".aside")
+    own = impostor.config["name"]
+
+    def impersonate() -> None:
+        impostor.config["name"] = old.name
+        data.rename(aside)
+
+    def restore() -> None:
+        impostor.config["name"] = own
+        shutil.rmtree(data, ignore_errors=True)
+        aside.rename(data)
+
+    f = Fault(old, time.monotonic())
+    restarted_with(impostor, impersonate)
+    end = time.monotonic() + ttl(lab) * 2
+    while time.monotonic() < end and impostor.agent_alive:
+        time.sleep(0.2)
+    f.note = "the impostor's agent ran on" if impostor.agent_alive else "the impostor's agent stopped"
+    if (data / "PG_VERSION").exists():
+        f.note += "; it made a data directory"
+    restarted_with(impostor, restore)
+    heal_everything(lab)
+    f.ended = time.monotonic()
+    return f
+
+
 def mid_switchover(inject: str) -> Callable[[Lab, Recorder], Fault]:
     """A switchover to a replica (the synchronous standby in sync mode), and once the old primary
     stopped taking writes and before the candidate took over: ``inject``."""
@@ -345,6 +414,10 @@ CATALOGUE: list[Scenario] = [
              "its tmpfs (data, pg_wal, logs) filled to the last byte until another node takes writes"),
     Scenario("primary and sync standby killed", primary_and_sync_standby_killed, (AT_MOST_ONE, YES),
              "both holders of the last commit killed for 3 ttl: an async survivor must not be promoted in sync mode"),
+    Scenario("replica with a wrong replication password", broken_replication_password, (YES, YES),
+             "a replica restarted with a wrong replication password, then the primary node killed"),
+    Scenario("second agent with the primary's name", duplicate_name, (NO, NO),
+             "a replica restarted from a copy of the primary's node file (its name), with no data, for 2 ttl"),
     Scenario("switchover: candidate killed", mid_switchover("candidate killed"), (AT_MOST_ONE, AT_MOST_ONE),
              "a switchover; the candidate node killed once the old primary stopped taking writes"),
     Scenario("switchover: old leader's agent killed", mid_switchover("old leader's agent killed"),
