@@ -51,7 +51,10 @@ class Writer(threading.Thread):
                 conn = psycopg.connect(n.dsn(), autocommit=True, connect_timeout=1)
             except psycopg.Error:
                 continue
-            row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            try:
+                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            except psycopg.Error:  # the node went down between connect and query: the writer must outlive it
+                row = None
             if row is not None and not row[0]:
                 return conn
             conn.close()
