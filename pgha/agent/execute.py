@@ -229,10 +229,11 @@ class Executor:
         return Result(applied_parameters=params, reload_done=True)
 
     async def _ask_peers(self, act: a.AskPeers, s: Snapshot) -> Result:
-        positions = await peers.received_positions(s.cluster.members, act.members, min(2.0, s.config.retry_timeout / 2),
-                                                   self.jobs.local.restapi.cafile)
-        log.info("synchronous standbys answered with their positions: %s", positions or "none")
-        return Result(peer_positions=positions, wake=True)
+        positions, refused = await peers.received_positions(s.cluster.members, act.members,
+                                                            min(2.0, s.config.retry_timeout / 2), self.jobs.local.restapi.cafile)
+        log.info("asked %s for their positions: %s%s", ", ".join(act.members), positions or "no answer",
+                 f"; no agent listens on {', '.join(sorted(refused))}" if refused else "")
+        return Result(peer_positions=positions, peers_asked=frozenset(act.members), peers_refused=refused, wake=True)
 
     async def _copy_logical_slots(self, act: a.CopyLogicalSlots, s: Snapshot) -> Result:
         """Read the slots on the leader and check that this standby has the WAL they need, in the

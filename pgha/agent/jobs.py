@@ -41,6 +41,8 @@ class Result:
     exit: bool = False
     wake: bool = False  # decide again at once: the action changed what a decision depends on
     peer_positions: Mapping[str, int] | None = None  # answers to AskPeers
+    peers_asked: frozenset[str] = frozenset()  # ... whom it asked
+    peers_refused: frozenset[str] = frozenset()  # ... and whose hosts refused the connection
     failsafe_round: tuple[float, bool] | None = None  # ConfirmFailsafe: when the round was sent, all accepted
 
 

@@ -26,6 +26,8 @@ class LoopState:
     fence_ok: bool = True
     peer_positions: Mapping[str, int] = field(default_factory=dict)
     peers_asked_at: float | None = None
+    peers_asked: frozenset[str] = frozenset()
+    peers_refused: frozenset[str] = frozenset()
     initialize_empty_since: float | None = None
     failsafe_asked_at: float | None = None
     failsafe_confirmed_at: float | None = None
@@ -48,7 +50,8 @@ def fold(state: LoopState, snap: Snapshot, note: str, results: Sequence[Result],
         if r.chosen_sync is not None:
             st = replace(st, chosen_sync=r.chosen_sync)
         if r.peer_positions is not None:
-            st = replace(st, peer_positions=r.peer_positions, peers_asked_at=snap.now)
+            st = replace(st, peer_positions=r.peer_positions, peers_asked_at=snap.now, peers_asked=r.peers_asked,
+                         peers_refused=r.peers_refused)
         if r.failsafe_round is not None:
             sent, accepted = r.failsafe_round
             st = replace(st, failsafe_asked_at=sent, failsafe_confirmed_at=sent if accepted else None)

@@ -48,6 +48,7 @@ from pgha.core import (
 from pgha.core.actions import (
     AcquireLeader,
     Action,
+    AskPeers,
     ClaimInitialize,
     ClearDivergence,
     ClearFailover,
@@ -388,5 +389,9 @@ def _during_switchover(s: Snapshot, f: FailoverRequest) -> Decision | None:
     if handing_over and lacks_final:
         return _wait(f"switchover from {f.leader}: this node lacks its final WAL position {c.status.lsn}")
     if f.candidate and f.candidate in c.members and waited < s.config.retry_timeout:
-        return _wait(f"switchover to {f.candidate} in progress")
+        if not election.answers_fresh(s, (f.candidate,)):
+            return Decision((AskPeers((f.candidate,)),), f"switchover to {f.candidate} in progress: asking "
+                                                         "whether its agent runs")
+        if not election.agents_gone(s, (f.candidate,)):
+            return _wait(f"switchover to {f.candidate} in progress")
     return None

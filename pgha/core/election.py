@@ -4,6 +4,8 @@ proof a synchronous standby needs before it takes over."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from pgha.core import failsafe, fitness, publish, sync
 from pgha.core.actions import AcquireLeader, AskPeers, Decision, Demote, FollowLeader
 from pgha.core.snapshot import Snapshot
@@ -33,6 +35,21 @@ def ineligibility(s: Snapshot) -> str | None:
     if s.config.check_timeline and pg.timeline < c.status.timeline:
         return f"timeline {pg.timeline} is older than the last primary's {c.status.timeline}"
     return failsafe.race_problem(s) or sync.promotion_problem(s)
+
+
+def answers_fresh(s: Snapshot, names: Collection[str]) -> bool:
+    """Whether every one of ``names`` was asked (``AskPeers``) after the leader was lost and
+    within ``retry_timeout``: member records can be a loop old, answers are live."""
+    at = s.peers_asked_at
+    return (at is not None and s.now - at <= s.config.retry_timeout
+            and (s.leader_lost_at is None or at >= s.leader_lost_at) and set(names) <= s.peers_asked)
+
+
+def agents_gone(s: Snapshot, names: Collection[str]) -> frozenset[str]:
+    """Those of ``names`` whose hosts refused a fresh ask: no agent runs there to take the key
+    (a killed node; its member record lives on until its lease expires), so waiting for them
+    would only wait out ``retry_timeout``. A host that does not answer at all is not gone."""
+    return frozenset(n for n in names if n in s.peers_refused) if answers_fresh(s, names) else frozenset()
 
 
 def _position_may_return(s: Snapshot) -> bool:
@@ -76,6 +93,11 @@ def without_leader(s: Snapshot) -> Decision:
         if ahead:
             return _wait(f"no leader: synchronous standby {', '.join(ahead)} is more advanced")
     if better and waited < s.config.retry_timeout:
+        if not answers_fresh(s, better):
+            return Decision((AskPeers(tuple(better)),), f"no leader: asking {', '.join(better)} (more advanced) "
+                                                         "whether their agents run")
+        better = [n for n in better if n not in agents_gone(s, better)]
+    if better and waited < s.config.retry_timeout:
         one = len(better) == 1
         return _wait(f"no leader: {', '.join(better)} {'is' if one else 'are'} more advanced, "
                      f"letting {'it' if one else 'them'} take over")
@@ -98,9 +120,7 @@ def _sync_proof(s: Snapshot) -> Decision | None:
     if s.name not in holders or s.cluster.status.leader == s.name:
         return None
     others = tuple(n for n in holders if n != s.name)
-    fresh = (s.peers_asked_at is not None and s.now - s.peers_asked_at <= s.config.retry_timeout
-             and (s.leader_lost_at is None or s.peers_asked_at >= s.leader_lost_at))
-    if others and not fresh:
+    if others and not answers_fresh(s, others):
         return Decision((AskPeers(others),), "no leader: asking the synchronous standbys for their positions")
     problem = sync.proof_problem(s)
     if problem is None:

@@ -98,6 +98,8 @@ class Snapshot:
     watchdog_problem: str | None = None  # the watchdog is required and cannot be used: never lead
     peer_positions: Mapping[str, int] = field(default_factory=dict)  # live answers to AskPeers
     peers_asked_at: float | None = None  # when those answers were asked for
+    peers_asked: frozenset[str] = frozenset()  # whom that was
+    peers_refused: frozenset[str] = frozenset()  # those whose hosts refused the connection: no agent runs there
     initialize_empty_since: float | None = None  # since when ``initialize`` was seen claimed but empty
     failsafe_asked_at: float | None = None  # primary: when the last round of failsafe confirmations was sent
     failsafe_confirmed_at: float | None = None  # ... and when the last round every member accepted was sent

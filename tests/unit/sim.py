@@ -133,7 +133,10 @@ class SimNode:
     initialize_empty_since: float | None = None
     peer_positions: dict[str, int] = field(default_factory=dict)
     peers_asked_at: float | None = None
+    peers_asked: frozenset[str] = frozenset()
+    peers_refused: frozenset[str] = frozenset()
     alive: bool = True  # agent process running (False: killed or SIGSTOPped)
+    killed: bool = False  # not alive because killed: its API port refuses connections (SIGSTOP: no answer)
     partitioned: bool = False  # cut from etcd and from the other agents' REST APIs
     wal_cut: bool = False  # its walreceiver silently gets nothing more from its upstream
 
@@ -258,8 +261,8 @@ class SimCluster:
             pg.running = False
             pg.down_since = self.local(self.nodes[name])
 
-    def set_alive(self, name: str, alive: bool) -> None:
-        self.nodes[name].alive = alive
+    def set_alive(self, name: str, alive: bool, killed: bool = False) -> None:
+        self.nodes[name].alive, self.nodes[name].killed = alive, not alive and killed
 
     def restart_agent(self, name: str) -> None:
         """A killed agent starts again: a new lease, nothing remembered but the data directory."""
@@ -267,6 +270,7 @@ class SimCluster:
         node.alive, node.lease, node.retiring, node.retiring_until = True, 0, 0, None
         node.valid_until = node.renewed_at = node.leader_lost_at = node.initialize_empty_since = None
         node.peer_positions, node.peers_asked_at = {}, None
+        node.peers_asked = node.peers_refused = frozenset()
 
     def set_partitioned(self, name: str, partitioned: bool) -> None:
         self.nodes[name].partitioned = partitioned
@@ -377,6 +381,7 @@ class SimCluster:
                         lease_valid_until=node.valid_until, lease_renewed_at=node.renewed_at,
                         leader_lost_at=node.leader_lost_at, lease_id=node.lease or None,
                         peer_positions=dict(node.peer_positions), peers_asked_at=node.peers_asked_at,
+                        peers_asked=node.peers_asked, peers_refused=node.peers_refused,
                         initialize_empty_since=node.initialize_empty_since)
 
     def _observe(self, node: SimNode) -> bool:
@@ -511,6 +516,9 @@ class SimCluster:
             node.peer_positions = {n: self.nodes[n].pg.lsn for n in act.members
                                    if n in self.nodes and self.nodes[n].alive and not self.nodes[n].partitioned}
             node.peers_asked_at = self.local(node)
+            node.peers_asked = frozenset(act.members)
+            node.peers_refused = frozenset(n for n in act.members if n in self.nodes and self.nodes[n].killed
+                                           and not self.nodes[n].partitioned)
         elif isinstance(act, a.SetSyncStandbys):
             pg.sync_setting = act.setting
         elif isinstance(act, (a.RestartPostgres, a.ReloadConfig, a.NameSwitchoverCandidate)):

@@ -26,6 +26,8 @@ def snap(pg: PgState, cluster: ClusterView, name: str = "n2", **kw: object) -> S
     base = dict(now=100.0, name=name, tags=Tags(), config=CFG, cluster=cluster, dcs_ok=True, pg=pg,
                 lease_valid_until=106.0)
     base.update(kw)
+    if "peers_asked_at" in kw and "peers_asked" not in kw:  # answers given: every other member was asked
+        base["peers_asked"] = frozenset(cluster.members) - {name}
     return Snapshot(**base)  # type: ignore[arg-type]
 
 
@@ -150,18 +152,32 @@ def test_last_position_rewound_away_by_its_own_primary_does_not_block_failover_f
 def test_less_advanced_replica_lets_the_more_advanced_one_race_first() -> None:
     ahead = Member("n3", role="replica", state="streaming", lsn=5100, replayed_lsn=5100)
     s = snap(replace(REPLICA, lsn=5000), view(leader=None, n3=ahead), leader_lost_at=99.5)
+    assert decide(s).actions == (a.AskPeers(("n3",)),)  # first: does its agent still run?
+    s = replace(s, peers_asked_at=99.6, peers_asked=frozenset({"n3"}), peer_positions={"n3": 5100})
     assert kinds(s) == []
     # ... but not forever: after retry_timeout it races itself
     assert kinds(replace(s, now=102.0)) == [a.AcquireLeader]
 
 
+def test_a_more_advanced_replica_whose_host_refuses_its_api_is_not_waited_for() -> None:
+    # Killed with its node's primary: its record lives until its lease expires, its agent does not.
+    ahead = Member("n3", role="replica", state="streaming", lsn=5100, replayed_lsn=5100)
+    s = snap(replace(REPLICA, lsn=5000), view(leader=None, n3=ahead), leader_lost_at=99.5)
+    asked = dict(peers_asked_at=99.6, peers_asked=frozenset({"n3"}))
+    assert kinds(replace(s, **asked, peers_refused=frozenset({"n3"}))) == [a.AcquireLeader]
+    assert kinds(replace(s, **asked)) == []  # no answer at all (SIGSTOP, a cut): it may still race
+    # a refusal from before the leader was lost proves nothing about now
+    assert decide(replace(s, peers_asked_at=99.0, peers_asked=frozenset({"n3"}),
+                          peers_refused=frozenset({"n3"}))).actions == (a.AskPeers(("n3",)),)
+
+
 def test_equal_replicas_break_ties_by_priority_then_name() -> None:
     peer = Member("n3", role="replica", state="streaming", lsn=5000, replayed_lsn=5000)
     assert kinds(snap(REPLICA, view(leader=None, n3=peer), leader_lost_at=100.0)) == [a.AcquireLeader]
-    s = snap(REPLICA, view(leader=None, n3=peer), name="n4", leader_lost_at=100.0)
+    s = snap(REPLICA, view(leader=None, n3=peer), name="n4", leader_lost_at=100.0, peers_asked_at=100.0)
     assert kinds(s) == []
     high = replace(peer, tags={"failover_priority": 5})
-    assert kinds(snap(REPLICA, view(leader=None, n3=high), leader_lost_at=100.0)) == []
+    assert kinds(snap(REPLICA, view(leader=None, n3=high), leader_lost_at=100.0, peers_asked_at=100.0)) == []
 
 
 def test_paused_cluster_takes_no_automatic_action() -> None:
@@ -230,7 +246,12 @@ def test_candidate_waits_for_the_old_primarys_final_position_before_taking_over(
 
 def test_other_replicas_leave_the_key_to_the_switchover_candidate() -> None:
     v = replace(view(leader=None, n2=STREAMING_N2), failover=FailoverRequest("n1", "n2"))
-    assert kinds(snap(REPLICA, v, name="n3", leader_lost_at=100.0)) == []
+    s = snap(REPLICA, v, name="n3", leader_lost_at=100.0)
+    assert decide(s).actions == (a.AskPeers(("n2",)),)  # first: does the candidate's agent still run?
+    assert kinds(replace(s, peers_asked_at=100.0, peers_asked=frozenset({"n2"}))) == []
+    # a refusal (the candidate killed after the old primary stopped): no waiting out retry_timeout
+    gone = replace(s, peers_asked_at=100.0, peers_asked=frozenset({"n2"}), peers_refused=frozenset({"n2"}))
+    assert kinds(gone) == [a.AcquireLeader]
 
 
 def test_new_leader_promotes_before_clearing_the_switchover_request() -> None:

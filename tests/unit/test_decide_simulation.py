@@ -97,7 +97,7 @@ ACTIONS: dict[str, Callable[[SimCluster, tuple[object, ...]], None]] = {
     "switchover": lambda c, ev: c.request_switchover(str(ev[1])),
     "revive": lambda c, ev: _revive(c, str(ev[1])),
     "restart_agent": lambda c, ev: c.restart_agent(str(ev[1])),
-    "kill": lambda c, ev: (c.set_alive(str(ev[1]), False), c.crash_pg(str(ev[1]))) and None,
+    "kill": lambda c, ev: (c.set_alive(str(ev[1]), False, killed=True), c.crash_pg(str(ev[1]))) and None,
     "alive": lambda c, ev: c.set_alive(str(ev[1]), bool(ev[2])),
     "partition": lambda c, ev: c.set_partitioned(str(ev[1]), bool(ev[2])),
     "clock_jump": lambda c, ev: c.clock_jump(str(ev[1]), float(ev[2])),  # type: ignore[arg-type]
