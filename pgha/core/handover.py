@@ -4,7 +4,7 @@ bound, then hand over. Pure: a function of one Snapshot."""
 
 from __future__ import annotations
 
-from pgha.core import poolers
+from pgha.core import election, poolers
 from pgha.core.actions import Action, AnnounceHandover, CancelTransactions, ClearFailover, Decision, HandOver
 from pgha.core.snapshot import Snapshot
 
@@ -21,8 +21,10 @@ def hand_over(s: Snapshot, candidate: str, first: tuple[Action, ...]) -> Decisio
     if m.following == s.name and candidate not in s.pg.replica_lsns:
         # Its record outlives it by a ttl: a candidate that died (during the poolers' handshake, or
         # between an earlier hand-over and its promotion) would be handed the cluster again and
-        # again. One that just reconnected shows up in pg_stat_replication within a loop.
-        if c.handover is not None or asked_for > s.config.retry_timeout:
+        # again. One that just reconnected shows up in pg_stat_replication within a loop; one whose
+        # host refused our ask (we took the key back from it) has no agent to reconnect, and
+        # strict synchronous mode holds every commit for it until the request goes.
+        if c.handover is not None or asked_for > s.config.retry_timeout or election.agents_gone(s, (candidate,)):
             return Decision((ClearFailover(f"candidate {candidate} no longer streams from {s.name}"),),
                             f"switchover to {candidate} given up: it no longer streams from {s.name}")
         return Decision(first, f"switchover to {candidate}: waiting for it to stream from {s.name}", recheck=0.2)

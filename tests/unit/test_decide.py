@@ -625,6 +625,17 @@ def test_leader_cancels_the_transactions_holding_the_poolers_past_the_bound_then
     assert late.actions == (a.HandOver("n2"),)
 
 
+def test_a_leader_that_took_the_key_back_from_a_killed_candidate_drops_the_request_at_once() -> None:
+    # No hand-over record: the candidate died after the key went, and this old primary took it back
+    # on its refusal. Waiting retry_timeout for it to stream would hold strict mode's commits.
+    n2 = replace(STREAMING_N2, following="n1")
+    v = replace(view(n2=n2), failover=FailoverRequest("n1", "n2"))
+    s = snap(PRIMARY, v, name="n1", failover_seen_at=99.0)
+    assert kinds(s) == [] and "waiting for it to stream" in decide(s).note  # it may be reconnecting
+    gone = decide(replace(s, peers_asked_at=99.5, peers_asked=frozenset({"n2"}), peers_refused=frozenset({"n2"})))
+    assert [type(x) for x in gone.actions] == [a.ClearFailover] and "no longer streams from n1" in gone.note
+
+
 def test_leader_gives_up_a_switchover_whose_candidate_stopped_streaming_from_it() -> None:
     # n2's record (bound to its lease) still says streaming; the leader's own replication view
     # says its walreceiver is gone: it died while the poolers paused
