@@ -67,6 +67,8 @@ def open_lab(mode: str, tag: str, timing: dict[str, float] | None = None, system
             vip = f"{VIP_SCRIPT} {vip_of(net)}/24 eth0"
             n.config["postgresql"]["callbacks"] = {k: vip for k in ("on_start", "on_stop", "on_restart",
                                                                     "on_role_change")}
+            # The kernel rejects clients of a primary past its fence's deadline, frozen or not.
+            n.config["fence"] = {"port_gate": "required"}
         if system == "patroni":
             cluster.nodes = [PatroniNode.instead_of(n) for n in cluster.nodes]
         if prepare is not None:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pgha.agent.gate import PortGate
 from pgha.agent.watchdog import Watchdog
 from pgha.core import actions as a
 from pgha.core import lease
@@ -33,9 +34,10 @@ def _boottime_offset() -> float:
 
 
 class Fence:
-    def __init__(self, data_dir: str, watchdog: Watchdog | None = None) -> None:
+    def __init__(self, data_dir: str, watchdog: Watchdog | None = None, gate: PortGate | None = None) -> None:
         self.data_dir = data_dir
         self.watchdog = watchdog
+        self.gate = gate
         self.state = Path(data_dir + ".fence")
         self.pid_file = Path(data_dir + ".fence.pid")
         self.fired_file = Path(data_dir + ".fence.fired")
@@ -46,13 +48,22 @@ class Fence:
         self._repeats = Repeats(log)
 
     @property
-    def watchdog_problem(self) -> str | None:
-        """Why leadership must be refused: the watchdog is required and cannot be used."""
-        return self.watchdog.required_but_unusable if self.watchdog is not None else None
+    def problem(self) -> str | None:
+        """Why leadership must be refused: the watchdog or the port gate is required and cannot
+        be used."""
+        if self.watchdog is not None and self.watchdog.required_but_unusable:
+            return f"watchdog required but unusable ({self.watchdog.required_but_unusable})"
+        if self.gate is not None and self.gate.required_but_unusable:
+            return f"port gate required but unusable ({self.gate.required_but_unusable})"
+        return None
 
     @property
     def watchdog_state(self) -> str:
         return self.watchdog.describe() if self.watchdog is not None else "off"
+
+    @property
+    def gate_state(self) -> str:
+        return self.gate.describe() if self.gate is not None else "off"
 
     @property
     def armed(self) -> bool:
@@ -95,6 +106,8 @@ class Fence:
         self.deadline = deadline
         if earlier:
             self._nudge()
+        if self.gate is not None and not self.gate.close_in(deadline - time.monotonic()):
+            return False
         if self.alive():
             if first or self._starts:
                 log.info("fence armed (pid %s): postgres is stopped unless the lease is renewed within %.1f s",
@@ -130,6 +143,8 @@ class Fence:
                 os.kill(pid, signal.SIGUSR1)
 
     def disarm(self, why: str) -> None:
+        if self.gate is not None:
+            self.gate.open()  # also after the fence fired, which left the gate closed
         if self.deadline is None and not self.state.exists():
             return
         self.deadline = None

@@ -120,7 +120,7 @@ class HaLoop:
             failover_seen_at=asked, shutting_down=self.shutting_down, busy=self.executor.busy, wall_now=time.time(),
             restart_at=self.inbox.restart_at, reinit_requested=self.inbox.reinit_requested,
             reload_requested=self.inbox.reload_requested, applied_parameters=st.applied_parameters,
-            chosen_sync=st.chosen_sync, fence_ok=st.fence_ok, watchdog_problem=self.fence.watchdog_problem,
+            chosen_sync=st.chosen_sync, fence_ok=st.fence_ok, fence_problem=self.fence.problem,
             peer_positions=st.peer_positions, peers_asked=st.peers_asked, peers_refused=st.peers_refused,
             peers_asked_at=st.peers_asked_at, initialize_empty_since=empty, failsafe_asked_at=st.failsafe_asked_at,
             failsafe_confirmed_at=st.failsafe_confirmed_at, failsafe_ping=self.inbox.failsafe_ping)

@@ -15,6 +15,7 @@ from pgha import __version__
 from pgha.agent.callbacks import CallbackRunner
 from pgha.agent.execute import Executor
 from pgha.agent.fence import Fence
+from pgha.agent.gate import PortGate
 from pgha.agent.backup import BackupRunner
 from pgha.agent.heartbeat import Heartbeat
 from pgha.agent.watchdog import Watchdog
@@ -67,7 +68,8 @@ class Agent:
         self.postgres = PostgresController(local)
         promise = Promise(Path(local.postgresql.data_dir + ".failsafe-promise"))
         self.inbox = Inbox(self.wake, promise.load(), promise.save)
-        self.fence = Fence(local.postgresql.data_dir, Watchdog(local.watchdog))
+        self.fence = Fence(local.postgresql.data_dir, Watchdog(local.watchdog),
+                           PortGate(self.postgres.settings.listen_port, local.fence.port_gate))
         self.fence_fired = 0
         self._was_primary = False
         self.keeper = LeaseKeeper(self.client, lambda: self.loop.dynamic, self.wake,
@@ -125,7 +127,7 @@ class Agent:
         key = (self._version, k.lease, k.valid_until, k.seen_at, k.renewals, k.failures, t.promotions, t.demotions,
                t.reloads, self.executor.jobs.restarts, self.fence_fired, self.inbox.restart_at, self.fence.armed,
                self.executor.timeline.recorded, self.heartbeat.ledger.last if self.heartbeat.ledger else None,
-               self.fence.watchdog_state, sum(self.callbacks.stats.runs.values()))
+               self.fence.watchdog_state, self.fence.gate_state, sum(self.callbacks.stats.runs.values()))
         if key != self._live_key:
             self._live, self._live_key = self._merge(), key
         return self._live
@@ -141,7 +143,8 @@ class Agent:
         return replace(self._report, lease_valid_until=k.valid_until, lease_id=k.lease, dcs_seen_at=k.seen_at,
                        counters=counters, callbacks=self.callbacks.stats.snapshot(),
                        restart_at=self.inbox.restart_at, fence_armed=self.fence.armed,
-                       watchdog=self.fence.watchdog_state, phase_seconds=tuple(self.executor.timeline.observations),
+                       watchdog=self.fence.watchdog_state, port_gate=self.fence.gate_state,
+                       phase_seconds=tuple(self.executor.timeline.observations),
                        heartbeat=self._heartbeat())
 
     def _heartbeat(self) -> tuple[float, float] | None:

@@ -9,7 +9,7 @@ import fcntl
 import logging
 import os
 
-from pgha.config.model import WatchdogConfig
+from pgha.config.fence import WatchdogConfig
 
 log = logging.getLogger("pgha")
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pgha.config.fence import FenceConfig, WatchdogConfig
 from pgha.config.replication import Archive, BackupSection, IgnoreSlot, PermanentSlot, RestoreFrom, StandbyCluster
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -339,22 +340,6 @@ class LogConfig(_Strict):
     file_num: int = Field(4, ge=0)
 
 
-class WatchdogConfig(_Strict):
-    """A hardware or kernel watchdog (``/dev/watchdog``), as Patroni uses it: opened when this node
-    is about to take writes, petted on each lease renewal, so that a frozen agent resets the machine
-    ``safety_margin`` seconds before its lease can expire. ``required`` refuses leadership without
-    a working device; ``automatic`` uses one when it can. The fence process runs in every mode."""
-
-    mode: Literal["off", "automatic", "required"] = "off"
-    device: str = "/dev/watchdog"
-    safety_margin: float = Field(5, ge=-1)  # -1: half of ttl
-
-    @field_validator("mode", mode="before")
-    @classmethod
-    def _yaml_off(cls, v: object) -> object:
-        return "off" if v is False else v  # YAML reads a bare ``off`` as false
-
-
 class Bootstrap(_Strict):
     dcs: DynamicConfig = Field(default_factory=lambda: DynamicConfig())
     initdb: list[str] = Field(default_factory=lambda: ["--encoding=UTF8", "--data-checksums"])
@@ -381,6 +366,7 @@ class LocalConfig(_Strict):
     postgresql: PostgresqlConfig
     tags: Tags = Field(default_factory=lambda: Tags())
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
+    fence: FenceConfig = Field(default_factory=FenceConfig)
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
 
     @field_validator("scope", "name")

@@ -185,8 +185,8 @@ def _uninitialized(s: Snapshot) -> Decision:
     data (the key space was wiped or lost) records its system identifier and lets the ordinary
     rules pick the most advanced node, which takes the key through a normal promotion."""
     if s.pg.data_dir_empty:
-        if s.watchdog_problem:
-            return _wait(f"cluster is not initialized, but the watchdog is required and unusable ({s.watchdog_problem})")
+        if s.fence_problem:
+            return _wait(f"cluster is not initialized, but the {s.fence_problem}")
         return Decision((InitializeCluster(run_initdb=True),), "cluster is not initialized: racing to bootstrap it")
     if s.pg.sysid is None:
         return _wait("the cluster has no initialize key and our system identifier is not known yet")

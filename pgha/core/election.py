@@ -20,8 +20,8 @@ def ineligibility(s: Snapshot) -> str | None:
     pg, c = s.pg, s.cluster
     if not s.tags.can_promote:
         return "tagged nofailover"
-    if s.watchdog_problem:
-        return f"watchdog required but unusable ({s.watchdog_problem})"
+    if s.fence_problem:
+        return s.fence_problem
     # ``status`` may lag the last primary position by up to the publishing slack: count it.
     lag = c.status.lsn + publish.slack(s.config) - fitness.failover_position(pg.lsn, pg.replayed_lsn, s.config)
     if lag > s.config.maximum_lag_on_failover:

@@ -78,6 +78,7 @@ class NodeReport:
     replayed_timestamp: str | None = None
     fence_armed: bool = False  # the fence process stops Postgres unless the lease is renewed
     watchdog: str = "off"  # off | active (N s) | inactive | unusable: why
+    port_gate: str = "off"  # off | open | closing | unusable: why
     facts: PgFacts = field(default_factory=PgFacts)
     callbacks: Mapping[str, tuple[int, int, float]] = field(default_factory=dict)  # action: runs, failures, seconds
     failsafe_confirmed_at: float | None = None  # primary: the last round every member confirmed was sent then
@@ -255,7 +256,8 @@ def status(r: NodeReport, now: float, wall_now: float) -> dict[str, Any]:
         "database_system_identifier": pg.sysid, "note": r.note, "pending_restart": pg.pending_restart,
         "pending_restart_reason": {k: dict(v) for k, v in r.facts.pending_restart_reason.items()},
         "sync_standby": sync_standby(r),
-        "fence": {"armed": r.fence_armed, "fired": r.counters.fence_fired, "watchdog": r.watchdog},
+        "fence": {"armed": r.fence_armed, "fired": r.counters.fence_fired, "watchdog": r.watchdog,
+                  "port_gate": r.port_gate},
     }
     out.update(_sync_status(r))
     if failsafe_active(r, now):

@@ -95,7 +95,7 @@ class Snapshot:
     applied_parameters: Mapping[str, Any] | None = None
     chosen_sync: str | None = None
     fence_ok: bool = True  # False: the fence process could not be armed
-    watchdog_problem: str | None = None  # the watchdog is required and cannot be used: never lead
+    fence_problem: str | None = None  # the watchdog or port gate is required and unusable: never lead
     peer_positions: Mapping[str, int] = field(default_factory=dict)  # live answers to AskPeers
     peers_asked_at: float | None = None  # when those answers were asked for
     peers_asked: frozenset[str] = frozenset()  # whom that was

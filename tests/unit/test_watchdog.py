@@ -22,7 +22,8 @@ from pgha import errors as e
 from pgha.agent import watchdog as wd
 from pgha.agent.fence import Fence
 from pgha.config import load_local_config
-from pgha.config.model import DynamicConfig, Tags, WatchdogConfig
+from pgha.config.fence import WatchdogConfig
+from pgha.config.model import DynamicConfig, Tags
 from pgha.core import actions as a
 from pgha.core.cluster import ClusterView, LeaderStatus, Member
 from pgha.core.decide import decide
@@ -113,18 +114,19 @@ def test_required_watchdog_without_a_device_refuses_leadership(tmp_path: Path) -
     missing = wd.Watchdog(WatchdogConfig(mode="required", device=str(tmp_path / "nope")))
     assert "does not exist" in (missing.required_but_unusable or "")
     assert wd.Watchdog(WatchdogConfig(mode="automatic", device=str(tmp_path / "nope"))).required_but_unusable is None
-    problem = missing.required_but_unusable
+    problem = Fence(str(tmp_path / "data"), missing).problem
+    assert problem is not None and "watchdog required but unusable" in problem
     replica = PgState(data_dir_empty=False, sysid="42", running=True, in_recovery=True, timeline=3, lsn=5000,
                       replayed_lsn=5000, following="n1")
     no_leader = ClusterView(initialize="42", config=CFG, members={"n2": Member("n2", role="replica", state="running")},
                             status=LeaderStatus("n1", 3, 5000))
     base = dict(now=100.0, name="n2", tags=Tags(), config=CFG, dcs_ok=True, lease_valid_until=130.0)
-    refused = decide(Snapshot(cluster=no_leader, pg=replica, watchdog_problem=problem, **base))  # type: ignore[arg-type]
+    refused = decide(Snapshot(cluster=no_leader, pg=replica, fence_problem=problem, **base))  # type: ignore[arg-type]
     assert refused.actions == () and "watchdog required but unusable" in refused.note
     allowed = decide(Snapshot(cluster=no_leader, pg=replica, **base))  # type: ignore[arg-type]
     assert [type(x) for x in allowed.actions] == [a.AcquireLeader]
     # nor does it bootstrap a new cluster
-    fresh = decide(Snapshot(cluster=ClusterView(), pg=PgState(), watchdog_problem=problem, **base))  # type: ignore[arg-type]
+    fresh = decide(Snapshot(cluster=ClusterView(), pg=PgState(), fence_problem=problem, **base))  # type: ignore[arg-type]
     assert fresh.actions == () and "watchdog" in fresh.note
 
 
