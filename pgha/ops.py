@@ -64,14 +64,14 @@ def refused(r: Refusal) -> e.OperationRefused:
     return e.OperationRefused(r.reason, r.status)
 
 
-async def wait_for_leader(store: ClusterStore, want: Callable[[str | None], bool], timeout: float,
-                          deadline: float) -> str | None:
-    """Poll etcd until the failover key is gone and the leader is one ``want`` accepts."""
+async def wait_for_outcome(store: ClusterStore, timeout: float, deadline: float) -> ClusterView | None:
+    """Poll etcd until the failover key is gone with a leader in place: the request carried out
+    (the new leader clears it) or withdrawn (the leader gave it up). None: still pending."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         view = await store.load(deadline)
-        if view.failover is None and want(view.leader):
-            return view.leader
+        if view.failover is None and view.leader is not None:
+            return view
         await asyncio.sleep(0.1)
     return None
 
@@ -80,12 +80,17 @@ async def _complete(store: ClusterStore, config: ClusterSettings, want: Callable
                     what: str, done: Callable[[str], str]) -> Outcome:
     """Wait for the requested leader change; withdraw the request if it does not happen."""
     timeout = config.ttl * 2 + config.retry_timeout
-    new = await wait_for_leader(store, want, timeout, config.retry_timeout)
-    if new is None:
+    view = await wait_for_outcome(store, timeout, config.retry_timeout)
+    if view is None:
         view = await store.load(config.retry_timeout)
         await store.clear_failover(view.failover_revision, config.retry_timeout)
         return Outcome(503, f"{what} did not complete within {timeout:.0f}s; see the agents' logs")
-    return Outcome(200, done(new), new)
+    if not want(view.leader):
+        # As Patroni answers once the request is gone: the operator learns at once, not after the
+        # wait's bound (a killed candidate kept `pgha switchover` waiting 44 s in the matrix).
+        return Outcome(503, f"{what} did not happen: {view.leader} leads and withdrew the request "
+                            f"(its log says why)", view.leader)
+    return Outcome(200, done(view.leader or ""), view.leader)
 
 
 async def switchover(store: ClusterStore, config: ClusterSettings, leader: str, candidate: str | None,

@@ -49,7 +49,7 @@ def test_candidate_killed_after_the_old_primary_stopped_leaves_one_primary_and_l
         killed = time.monotonic()
         new = wait_for("a writable node", lambda: next((n for n in c.nodes if writable(n)), None), 60)
         took = time.monotonic() - killed
-        asked.wait(60)  # the command reports the switchover as failed or incomplete
+        asked.wait(60)
         n = len(writer.acked)
         wait_for("the writer commits on the new primary", lambda: len(writer.acked) > n + 10, 30)
     finally:
@@ -61,6 +61,9 @@ def test_candidate_killed_after_the_old_primary_stopped_leaves_one_primary_and_l
     assert [n.name for n in c.nodes if writable(n)] == [old.name] and c.leader() is old
     assert old.log_text().count(f"switchover to {candidate.name}: handing over") == 1, old.log_text()[-3000:]
     assert f"switchover to {candidate.name} given up" in old.log_text()
+    # The command says so once the old primary withdrew the request, not after its wait's bound.
+    said = asked.stdout.read().decode() if asked.stdout else ""
+    assert asked.returncode != 0 and f"did not happen: {old.name} leads and withdrew the request" in said, said
     present = {r[0] for r in sql(new.dsn(), "SELECT id FROM w")}
     lost = sorted(w.id for w in writer.acked if w.id not in present)
     assert not lost, f"acknowledged commits lost: {lost[:10]}"
