@@ -11,6 +11,12 @@ every packet to the port with a TCP reset: clients fail at once and reconnect to
 and no statement sent after the deadline reaches a backend, whatever user space is doing, frozen
 or not. Disarmed, the element has no timeout and the port is open.
 
+Packets that come in over the loopback interface pass: the agent's own connections to its
+Postgres (to its own address too), which a restart in place after the fence fired needs before
+it can arm the fence again (the matrix's disk-full cell: the start waited on a closed port for all
+of primary_start_timeout). Clients on the node itself, and a pooler there (its unix socket is never
+gated anyway), are left to the fence process.
+
 Through libnftables (ctypes: no fork per renewal, no new dependency). Needs CAP_NET_ADMIN in the
 network namespace Postgres listens in; ``fence.port_gate`` says whether it is used."""
 
@@ -44,7 +50,7 @@ def setup_script(port: int, new: bool) -> str:
             f"add set {t} open {{ type inet_service; flags timeout; }}\n"
             f"add chain {t} input {{ type filter hook input priority -10; policy accept; }}\n"
             f"flush chain {t} input\n"
-            f"add rule {t} input tcp dport {port} tcp dport != @open reject with tcp reset\n"
+            f"add rule {t} input iifname != \"lo\" tcp dport {port} tcp dport != @open reject with tcp reset\n"
             + (element_script(port, None) if new else ""))
 
 

@@ -13,7 +13,7 @@ from pgha.agent.fence import Fence
 
 def test_a_new_table_starts_open_and_one_already_there_keeps_its_element() -> None:
     new = g.setup_script(5432, new=True)
-    assert "tcp dport 5432 tcp dport != @open reject with tcp reset" in new
+    assert 'iifname != "lo" tcp dport 5432 tcp dport != @open reject with tcp reset' in new
     assert new.endswith("add element inet pgha_gate_5432 open { 5432 }\n")
     again = g.setup_script(5432, new=False)
     assert "flush chain inet pgha_gate_5432 input" in again  # the rule is not doubled
