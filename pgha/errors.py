@@ -46,6 +46,11 @@ class PostgresTimeout(PostgresError):
     slow or hung, which a refusal (starting up, shutting down) is not."""
 
 
+class Unopenable(PostgresError):
+    """A started postmaster refuses every connection for a reason no waiting cures (a full disk:
+    each backend dies writing its relation cache file)."""
+
+
 class WalGone(PostgresError):
     """A starting standby cannot become consistent: WAL it must replay is gone upstream."""
 

@@ -264,6 +264,11 @@ class PostgresController:
             except e.WalGone:
                 await self.stop("immediate")  # it would wait for that WAL forever
                 raise
+            except e.Unopenable:
+                # Stopped, it counts as a start that failed: a leader gives its key up at once.
+                await self.stop("immediate")
+                self.start_failed_at = time.monotonic()
+                raise
             except e.PostgresError:
                 # A SIGKILLed postmaster's backends may hold shared memory for a moment longer.
                 if attempt == 19 or self._proc.returncode is None or time.monotonic() >= end:

@@ -6,7 +6,6 @@ needed, or a replica down longer than the primary keeps WAL) refuses connections
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
 from pathlib import Path
@@ -17,6 +16,10 @@ from pgha import errors as e
 
 _GONE = re.compile(r"requested WAL segment (\S+) has already been removed")
 GRACE = 5.0  # the error must outlast a few of the standby's retries (wal_retrieve_retry_interval)
+# Refusals of a running postmaster that waiting does not cure: its disk is full, and every
+# backend dies writing its relation cache file. Only these: any other refusal may be a recovery
+# still running, and a leader holds its key for primary_start_timeout while one runs.
+_UNOPENABLE = re.compile(r"could not write init file|No space left on device")
 
 
 def log_size(path: Path) -> int:
@@ -58,13 +61,21 @@ async def wait_ready(proc: asyncio.subprocess.Process, dsn: str, tail: LogTail, 
     upstream, and it still does not open ``GRACE`` seconds later (removed WAL does not return)."""
     end = time.monotonic() + timeout
     gone: tuple[str, float] | None = None
+    refused_since: float | None = None
     read_at = 0.0
     while time.monotonic() < end:
         if proc.returncode is not None:
             raise e.PostgresError(f"postgres exited with {proc.returncode} while starting; see {tail.path}")
-        if await _connects(proc, dsn):
+        refusal = await _refusal(proc, dsn)
+        if refusal is None:
             return
         now = time.monotonic()
+        if _UNOPENABLE.search(refusal):
+            refused_since = now if refused_since is None else refused_since
+            if now - refused_since >= GRACE:
+                raise e.Unopenable(f"postgres runs but refuses every connection ({refusal.strip()}); see {tail.path}")
+        else:
+            refused_since = None
         if missing_wal_is_final and now - read_at >= 1.0:
             read_at = now
             segment = wal_gone(tail.read())
@@ -77,9 +88,10 @@ async def wait_ready(proc: asyncio.subprocess.Process, dsn: str, tail: LogTail, 
     raise e.PostgresError(f"postgres did not accept connections within {timeout:.0f}s; see {tail.path}")
 
 
-async def _connects(proc: asyncio.subprocess.Process, dsn: str) -> bool:
-    """Whether a connection succeeds; given up as soon as the postmaster exits, because whoever
-    holds its port then (the reason it exited) may hold our attempt until connect_timeout."""
+async def _refusal(proc: asyncio.subprocess.Process, dsn: str) -> str | None:
+    """Why a connection failed (None: it succeeded); given up as soon as the postmaster exits,
+    because whoever holds its port then (the reason it exited) may hold our attempt until
+    connect_timeout."""
     attempt = asyncio.ensure_future(psycopg.AsyncConnection.connect(dsn, autocommit=True))
     exited = asyncio.ensure_future(proc.wait())
     try:
@@ -88,8 +100,11 @@ async def _connects(proc: asyncio.subprocess.Process, dsn: str) -> bool:
         exited.cancel()
         if not attempt.done():
             attempt.cancel()
-    with contextlib.suppress(asyncio.CancelledError, psycopg.OperationalError):
+    try:
         conn = await attempt
-        await conn.close()
-        return True
-    return False
+    except asyncio.CancelledError:
+        return "the postmaster exited"
+    except psycopg.OperationalError as exc:
+        return str(exc)
+    await conn.close()
+    return None

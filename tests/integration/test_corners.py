@@ -294,3 +294,53 @@ def test_a_primary_whose_disk_fills_hands_over_and_rejoins_once_space_is_back(
         c.stop()
         for u in unmount:
             u()
+
+
+def test_a_postgres_that_starts_on_a_full_disk_but_refuses_every_connection_counts_as_a_failed_start(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    """The matrix's disk-full cell (sync): the fence stopped the full primary, its restart in place
+    began, and every connection died with 'could not write init file' (a backend writes its
+    relation cache file first). The start waited for all of primary_start_timeout (283 s) with the
+    leader key held, as Patroni does. A start that gets only that answer now ends after a grace,
+    Postgres stopped, as a failed start: the decision then gives the key up at once."""
+    import asyncio
+
+    from pgha import errors as e
+    from pgha.config import load_local_config
+    from pgha.postgres import startup
+    from pgha.postgres.controller import PostgresController
+    from tests.catalogue import small_disk
+
+    c = make_cluster(nodes=1, dcs=FAST)
+    n = c.nodes[0]
+    unmount = small_disk(n, "128m")
+    try:
+        c.start()
+        c.leader()
+        n.signal_agent(signal.SIGKILL)
+        n.wait_agent_exit(5)
+        n.kill_postgres(signal.SIGKILL, tree=True)  # as the fence does
+        wait_for("postgres gone", lambda: n.postmaster_pid() is None, 10)
+        # What recovery does: the relation cache files go, and the first backend writes them again.
+        for init in n.data_dir.glob("**/pg_internal.init"):
+            init.unlink()
+        filler = n.dir / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:  # all but the last 64 KiB: room for the postmaster's files, not for a relation cache file
+            left = os.statvfs(n.dir).f_bavail * os.statvfs(n.dir).f_frsize - (64 << 10)
+            os.posix_fallocate(fd, 0, left)
+        finally:
+            os.close(fd)
+        pg = PostgresController(load_local_config(str(n.config_path)))
+        t0 = time.monotonic()
+        with pytest.raises(e.Unopenable, match="could not write init file|No space left"):
+            asyncio.run(pg.start(120))
+        took = time.monotonic() - t0
+        assert pg.postmaster_pid() is None, "the unopenable postgres was left running"
+        assert pg.start_failed_at is not None and pg.start_failed_at >= t0
+        print(f"start given up after {took:.1f} s (grace {startup.GRACE:g} s)")
+    finally:
+        with contextlib.suppress(OSError):
+            (n.dir / "filler").unlink()
+        c.stop()
+        unmount()
