@@ -12,10 +12,10 @@ and no statement sent after the deadline reaches a backend, whatever user space 
 or not. Disarmed, the element has no timeout and the port is open.
 
 Packets that come in over the loopback interface pass: the agent's own connections to its
-Postgres (to its own address too), which a restart in place after the fence fired needs before
-it can arm the fence again (the matrix's disk-full cell: the start waited on a closed port for all
-of primary_start_timeout). Clients on the node itself, and a pooler there (its unix socket is never
-gated anyway), are left to the fence process.
+Postgres (to its own address too). A leader whose fence fired restarts Postgres in place, and
+when the fence's deadline cannot be moved (a full disk holds its file) the gate stays closed: the
+start would wait on a refused port for all of primary_start_timeout. Clients on the node itself,
+and a pooler there (its unix socket is never gated anyway), are left to the fence process.
 
 Through libnftables (ctypes: no fork per renewal, no new dependency). Needs CAP_NET_ADMIN in the
 network namespace Postgres listens in; ``fence.port_gate`` says whether it is used."""
