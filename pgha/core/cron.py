@@ -6,6 +6,7 @@ day fields are restricted a day matches either of them."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -34,7 +35,9 @@ class Schedule:
     def last_fire(self, now: float) -> float | None:
         """The latest scheduled minute at or before ``now`` (epoch seconds), None within
         ``SEARCH_DAYS``."""
-        at = datetime.fromtimestamp(now, timezone.utc).replace(second=0, microsecond=0)
+        # whole seconds first: fromtimestamp rounds to the microsecond, and 0.9999998 s before a
+        # minute became that minute, a fire in the future (found by hypothesis)
+        at = datetime.fromtimestamp(math.floor(now), timezone.utc).replace(second=0, microsecond=0)
         day = at.replace(hour=0, minute=0)
         for back in range(SEARCH_DAYS):
             d = day - timedelta(days=back)

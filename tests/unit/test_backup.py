@@ -181,3 +181,9 @@ def test_recovery_path_is_read_from_the_new_timelines_history() -> None:
     history["00000005.history"] = "1\t0/5000000\tx\n2\t0/8000000\tafter\n"
     assert pitr.followed(history) == pitr.Followed(2, "0/8000000", 5)
     assert pitr.followed({}) is None
+
+
+def test_cron_fire_a_fraction_of_a_microsecond_before_the_minute_is_not_that_minute() -> None:
+    # hypothesis found it: fromtimestamp rounded 1830297599.9999998 up to the next minute
+    fired = cron.parse("0 0 * * *").last_fire(1830297599.9999998)
+    assert fired is not None and fired <= 1830297599.9999998
