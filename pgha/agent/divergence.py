@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from pgha import errors as e
-from pgha.core import events
+from pgha.core import events, timelines
 from pgha.core.cluster import lsn_text
 from pgha.postgres import conf, waldump
 from pgha.postgres.controller import PostgresController
@@ -26,20 +26,14 @@ from pgha.postgres.controller import PostgresController
 log = logging.getLogger("pgha")
 
 
-def _lsn(text: str) -> int:
-    hi, lo = text.split("/")
-    return (int(hi, 16) << 32) + int(lo, 16)
-
-
 async def _leader_facts(dsn: str, leader_timeline: int, own_timeline: int) -> int:
     """Where the leader's history says our timeline ended: the first byte it never had."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         cur = await conn.execute("SELECT pg_read_file(%s)", (f"pg_wal/{leader_timeline:08X}.history",))
         row = await cur.fetchone()
-    for line in str(row[0] if row else "").splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].isdigit() and int(parts[0]) == own_timeline:
-            return _lsn(parts[1])
+    fork = timelines.switch_point(str(row[0] if row else ""), own_timeline)
+    if fork is not None:
+        return fork
     raise e.PostgresError(f"timeline {own_timeline} is not in the leader's history of timeline {leader_timeline}")
 
 
@@ -71,7 +65,7 @@ async def record(postgres: PostgresController, host: str, port: int, leader: str
                                     str(postgres.data_dir / "pg_wal"), "-t", str(own_timeline), "-s", lsn_text(fork)],
                                    timeout=600, check=False)  # it ends with an error at the end of the WAL
     d = waldump.summarize(out.splitlines())
-    end = _lsn(d.end_lsn) if d.end_lsn else fork
+    end = timelines.parse_lsn(d.end_lsn) if d.end_lsn else fork
     if d.transactions == 0 and end <= fork:
         return None
     creds = postgres.settings.authentication.superuser

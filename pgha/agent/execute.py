@@ -291,7 +291,7 @@ class Executor:
                 await slots.create_missing(self.postgres.query, frozenset(m for m in s.cluster.members if m != s.name))
             except e.PghaError as exc:
                 log.warning("could not create the members' slots before the promotion: %s", exc)
-        await self.postgres.promote()
+        lsn = await self.postgres.promote(old_tl) or lsn  # the exact fork, recorded in the history below
         promoted = time.time()
         # Health checks answer from the published report: it must say primary before the callback
         # moves traffic here (a virtual IP), or /primary could say 503 with the address up.

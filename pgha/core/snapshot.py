@@ -32,6 +32,7 @@ class PgState:
     following: str | None = None
     primary_on_timeline: int | None = None
     handover_lsn: int | None = None  # where we stopped when we handed over in a switchover
+    rewound_onto: int | None = None  # the leader's timeline pg_rewind last brought this directory onto
     down_since: float | None = None
     start_failed_at: float | None = None  # when a start last ended with the postmaster exiting (not a timeout)
     last_streaming_at: float | None = None

@@ -7,6 +7,21 @@ from __future__ import annotations
 from pgha.core.snapshot import Snapshot
 
 
+def parse_lsn(text: str) -> int:
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) + int(lo, 16)
+
+
+def switch_point(history: str, timeline: int) -> int | None:
+    """Where ``timeline`` ended, from a timeline history file's text (``<parent> <lsn> <reason>``
+    per line): the first byte the newer timeline does not share with it."""
+    for line in history.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit() and int(parts[0]) == timeline:
+            return parse_lsn(parts[1])
+    return None
+
+
 def was_last_primary(s: Snapshot) -> bool:
     """Our data directory is the last primary's, on the newest timeline: it may take writes again
     without a promotion. Anything else (we acquired the key as a standby, or another node
@@ -29,7 +44,11 @@ def past_fork(s: Snapshot, leader: str) -> int | None:
     if pg.streaming or m is None or m.timeline <= pg.timeline:
         return None
     ends = [h.lsn for h in s.cluster.history if h.timeline == pg.timeline]
-    if ends and pg.lsn > min(ends):
+    # pg_rewind already compared our WAL with this leader timeline's (and found it followed, or
+    # rewound it): a recorded end a loop older than the real fork made a replica that had not
+    # streamed again yet rewind for nothing, again and again (the matrix: a lossy link).
+    checked = pg.rewound_onto is not None and m.timeline <= pg.rewound_onto
+    if ends and pg.lsn > min(ends) and not checked:
         return min(ends)
     stalled = pg.stalled_since is not None and s.now - pg.stalled_since > s.config.ttl
     return pg.lsn if stalled else None

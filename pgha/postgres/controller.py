@@ -47,6 +47,7 @@ class PostgresController:
         self.exited = asyncio.Event()  # set when the postmaster we started exits
         self._sysid: str | None = None
         self.start_failed_at: float | None = None  # (``PgState.start_failed_at``)
+        self.rewound_onto: int | None = None  # (``PgState.rewound_onto``); an agent restart forgets it
         self.replication: list[dict[str, Any]] = []  # pg_stat_replication rows, as last observed
         self.replayed_timestamp: str | None = None
         self.facts = PgFacts()  # what the status body reports and the decision does not need
@@ -167,7 +168,7 @@ class PostgresController:
         base = PgState(data_dir_empty=empty, sysid=None if empty else await self.system_identifier(),
                        following=self.disk.following, primary_on_timeline=self.disk.primary_on_timeline,
                        handover_lsn=self.disk.handover_lsn, last_streaming_at=previous.last_streaming_at,
-                       start_failed_at=self.start_failed_at)
+                       rewound_onto=self.rewound_onto, start_failed_at=self.start_failed_at)
         down = previous.down_since if previous.down_since is not None else now
         if empty or self.postmaster_pid() is None:
             return replace(base, down_since=down, hung_since=previous.hung_since)
@@ -311,8 +312,13 @@ class PostgresController:
             tree = processes.kill_tree(pid) if self.postmaster_pid() is not None else []
         return await bounded.until(lambda: self.postmaster_pid() is None and not any(map(processes.alive, tree)), limit)
 
-    async def promote(self, limit: float = 60) -> None:
+    async def promote(self, old_timeline: int, limit: float = 60) -> int | None:
+        """Promote; where ``old_timeline`` ended (None: the history file could not be read)."""
         await promotion.promote(self.query, limit)
+        try:
+            return await promotion.switch_point(self.query, old_timeline)
+        except e.PostgresError:
+            return None
 
     async def checkpoint(self, timeout: float = 600) -> None:
         """CHECKPOINT on a connection of its own, so the HA loop's queries never queue behind it;
@@ -371,6 +377,7 @@ class PostgresController:
             return False
         log.info("pg_rewind: %s", out.strip().splitlines()[-1])
         self.remember(primary_on_timeline=None, handover_lsn=None)
+        self.rewound_onto = leader_timeline
         return True
 
     def wipe(self) -> None:

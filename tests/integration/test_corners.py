@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -344,3 +345,40 @@ def test_a_postgres_that_starts_on_a_full_disk_but_refuses_every_connection_coun
             (n.dir / "filler").unlink()
         c.stop()
         unmount()
+
+
+def test_a_promotion_records_the_exact_fork_of_the_new_timeline(make_cluster: Callable[..., LocalCluster]) -> None:
+    """The history entry is the switch point of the new timeline's history file, not the position
+    the candidate's agent saw a loop before promoting. Replicas are judged against it: one holding
+    WAL between the two counted as diverged, and pg_rewind found nothing to rewind, again and again
+    for as long as it did not stream (the matrix: flapping link with 30 % loss, async)."""
+    from pgha.core.timelines import switch_point
+
+    c = make_cluster(nodes=2, dcs=FAST)
+    c.start()
+    old = c.leader()
+    new = next(n for n in c.nodes if n is not old)
+    wait_for("a streaming replica", lambda: new.health("/replica") == 200, 60)
+    sql(old.dsn(), "CREATE TABLE moving (x bigint)")
+    stop = time.monotonic() + 60
+
+    def write() -> None:  # WAL keeps moving up to the switchover's stop
+        with contextlib.suppress(psycopg.Error), psycopg.connect(old.dsn(), autocommit=True) as conn:
+            while time.monotonic() < stop:
+                conn.execute("INSERT INTO moving SELECT g FROM generate_series(1, 500) g")
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    time.sleep(1)
+    status, body, _ = http_request("POST", old.api + "/switchover", {"leader": old.name, "candidate": new.name},
+                                   timeout=60)
+    assert status == 200, body
+    stop = 0.0
+    writer.join(10)
+    wait_for(f"{new.name} writable", lambda: writable(new) or None, 30)
+    file = sql(new.dsn(), "SELECT pg_read_file('pg_wal/' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) "
+                          "|| '.history')")[0][0]
+    status, history, _ = http_request("GET", new.api + "/history")
+    assert status == 200 and history, history
+    timeline, recorded = history[-1][0], history[-1][1]
+    assert recorded == switch_point(file, timeline), f"recorded {recorded}, the history file says:\n{file}"

@@ -505,6 +505,22 @@ def test_replica_that_received_past_the_new_timelines_fork_is_rewound() -> None:
     assert kinds(snap(streaming, v)) == []
 
 
+def test_replica_that_pg_rewind_found_following_is_not_rewound_again_until_it_stalls() -> None:
+    # the recorded end (4800) is a loop older than the real fork; pg_rewind said "no rewind
+    # required" and the replica has not streamed yet: no second rewind (it looped, a lossy link)
+    from pgha.core.cluster import HistoryEntry
+
+    leader = Member("n3", role="primary", timeline=4)
+    v = replace(view(leader="n3", n3=leader), history=(HistoryEntry(3, 4800, "failover", "t", "n3"),))
+    checked = replace(REPLICA, following="n3", streaming=False, lsn=5000, rewound_onto=4)
+    assert kinds(snap(checked, v)) == []
+    assert decide(snap(replace(checked, stalled_since=93.0), v)).actions == (a.Rewind("n3", leader_timeline=4),)
+    # a newer leader timeline is a new fork: judged again
+    newer = replace(view(leader="n3", n3=replace(leader, timeline=5)),
+                    history=(HistoryEntry(3, 4800, "failover", "t", "n3"), HistoryEntry(4, 9000, "failover", "t", "n3")))
+    assert kinds(snap(checked, newer)) == [a.Rewind]
+
+
 def test_replica_not_yet_streaming_from_its_leader_looks_again_within_a_second() -> None:
     starting = replace(REPLICA, streaming=False, last_streaming_at=None)
     assert decide(snap(starting, view())).recheck == 1.0
