@@ -63,6 +63,10 @@ def open_lab(mode: str, tag: str, timing: dict[str, float] | None = None, system
             # A silently cut synchronous standby holds commits until its walsender times out
             # (60 s by default); strict-mode deployments shorten it, and so does the lab.
             n.config["postgresql"]["parameters"]["wal_sender_timeout"] = "5s"
+            # The matrix's nodes have 2 GiB disks, and the checker's rows grow with every append: a
+            # long scenario (the flapping link, 250 s) filled the replicas' disks with max_wal_size's
+            # 1 GB of WAL beside the table's dead versions, and they stopped streaming.
+            n.config["postgresql"]["parameters"]["max_wal_size"] = "256MB"
             # The virtual IP example follows the primary in every scenario (test_vip_follows_...).
             vip = f"{VIP_SCRIPT} {vip_of(net)}/24 eth0"
             n.config["postgresql"]["callbacks"] = {k: vip for k in ("on_start", "on_stop", "on_restart",
