@@ -20,7 +20,7 @@ Rules, in the order they are checked:
    as replicas, after a rewind if their data may have diverged.
 7. the leader promotes its standby (or resumes as primary on the same timeline when it was the
    last primary and nobody followed since), then publishes its position.
-8. a follower demotes if writable, rewinds if diverged, and points replication at the leader.
+8. a follower demotes if writable, rewinds if diverged (``core.timelines``), and follows the leader.
 9. no leader key: only a healthy, eligible replica races; a less advanced one waits
    (``core.election``).
 Last, a running Postgres that is not being stopped or restarted reloads when its parameters
@@ -297,12 +297,15 @@ def _as_follower(s: Snapshot, leader: str) -> Decision:
                         f"{leader} holds the leader key: demoting")
     if pg.primary_on_timeline is not None:
         clean = timelines.clean_handover(s, leader)
-        if clean is True:
-            return Decision((ClearDivergence(f"handed over cleanly at {pg.handover_lsn}, before {leader}'s fork"),),
-                            f"rejoining {leader} without a rewind")
         if clean is None:
             return _wait(f"waiting for {leader} to record its promotion")
-        return Decision((_rewind(s, leader),), f"data may have diverged from leader {leader}: rewinding")
+        why = (f"handed over cleanly at {pg.handover_lsn}, before {leader}'s fork" if clean else
+               f"postgres accepted {leader}'s timeline {pg.timeline}: our WAL ended before its fork"
+               if timelines.switched_onto_newer(pg) else None)
+        if why:
+            return Decision((ClearDivergence(why),), f"rejoining {leader} without a rewind")
+        if not timelines.ends_before_fork(s):
+            return Decision((_rewind(s, leader),), f"data may have diverged from leader {leader}: rewinding")
     source = topology.upstream(s.cluster, s.name, s.tags.replicatefrom, leader)
     if pg.following != source:
         if source != leader:

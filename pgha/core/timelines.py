@@ -4,7 +4,7 @@ switchover's old primary stopped before the new timeline began."""
 
 from __future__ import annotations
 
-from pgha.core.snapshot import Snapshot
+from pgha.core.snapshot import PgState, Snapshot
 
 
 def parse_lsn(text: str) -> int:
@@ -52,6 +52,26 @@ def past_fork(s: Snapshot, leader: str) -> int | None:
         return min(ends)
     stalled = pg.stalled_since is not None and s.now - pg.stalled_since > s.config.ttl
     return pg.lsn if stalled else None
+
+
+def ends_before_fork(s: Snapshot) -> bool:
+    """An old primary, running read-only, whose WAL ends at or before every recorded end of the
+    timeline it wrote on: it may simply follow the leader (Patroni's check). A standby opens for
+    reads only after replaying all the WAL in pg_wal (crash recovery comes first), so its
+    replayed position is where its own WAL ends. The recorded ends are numbers in etcd, which a
+    lost history or a reused timeline number can make wrong, so this only lets Postgres try:
+    Postgres refuses a timeline that forked before its replay point, checking the leader's own
+    history file (``switched_onto_newer``), and a refused standby stalls and is rewound."""
+    pg = s.pg
+    ends = [h.lsn for h in s.cluster.history if h.timeline == pg.primary_on_timeline]
+    return pg.running and pg.in_recovery and bool(ends) and pg.lsn <= min(ends)
+
+
+def switched_onto_newer(pg: PgState) -> bool:
+    """Postgres, read-only, streams or replays a timeline newer than the one this directory last
+    wrote on: it accepted that timeline's fork as at or after its own end, so nothing diverged."""
+    return (pg.running and pg.in_recovery and pg.primary_on_timeline is not None
+            and pg.timeline > pg.primary_on_timeline)
 
 
 def clean_handover(s: Snapshot, leader: str) -> bool | None:

@@ -121,9 +121,15 @@ def test_primary_agent_restarted_within_a_second_causes_no_failover(healthy: Lab
 
 @pytest.mark.parametrize("cut", ["etcd_and_replicas", "etcd_only", "one_way_to_etcd"])
 def test_primary_cut_off_stops_writes_and_one_replica_takes_over(healthy: Lab, cut: str) -> None:
+    old = healthy.cluster.leader()
+    logged = len(old.log_text())
     with Recorder(healthy) as rec:
         cut_primary(healthy, rec, cut)
+        wait_for(f"{old.name} streaming as a replica", lambda: old.health("/replica") == 200, 60)
         assert_clean(rec.report(f"primary cut ({cut})"), healthy)
+    if cut == "etcd_and_replicas":  # it took writes the replicas never got: its WAL goes past the fork
+        log = old.log_text()[logged:]
+        assert "rewinding from" in log and "rejoined without a rewind" not in log, log[-3000:]
 
 
 def test_primary_isolated_by_link_down_rejoins_as_a_replica(healthy: Lab) -> None:

@@ -521,6 +521,30 @@ def test_replica_that_pg_rewind_found_following_is_not_rewound_again_until_it_st
     assert kinds(snap(checked, newer)) == [a.Rewind]
 
 
+def test_demoted_old_primary_whose_wal_ends_before_the_fork_follows_and_postgres_checks() -> None:
+    # Patroni's check: n2 led timeline 3 and was demoted (cut from etcd); n3 promoted at 4800 from
+    # WAL n2 had shipped. Its WAL, replayed to its end as a standby, stops at 4800: no rewind, it
+    # follows n3 and Postgres itself refuses the timeline if that is wrong (then it stalls)
+    from pgha.core.cluster import HistoryEntry
+
+    v = replace(view(leader="n3", n3=Member("n3", role="primary", timeline=4)),
+                history=(HistoryEntry(3, 4800, "failover", "t", "n3"),))
+    demoted = replace(REPLICA, following=None, streaming=False, lsn=4800, replayed_lsn=4800, primary_on_timeline=3)
+    assert decide(snap(demoted, v)).actions == (a.FollowLeader("n3"),)
+    following = replace(demoted, following="n3")
+    assert kinds(snap(following, v)) == []
+    # Postgres went onto timeline 4: it accepted the fork as at or after its replay point
+    d = decide(snap(replace(following, streaming=True, timeline=4, lsn=5100), v))
+    assert [type(x) for x in d.actions] == [a.ClearDivergence] and "without a rewind" in d.note
+    # a single record past the fork, or no recorded fork: rewound at once, as before
+    assert decide(snap(replace(demoted, lsn=4801), v)).actions == (a.Rewind("n3", leader_timeline=4),)
+    assert kinds(snap(demoted, replace(v, history=()))) == [a.Rewind]
+    # refused (stalled a ttl on timeline 3): rewound
+    assert kinds(snap(replace(following, stalled_since=93.0), v)) == [a.Rewind]
+    # streaming the old timeline up to the fork is no proof yet
+    assert kinds(snap(replace(following, streaming=True, lsn=4700), v)) == []
+
+
 def test_replica_not_yet_streaming_from_its_leader_looks_again_within_a_second() -> None:
     starting = replace(REPLICA, streaming=False, last_streaming_at=None)
     assert decide(snap(starting, view())).recheck == 1.0
