@@ -27,11 +27,13 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import time
 from typing import Literal
 
 log = logging.getLogger("pgha")
 
 GateMode = Literal["off", "automatic", "required"]
+SAME_DEADLINE = 0.005  # seconds: a deadline this close to the one set is the same (only the clock read moved)
 
 
 class GateError(Exception):
@@ -110,6 +112,7 @@ class PortGate:
         self.problem: str | None = None
         self.closing = False  # the element has a timeout (armed); False: open, or not known yet
         self.known = False  # the element's state is the one this agent set
+        self._until: float | None = None  # the monotonic deadline the element's timeout runs to
         self._nft: _Nft | None = None
         if mode != "off":
             self._setup()
@@ -153,12 +156,16 @@ class PortGate:
         set (the caller treats a required gate like a fence that did not start)."""
         if self._nft is None:
             return self.mode != "required"
+        until = time.monotonic() + seconds
+        if self.closing and self._until is not None and abs(until - self._until) < SAME_DEADLINE:
+            return True  # the fence is armed every loop, renewed less often: the kernel's timer runs on
         try:
             self._nft.run(element_script(self.port, seconds))
         except GateError as exc:
             log.error("cannot move the port gate's deadline: %s", exc)
             return self.mode != "required"
         self.closing = self.known = True
+        self._until = until
         return True
 
     def open(self) -> None:
@@ -169,7 +176,7 @@ class PortGate:
         except GateError as exc:
             log.error("cannot open the port gate of port %d: %s", self.port, exc)
             return
-        self.closing, self.known = False, True
+        self.closing, self.known, self._until = False, True, None
         log.info("port gate open: port %d takes connections", self.port)
 
     def remove(self) -> None:

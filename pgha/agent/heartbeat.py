@@ -39,6 +39,7 @@ class Heartbeat:
         self.ledger: availability.Ledger | None = None  # while we lead and beat
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._previous: float | None = None  # the last heartbeat in the table when we began
+        self._beat_at: float | None = None  # monotonic time of our last heartbeat in this series
         self._flushed = 0.0
         self._errors = Repeats(log)
         self._kicked = asyncio.Event()
@@ -80,7 +81,13 @@ class Heartbeat:
             kv = await self.store.client.get(self.store.key("availability"), deadline)
             self.ledger = availability.Ledger.from_json(kv.value) if kv is not None else availability.Ledger()
         await self._conn.execute(BEAT)
-        committed = time.time()
+        committed, mono = time.time(), time.monotonic()
+        if self._previous is None:  # our own last beat came before: wall and monotonic clocks agree
+            elapsed = mono - self._beat_at if self._beat_at is not None else None
+            self.ledger, step = availability.rebase(self.ledger, committed, elapsed)
+            if step:
+                log.warning("the wall clock stepped %+.1f s since the last heartbeat: not counted as a write gap", step)
+        self._beat_at = mono
         before = len(self.ledger.incidents)
         self.ledger = availability.beat(self.ledger, committed, self._previous, interval)
         self._previous = None
@@ -98,5 +105,6 @@ class Heartbeat:
                 await conn.close()
             except psycopg.Error:
                 pass
+        self._beat_at = None
         if not keep_ledger:
             self.ledger, self._flushed = None, 0.0

@@ -90,6 +90,18 @@ def beat(ledger: Ledger, committed: float, previous: float | None, interval: flo
     return Ledger(hours, days, incidents, committed)
 
 
+def rebase(ledger: Ledger, committed: float, elapsed: float | None) -> tuple[Ledger, float]:
+    """Our own heartbeats follow each other by ``elapsed`` seconds of the monotonic clock; when
+    the wall clock moved otherwise (stepped: NTP, an operator), the step is no write gap, forward
+    or backward: ``last`` moves with it. Returns the ledger and the step (0.0: none)."""
+    if elapsed is None or not ledger.last:
+        return ledger, 0.0
+    step = committed - ledger.last - elapsed
+    if abs(step) <= TOLERANCE:
+        return ledger, 0.0
+    return replace(ledger, last=committed - elapsed), step
+
+
 @dataclass(frozen=True)
 class Summary:
     since: float

@@ -36,6 +36,23 @@ def test_a_gap_is_downtime_split_across_the_hours_it_spans() -> None:
     assert s.observed == 21 and s.down == 17 and round(s.nines, 3) == round(-math.log10(17 / 21), 3)
 
 
+def test_a_stepped_wall_clock_between_two_heartbeats_is_no_gap() -> None:
+    # found by the matrix: a node whose clock stepped 2 h ahead logged a 7200 s gap
+    ledger = beats([T0, T0 + 1])
+    ahead, step = av.rebase(ledger, T0 + 7202, elapsed=1.0)
+    assert step == pytest.approx(7200.0)
+    ahead = av.beat(ahead, T0 + 7202, None, 1.0)
+    assert ahead.incidents == () and ahead.last == T0 + 7202
+    # 2 h back: the next beats count again at once, not only once the clock is back past ``last``
+    back, step = av.rebase(ledger, T0 - 7198, elapsed=1.0)
+    assert step == pytest.approx(-7200.0)
+    back = av.beat(av.beat(back, T0 - 7198, None, 1.0), T0 - 7190, None, 1.0)
+    assert [round(i.end - i.start) for i in back.incidents] == [7]  # a real gap after the step still counts
+    # no step: nothing moves; a first beat has nothing to compare with
+    assert av.rebase(ledger, T0 + 2, elapsed=1.0) == (ledger, 0.0)
+    assert av.rebase(ledger, T0 + 2, elapsed=None) == (ledger, 0.0)
+
+
 def test_a_new_leader_continues_from_the_last_heartbeat_in_the_table() -> None:
     ledger = beats([T0, T0 + 1])
     ledger = av.beat(ledger, T0 + 9, T0 + 1.5, 1.0)  # the old primary's last beat replicated at +1.5

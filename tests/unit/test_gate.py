@@ -46,3 +46,21 @@ def test_without_libnftables_only_a_required_gate_refuses_leadership(monkeypatch
 def test_an_off_gate_touches_nothing() -> None:
     gate = g.PortGate(5432, "off")
     assert gate.describe() == "off" and gate.close_in(1.0) and Fence("/nonexistent", gate=gate).problem is None
+
+
+def test_a_deadline_that_did_not_move_costs_no_netlink_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the fence is armed every loop but renewed only every few: one transaction per renewal
+    sent: list[str] = []
+
+    class Recording:
+        def run(self, script: str) -> None:
+            sent.append(script)
+
+    gate = g.PortGate(5432, "off")
+    gate.mode, gate._nft = "automatic", Recording()  # type: ignore[assignment]
+    now = iter([100.0, 100.5, 101.0, 102.0, 103.0])
+    monkeypatch.setattr(g.time, "monotonic", lambda: next(now))
+    assert gate.close_in(5.0) and gate.close_in(4.5) and len(sent) == 1  # 105.0 both times
+    assert gate.close_in(6.0) and len(sent) == 2  # a renewal moved it to 107.0
+    gate.open()
+    assert gate.close_in(6.0) and len(sent) == 4  # opened in between: set again
