@@ -29,6 +29,7 @@ from pgha.api.server import ApiContext, ApiServer
 from pgha.config.model import LocalConfig
 from pgha.core import lease as lease_rule
 from pgha.core import report as node_report
+from pgha.core.cluster import ClusterView
 from pgha.core.jobs import Busy, Job
 from pgha.dcs.cache import WatchedCluster
 from pgha.log import Repeats
@@ -55,6 +56,13 @@ def make_client(local: LocalConfig) -> EtcdClient:
     etcd = local.etcd
     return EtcdClient(etcd.urls(), cacert=etcd.cacert, cert=etcd.cert, key=etcd.key,
                       username=etcd.username, password=etcd.password)
+
+
+def member_appeared(view: ClusterView, name: str, keys: set[str]) -> bool:
+    """On the leader ``name``, a member key it has not seen (an old primary back after a cut, a
+    new node): its slot is made at once, not a loop_wait later while that standby retries."""
+    return view.leader == name and any(k.startswith("members/") and k[len("members/"):] not in view.members
+                                       for k in keys)
 
 
 class Agent:
@@ -102,7 +110,7 @@ class Agent:
             view.leader == self.local.name and view.leader_lease == lease)
 
     def _changed(self, keys: set[str]) -> None:
-        if keys & _URGENT:
+        if keys & _URGENT or member_appeared(self.loop.state.view, self.local.name, keys):
             self.wake()
 
     # -- the read model ----------------------------------------------------------------
