@@ -180,7 +180,7 @@ class Executor:
                 log.info("now following %s", act.leader)
                 return Result(applied_parameters=params)
             case a.CopySlots():
-                await slots.copy(self.postgres.query, dict(act.positions))
+                await slots.copy(self.postgres.query, dict(act.positions), act.drop)
                 await slots.advance_logical(self.postgres.query, self._query_in(s), act.logical)
                 return Result()
             case a.CopyLogicalSlots():

@@ -204,10 +204,11 @@ class CopyLogicalSlots(Action):
 @dataclass(frozen=True)
 class CopySlots(Action):
     """As replica: keep a copy of each permanent physical slot, advanced to the primary's
-    position for it (``positions``: name and LSN pairs from ``status``)."""
+    position for it (``positions``: name and LSN pairs from ``status``); drop ``drop``."""
 
     positions: tuple[tuple[str, int], ...]
     logical: tuple[tuple[str, str, int], ...] = ()  # existing logical copies to advance: name, database, LSN
+    drop: tuple[str, ...] = ()  # idle physical slots left from a time as primary: they would hold WAL here
 
 
 @dataclass(frozen=True)

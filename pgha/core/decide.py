@@ -322,12 +322,12 @@ def _as_follower(s: Snapshot, leader: str) -> Decision:
         # the record and /replica follow before HAProxy's checks (fall x inter) take it out of the read path
         blip = pg.last_streaming_at is not None and s.now - pg.last_streaming_at < 5.0
         return Decision((), f"replica of {leader}{via}", recheck=0.2 if blip else 1.0)
-    plan = slots.replica_plan(s.config, s.cluster.status.slots, pg.logical_slots, pg.replayed_lsn)
+    plan = slots.replica_plan(s.config, s.cluster.status.slots, pg.logical_slots, pg.replayed_lsn, pg.idle_physical_slots)
     if plan.copy:
         return Decision((CopyLogicalSlots(leader, plan.copy),), f"copying logical slot(s) {', '.join(plan.copy)} "
                                                                 f"from {leader}: restarting postgres once")
-    if plan.physical or plan.logical:
-        return Decision((CopySlots(plan.physical, plan.logical),), f"replica of {leader}{via}")
+    if plan.physical or plan.logical or plan.drop:
+        return Decision((CopySlots(plan.physical, plan.logical, plan.drop),), f"replica of {leader}{via}")
     return _wait(f"replica of {leader}{via}")
 
 

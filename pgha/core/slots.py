@@ -15,7 +15,7 @@ the standby reports its slots' horizons (``hot_standby_feedback``, turned on wit
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,20 +78,26 @@ class ReplicaPlan:
     copy: tuple[str, ...] = ()  # logical slots to copy from the primary (a restart)
     physical: tuple[tuple[str, int], ...] = ()  # copies to keep, advanced to these positions
     logical: tuple[tuple[str, str, int], ...] = ()  # logical copies to advance: name, database, position
+    drop: tuple[str, ...] = ()  # idle physical slots that are no permanent slot: left from a time as primary
 
 
 def replica_plan(config: ClusterSettings, published: Mapping[str, int], local: Mapping[str, int],
-                 replayed: int) -> ReplicaPlan:
+                 replayed: int, idle: Iterable[str] = ()) -> ReplicaPlan:
     """On a replica, from the positions the primary published and the logical slots here (with
     their confirmed positions). A logical slot is copied once the primary has it (its position is
     published), and copied again when the copy here is further on than the primary's: left from a
     time this node was primary, and so past what the consumer confirmed on the new history. A
-    copy is never advanced past what this standby replayed."""
+    copy is never advanced past what this standby replayed. The members' slots a node made as
+    primary (or as a promotion's candidate) stay on it as a replica and would hold its WAL for
+    ever, until its disk is full: idle ones that no permanent slot names are dropped, unless
+    ``ignore_slots`` matches them."""
     copy = tuple(n for n, _, _ in logical(config) if n in published and (n not in local or local[n] > published[n]))
     physical = tuple(sorted((n, published[n]) for n in permanent(config) if n in published))
     advance = tuple((n, db, min(published[n], replayed)) for n, db, _ in logical(config)
                     if n in published and n in local and local[n] < min(published[n], replayed))
-    return ReplicaPlan(copy, physical, advance)
+    drop = tuple(sorted(n for n in idle if n not in permanent(config)
+                        and not ignored({"name": n, "type": "physical"}, config.ignore_slots)))
+    return ReplicaPlan(copy, physical, advance, drop)
 
 
 def ignored(slot: Mapping[str, Any], rules: Sequence[Any]) -> bool:

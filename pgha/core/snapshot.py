@@ -42,6 +42,7 @@ class PgState:
     sync_confirmed: frozenset[str] = frozenset()  # primary: standbys Postgres reports as sync/quorum
     pending_restart: bool = False  # a changed parameter waits for a restart (pg_settings)
     logical_slots: Mapping[str, int] = field(default_factory=dict)  # logical slots here: confirmed position
+    idle_physical_slots: frozenset[str] = frozenset()  # physical slots here that no walsender uses
     wal_level: str = ""  # as Postgres runs with it ("": not known)
     postmaster_alive: bool = False  # the postmaster process lives (answering or not)
     unresponsive: bool = False  # it lives but this look got no answer within its deadline (hung?)

@@ -182,7 +182,7 @@ class PostgresController:
             # Starting up, shutting down or in crash recovery: the postmaster lives but refuses us.
             return replace(base, down_since=down, postmaster_alive=True, hung_since=previous.hung_since)
         (in_rec, cur, received, replayed, tli, streaming, sysid, replication, replay_ts, sync_setting, pending,
-         version, started, paused, reason, logical, wal_level, started_epoch, sessions, archiver) = rows[0]
+         version, started, paused, reason, logical, wal_level, started_epoch, sessions, archiver, idle) = rows[0]
         newer = installed.restart_reason(version, await self.installed.get())
         pending = pending or bool(newer)
         self.facts = PgFacts(version, started, bool(paused), {**(reason or {}), **newer}, ArchiveState.from_row(archiver))
@@ -206,7 +206,7 @@ class PostgresController:
             # A standby that just connected has no write position yet: judge it by its record.
             replica_lsns={r["application_name"]: int(r["write_lsn"]) for r in self.replication
                           if r.get("state") == "streaming" and r.get("write_lsn") is not None},
-            sync_setting=sync_setting or "", pending_restart=bool(pending),
+            sync_setting=sync_setting or "", pending_restart=bool(pending), idle_physical_slots=frozenset(idle or ()),
             logical_slots={str(k): int(v) for k, v in (logical or {}).items()}, wal_level=wal_level or "",
             sync_confirmed=frozenset(r["application_name"] for r in self.replication
                                      if r.get("state") == "streaming" and r.get("sync_state") in ("sync", "quorum")),

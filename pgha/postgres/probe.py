@@ -43,5 +43,7 @@ SELECT pg_is_in_recovery(),
                  'ready', (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE right(name, 6) = '.ready'),
                  'oldest_ready', (SELECT extract(epoch FROM min(modification)) FROM pg_ls_archive_statusdir()
                                    WHERE right(name, 6) = '.ready'))
-          FROM pg_stat_archiver)
+          FROM pg_stat_archiver),
+       -- physical slots no walsender uses: on a replica, those left from its time as primary
+       (SELECT json_agg(slot_name) FROM pg_replication_slots WHERE slot_type = 'physical' AND NOT active)
 """

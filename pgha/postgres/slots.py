@@ -3,6 +3,7 @@ a replica's copies of the permanent ones (how a replica gets a logical copy: ``j
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -57,9 +58,14 @@ async def create_missing(query: Query, members: frozenset[str]) -> None:
         await query("SELECT pg_create_physical_replication_slot(%s, true)", (name,))
 
 
-async def copy(query: Query, positions: Mapping[str, int]) -> None:
+async def copy(query: Query, positions: Mapping[str, int], drop: Sequence[str] = ()) -> None:
     """On a replica: create each permanent slot missing here and advance it to the primary's
-    position (Postgres caps the move at what this standby has replayed)."""
+    position (Postgres caps the move at what this standby has replayed); drop ``drop``, idle
+    slots left from a time as primary, which would hold this replica's WAL for ever."""
+    for name in drop:
+        with contextlib.suppress(e.PostgresError):  # taken meanwhile (a cascading standby): kept
+            await query("SELECT pg_drop_replication_slot(%s)", (name,))
+            log.info("dropped replication slot %s, left from when this node was primary: it held WAL here", name)
     rows = {r[0]: int(r[5]) for r in await query(_SLOTS) if r[1] == "physical"}
     for name, lsn in sorted(positions.items()):
         if name not in rows:

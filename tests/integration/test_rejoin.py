@@ -120,5 +120,8 @@ def test_old_primary_cut_from_etcd_rejoins_without_a_rewind_when_its_wal_all_rea
     new = cut_until_replaced(c, links, old)
     log = old.log_text()[logged:]
     assert "rejoined without a rewind" in log and "rewinding from" not in log, log[-3000:]
+    # its slot for the other node, made as primary, would hold its WAL for ever as a replica
+    wait_for("the old primary's member slot dropped",
+             lambda: sql(old.dsn(), "SELECT count(*) FROM pg_replication_slots")[0][0] == 0, 20)
     sql(new.dsn(), "INSERT INTO feed VALUES (2)")
     wait_for("the new primary's write on the old one", lambda: sql(old.dsn(), "SELECT count(*) FROM feed")[0][0] == 2, 30)

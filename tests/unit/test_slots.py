@@ -32,6 +32,17 @@ def test_replica_keeps_copies_advanced_to_the_positions_the_leader_published() -
     assert decide(snap(REPLICA, v)).actions == ()  # no permanent slots configured: nothing to copy
 
 
+def test_replica_drops_the_idle_member_slots_left_from_its_time_as_primary() -> None:
+    # found by the matrix: an old primary rejoined without a rewind kept its slots for n2 and n3;
+    # they held every WAL segment since, and its 2 GiB disk filled two scenarios later
+    cfg = DynamicConfig.model_validate({**CFG.model_dump(), "slots": {"archiver": {}},
+                                        "ignore_slots": [{"name": "keep_me"}]})
+    v = replace(view(n1=Member("n1")), status=LeaderStatus("n1", 3, 5000, {"archiver": 4200}))
+    old = replace(REPLICA, idle_physical_slots=frozenset({"n2", "n3", "archiver", "keep_me"}))
+    assert decide(snap(old, v, config=cfg)).actions == (a.CopySlots((("archiver", 4200),), drop=("n2", "n3")),)
+    assert decide(snap(old, v)).actions == (a.CopySlots((), drop=("archiver", "keep_me", "n2", "n3")),)
+
+
 LOGICAL = DynamicConfig.model_validate({**CFG.model_dump(), "slots": {
     "archiver": {}, "cdc": {"type": "logical", "database": "app", "plugin": "pgoutput"}}})
 
