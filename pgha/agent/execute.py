@@ -178,7 +178,7 @@ class Executor:
                 params = self.jobs.configure(s, False, act.leader, s.chosen_sync, slot=act.slot)
                 await self.postgres.query("SELECT pg_reload_conf()")
                 log.info("now following %s", act.leader)
-                return Result(applied_parameters=params)
+                return Result(applied_parameters=params, wake=True)  # streams within ms: judge it now
             case a.CopySlots():
                 await slots.copy(self.postgres.query, dict(act.positions), act.drop)
                 await slots.advance_logical(self.postgres.query, self._query_in(s), act.logical)

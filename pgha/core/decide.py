@@ -318,9 +318,9 @@ def _as_follower(s: Snapshot, leader: str) -> Decision:
                                                f"its fork at {past}, or the fork is unknown): rewinding")
     via = f" via {source}" if source != leader else ""
     if not pg.streaming or pg.timeline < s.cluster.status.timeline:
-        # just (re)started, re-pointed, or not yet on the new primary's timeline: look again soon, so that
-        # the record and /replica follow before HAProxy's checks (fall x inter) take it out of the read path
-        blip = pg.last_streaming_at is not None and s.now - pg.last_streaming_at < 5.0
+        # just (re)started, re-pointed, or not yet on the new primary's timeline (an old primary: until Postgres
+        # accepts it): look again soon, so /replica follows before HAProxy's checks take it out of the read path
+        blip = pg.primary_on_timeline is not None or pg.last_streaming_at is not None and s.now - pg.last_streaming_at < 5.0
         return Decision((), f"replica of {leader}{via}", recheck=0.2 if blip else 1.0)
     plan = slots.replica_plan(s.config, s.cluster.status.slots, pg.logical_slots, pg.replayed_lsn, pg.idle_physical_slots)
     if plan.copy:
