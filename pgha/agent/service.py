@@ -82,7 +82,8 @@ class Agent:
                            PortGate(self.postgres.settings.listen_port, local.fence.port_gate))
         self.fence_fired = 0
         self._was_primary = False
-        self.keeper = LeaseKeeper(self.client, lambda: self.loop.dynamic, self.wake,
+        self._unreached = False  # the last renewal failed
+        self.keeper = LeaseKeeper(self.client, lambda: self.loop.dynamic, self._renewal_changed,
                                   lambda: self.fence.extend(self.loop.valid_until(), self.loop.dynamic), self._bound,
                                   lambda lease: self.postgres.remember(lease=lease), self.postgres.disk.lease)
         self.cache = WatchedCluster(self.client, local.prefix, self._changed)
@@ -110,6 +111,15 @@ class Agent:
         view = self.loop.state.view
         return view.member_leases.get(self.local.name) == lease or (
             view.leader == self.local.name and view.leader_lease == lease)
+
+    def _renewal_changed(self) -> None:
+        if self.keeper.ok and self._unreached:
+            # The watch can stall without closing (our packets to etcd dropped, not theirs to us):
+            # after an outage it reads anew. Found by the matrix: a stale view of our own expired
+            # leader key made the agent try to take it over, and the real leader showed 4 s later.
+            self.cache.restart()
+        self._unreached = not self.keeper.ok
+        self.wake()
 
     def _changed(self, keys: set[str]) -> None:
         if keys & _URGENT or member_appeared(self.loop.state.view, self.local.name, keys):

@@ -50,7 +50,9 @@ class WatchedCluster:
         return self.revision >= revision
 
     def restart(self) -> None:
-        """Drop the stream and read again (from the endpoint the client uses now)."""
+        """Drop the stream and read again (from the endpoint the client uses now); not fresh from
+        now on, not only once the stream's task ended."""
+        self.endpoint = None
         if self._task is not None:
             self._task.cancel()
 

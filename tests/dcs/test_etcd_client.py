@@ -129,6 +129,38 @@ def test_watch_reports_puts_and_lease_expiry_deletes(etcd3: EtcdCluster) -> None
     asyncio.run(scenario())
 
 
+def test_a_restarted_watch_cache_is_not_fresh_until_it_read_again(etcd3: EtcdCluster) -> None:
+    # The agent restarts the cache when a renewal succeeds after failures (its stream can stall
+    # without closing: a one-way cut). The loop reads right after: the cache must not vouch for the
+    # view it had until it read again, not only once its task noticed the cancellation.
+    from pgha.dcs.cache import WatchedCluster
+
+    async def scenario() -> None:
+        cl = client_for(etcd3)
+        cache = WatchedCluster(cl, "/c/", lambda keys: None)
+        runner = asyncio.create_task(cache.run(lambda: 2.0))
+        try:
+            await cl.put("/c/leader", "n1", 2)
+            for _ in range(50):
+                if cache.fresh_on(cl.endpoint) and "/c/leader" in cache._kvs:
+                    break
+                await asyncio.sleep(0.1)
+            assert cache.fresh_on(cl.endpoint)
+            cache.restart()
+            assert not cache.fresh_on(cl.endpoint)
+            await cl.put("/c/leader", "n2", 2)
+            for _ in range(50):
+                if cache.fresh_on(cl.endpoint) and cache._kvs["/c/leader"].value == "n2":
+                    break
+                await asyncio.sleep(0.1)
+            assert cache.fresh_on(cl.endpoint) and cache._kvs["/c/leader"].value == "n2"
+        finally:
+            runner.cancel()
+            await cl.close()
+
+    asyncio.run(scenario())
+
+
 def test_tls_with_client_certificates_and_password_auth() -> None:
     d = Path(tempfile.mkdtemp(prefix="pgha-etcd-tls-"))
     proc = None

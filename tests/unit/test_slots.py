@@ -151,13 +151,3 @@ def test_a_logical_slot_added_at_runtime_waits_for_the_primary_to_run_with_logic
     assert parameters.wanted(LOGICAL, None)["wal_level"] == "logical"
     d = decide(snap(replace(PRIMARY, wal_level="logical"), members, name="n1", config=LOGICAL))
     assert d.actions[0].logical == (("cdc", "app", "pgoutput"),) and d.note == "leader"  # type: ignore[attr-defined]
-
-
-def test_the_leader_wakes_when_a_member_key_appears_so_that_its_slot_is_made_at_once() -> None:
-    from pgha.agent.service import member_appeared
-    from pgha.core.cluster import ClusterView, Member
-
-    view = ClusterView(leader="n2", members={"n2": Member("n2"), "n3": Member("n3")})
-    assert member_appeared(view, "n2", {"members/n1"})  # the old primary, back after a cut
-    assert not member_appeared(view, "n2", {"members/n3", "status"})  # a known member's every-loop update
-    assert not member_appeared(view, "n3", {"members/n1"})  # only the leader makes slots
