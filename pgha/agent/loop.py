@@ -91,7 +91,7 @@ class HaLoop:
             return None
         endpoint = self.store.client.endpoint
         if self.cache.fresh_on(endpoint):
-            if await self.cache.caught_up(self.store.client.write_revision, self._deadline()):
+            if await self.cache.current(self.store.client.write_revision, self._deadline(), self.dynamic.loop_wait):
                 return self.cache.view()
         elif self.cache.endpoint is not None:
             self.cache.restart()

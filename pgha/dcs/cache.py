@@ -5,7 +5,9 @@ Read the prefix once, then apply the watch's events; read again whenever the str
 whether the cache may stand in for a read: the stream runs, on top of a full read, from the
 endpoint that last answered us. A member that lost its quorum stops delivering events without
 closing the stream, but it cannot renew a lease either, so the client moves to another endpoint
-and the cache is no longer fresh there until it reconnects.
+and the cache is no longer fresh there until it reconnects. A stream can also stall on a healthy
+member (a NAT or proxy that lost one half of the connection): ``current`` compares the cache with
+one keys-only read at most every few seconds, and reads again when the stream missed a change.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 from pgha import errors as e
@@ -21,6 +24,8 @@ from pgha.core.cluster import ClusterView, parse_cluster
 from pgha.dcs.etcd import EtcdClient, KeyValue, WatchEvent
 
 log = logging.getLogger(__name__)
+
+DELIVERY = 1.0  # seconds an event the store already shows may take to arrive on a live stream
 
 
 class WatchedCluster:
@@ -33,6 +38,7 @@ class WatchedCluster:
         self.endpoint: str | None = None  # the endpoint streaming to us, None while not streaming
         self._advanced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._checked_at = 0.0  # monotonic time of the last comparison with a read
 
     def fresh_on(self, endpoint: str) -> bool:
         return self.endpoint == endpoint
@@ -48,6 +54,35 @@ class WatchedCluster:
                     self._advanced.clear()
                     await self._advanced.wait()
         return self.revision >= revision
+
+    async def current(self, revision: int, deadline: float, every: float) -> bool:
+        """Whether the cache may stand in for a read now: it shows our own write at ``revision``,
+        and a keys-only read (at most every ``every`` seconds) finds no change the stream did not
+        deliver. A replica on a stalled stream would never see the leader key expire."""
+        if not await self.caught_up(revision, deadline):
+            return False
+        if time.monotonic() - self._checked_at < every:
+            return True
+        try:
+            keys, at = await self.client.get_prefix_revisions(self.prefix, deadline)
+        except e.DcsError:
+            return False
+        self._checked_at = time.monotonic()
+        with contextlib.suppress(asyncio.TimeoutError):
+            async with asyncio.timeout(DELIVERY):
+                while self.endpoint is not None and self.revision < at and self._revisions() != keys:
+                    self._advanced.clear()
+                    await self._advanced.wait()
+                return self.endpoint is not None
+        missed = sorted(k[len(self.prefix):] for k in set(keys) ^ set(self._kvs) | {
+            k for k, r in keys.items() if k in self._kvs and self._kvs[k].mod_revision != r})
+        log.warning("watch: the stream from %s stalled without closing (it never delivered changes to %s "
+                    "by revision %d): reading again", self.endpoint, ", ".join(missed), at)
+        self.restart()
+        return False
+
+    def _revisions(self) -> dict[str, int]:
+        return {k: kv.mod_revision for k, kv in self._kvs.items()}
 
     def restart(self) -> None:
         """Drop the stream and read again (from the endpoint the client uses now); not fresh from

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -157,6 +158,83 @@ def test_a_restarted_watch_cache_is_not_fresh_until_it_read_again(etcd3: EtcdClu
         finally:
             runner.cancel()
             await cl.close()
+
+    asyncio.run(scenario())
+
+
+class StallingProxy:
+    """A TCP proxy to one etcd member that can make the watch streams open now go silent without
+    closing (the shape of a NAT or proxy that lost one half of the connection): their requests still
+    reach etcd, nothing comes back. Other and later connections pass."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.removeprefix("http://").rsplit(":", 1)
+        self.target = (host, int(port))
+        self.watches: list[list[bool]] = []  # per watch connection: [stalled]
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    def stall_watches(self) -> None:
+        for flag in self.watches:
+            flag[0] = True
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        stalled = [False]
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, silenceable: bool) -> None:
+            while data := await src.read(65536):
+                if not silenceable and b"/v3/watch" in data and all(w is not stalled for w in self.watches):
+                    self.watches.append(stalled)  # a kept-alive connection carries a watch from now on
+                if not (silenceable and stalled[0]):
+                    dst.write(data)
+                    await dst.drain()
+
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
+        for w in (writer, up_writer):
+            w.close()
+
+
+def test_a_watch_that_stalls_without_closing_is_caught_by_the_periodic_check_and_read_again(etcd3: EtcdCluster) -> None:
+    # Found by test_rejoin: a replica whose watch went silent (the test's forwarder lost its upstream
+    # half) kept the expired leader key in its cache and never promoted. Its lease renewals and
+    # member-key writes still worked, so nothing else told it.
+    from pgha.dcs.cache import WatchedCluster
+
+    async def scenario() -> None:
+        proxy = StallingProxy(etcd3.members[0].client_url)
+        cl, direct = EtcdClient([await proxy.start()]), client_for(etcd3)
+        cache = WatchedCluster(cl, "/s/", lambda keys: None)
+        runner = asyncio.create_task(cache.run(lambda: 2.0))
+        try:
+            await direct.put("/s/leader", "n1", 2)
+            await direct.put("/s/members/n1", "{}", 2)
+            for _ in range(50):
+                if cache.fresh_on(cl.endpoint) and "/s/leader" in cache._kvs:
+                    break
+                await asyncio.sleep(0.1)
+            assert await cache.current(0, 2.0, every=0.0)  # a live stream passes the check
+            proxy.stall_watches()
+            await direct.delete("/s/leader", 2)
+            await asyncio.sleep(0.5)
+            # the stall: the cache still shows the deleted key and still vouches for it
+            assert "/s/leader" in cache._kvs and cache.fresh_on(cl.endpoint)
+            assert await cache.current(0, 2.0, every=60.0)  # the check is not due yet
+            assert not await cache.current(0, 2.0, every=0.0)
+            assert not cache.fresh_on(cl.endpoint)
+            for _ in range(50):
+                if cache.fresh_on(cl.endpoint):
+                    break
+                await asyncio.sleep(0.1)
+            assert "/s/leader" not in cache._kvs and await cache.current(0, 2.0, every=0.0)
+        finally:
+            runner.cancel()
+            await cl.close()
+            await direct.close()
 
     asyncio.run(scenario())
 

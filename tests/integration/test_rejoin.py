@@ -7,6 +7,7 @@ from it, as a cascading standby): the partition lab's cut from etcd and replicas
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable
@@ -68,6 +69,9 @@ class EtcdLink:
             except OSError:
                 client.close()
                 continue
+            # Blocking from here on: a timeout on an idle watch closed the upstream half alone (a
+            # close does not wake the thread blocked on the client half), and the watch went silent.
+            upstream.settimeout(None)
             with self.lock:
                 self.conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
@@ -81,10 +85,9 @@ class EtcdLink:
         except OSError:
             pass
         for s in (src, dst):
-            try:
-                s.close()
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)  # wakes the other pump, and the peer sees the close
+            s.close()
 
 
 def start_behind_links(c: LocalCluster) -> dict[str, EtcdLink]:
@@ -97,15 +100,22 @@ def start_behind_links(c: LocalCluster) -> dict[str, EtcdLink]:
     return links
 
 
-def cut_until_replaced(c: LocalCluster, links: dict[str, EtcdLink], old: Node) -> Node:
+def cut_until_replaced(c: LocalCluster, links: dict[str, EtcdLink], old: Node, kill: bool = False) -> Node:
+    """``kill``: its Postgres dies too, right after the cut (the agent, without etcd, leaves it down)."""
     logged = len(old.log_text())
     links[old.name].cut()
+    if kill:
+        old.kill_postgres(tree=True)
     new = wait_for("another node promoted", lambda: next((n for n in c.nodes if n is not old
                                                         and n.health("/primary") == 200), None), 60)
     assert old.health("/primary") != 200
     links[old.name].heal()
     wait_for(f"{old.name} streaming from {new.name}", lambda: old.health("/replica") == 200, 60)
-    assert "demoting" in old.log_text()[logged:], "the old primary was meant to demote while running"
+    log = old.log_text()[logged:]
+    if kill:
+        assert "demoting" not in log and f"starting as a replica of {new.name}" in log, log[-3000:]
+    else:
+        assert "demoting" in log, "the old primary was meant to demote while running"
     return new
 
 
@@ -123,5 +133,21 @@ def test_old_primary_cut_from_etcd_rejoins_without_a_rewind_when_its_wal_all_rea
     # its slot for the other node, made as primary, would hold its WAL for ever as a replica
     wait_for("the old primary's member slot dropped",
              lambda: sql(old.dsn(), "SELECT count(*) FROM pg_replication_slots")[0][0] == 0, 20)
+    sql(new.dsn(), "INSERT INTO feed VALUES (2)")
+    wait_for("the new primary's write on the old one", lambda: sql(old.dsn(), "SELECT count(*) FROM feed")[0][0] == 2, 30)
+
+
+def test_old_primary_whose_postgres_died_in_a_cut_starts_read_only_and_rejoins_without_a_rewind(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    # a stopped directory does not show where its WAL ends: it starts as the new leader's replica
+    # (crash recovery replays all of it first) and the running rule decides; Patroni does the same
+    c = make_cluster(nodes=2, dcs={**FAST, "heartbeat_interval": 0})
+    links = start_behind_links(c)
+    old = c.leader()
+    sql(old.dsn(), "CREATE TABLE feed (id int PRIMARY KEY); INSERT INTO feed VALUES (1)")
+    logged = len(old.log_text())
+    new = cut_until_replaced(c, links, old, kill=True)
+    log = old.log_text()[logged:]
+    assert "rejoined without a rewind" in log and "rewinding from" not in log, log[-3000:]
     sql(new.dsn(), "INSERT INTO feed VALUES (2)")
     wait_for("the new primary's write on the old one", lambda: sql(old.dsn(), "SELECT count(*) FROM feed")[0][0] == 2, 30)
