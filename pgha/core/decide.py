@@ -16,8 +16,8 @@ Rules, in the order they are checked:
 6. Postgres hung (alive, not answering): the leader kills it and restarts it in place, and
    releases the key if it is not back within ttl (``core.hung``); a hung replica is left alone.
    Postgres down: the leader restarts it in place (until ``primary_start_timeout``, or until a
-   start ends with the postmaster exiting: then it releases the key); others start
-   as replicas, after a rewind if their data may have diverged.
+   start ends with the postmaster exiting: then it releases the key); others start as replicas
+   (an old primary after a rewind, unless its timeline's recorded end lets it start to look).
 7. the leader promotes its standby (or resumes as primary on the same timeline when it was the
    last primary and nobody followed since), then publishes its position.
 8. a follower demotes if writable, rewinds if diverged (``core.timelines``), and follows the leader.
@@ -246,7 +246,7 @@ def _postgres_down(s: Snapshot) -> Decision:
         return Decision((StartPostgres(primary=timelines.was_last_primary(s), timeout=limit),),
                         "postgres is down on the leader: restarting it in place")
     if c.leader:
-        if pg.primary_on_timeline is not None:
+        if pg.primary_on_timeline is not None and not timelines.start_to_look(s):
             return Decision((_rewind(s, c.leader),), f"data may have diverged from leader {c.leader}: rewinding")
         return Decision((StartPostgres(primary=False, follow=c.leader),), f"starting as a replica of {c.leader}")
     return Decision((StartPostgres(primary=False),), "no leader: starting read-only")

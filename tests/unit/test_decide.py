@@ -545,6 +545,26 @@ def test_demoted_old_primary_whose_wal_ends_before_the_fork_follows_and_postgres
     assert kinds(snap(replace(following, streaming=True, lsn=4700), v)) == []
 
 
+def test_stopped_old_primary_starts_read_only_to_see_where_its_wal_ends_before_any_rewind() -> None:
+    # n2 led timeline 3; its Postgres was killed (or fenced) and n3 promoted at 4800. A stopped
+    # directory does not show where its WAL ends: it starts as n3's replica (crash recovery
+    # replays all of it first), and the rule above decides on what Postgres then reports
+    from pgha.core.cluster import HistoryEntry
+
+    v = replace(view(leader="n3", n3=Member("n3", role="primary", timeline=4)),
+                history=(HistoryEntry(3, 4800, "failover", "t", "n3"),))
+    stopped = PgState(data_dir_empty=False, timeline=3, primary_on_timeline=3, down_since=95.0)
+    assert decide(snap(stopped, v)).actions == (a.StartPostgres(primary=False, follow="n3"),)
+    up = replace(REPLICA, following="n3", streaming=False, timeline=3, primary_on_timeline=3)
+    assert decide(snap(replace(up, lsn=4801, replayed_lsn=4801), v)).actions == (a.Rewind("n3", leader_timeline=4),)
+    assert kinds(snap(replace(up, lsn=4800, replayed_lsn=4800), v)) == []  # Postgres tries n3's timeline
+    # no recorded end of timeline 3, or a start that already failed since it went down: pg_rewind
+    assert kinds(snap(stopped, replace(v, history=()))) == [a.Rewind]
+    assert kinds(snap(replace(stopped, start_failed_at=96.0), v)) == [a.Rewind]
+    # a failure before this stop does not count
+    assert kinds(snap(replace(stopped, start_failed_at=90.0), v)) == [a.StartPostgres]
+
+
 def test_replica_not_yet_streaming_from_its_leader_looks_again_within_a_second() -> None:
     starting = replace(REPLICA, streaming=False, last_streaming_at=None)
     assert decide(snap(starting, view())).recheck == 1.0
