@@ -179,8 +179,8 @@ class Executor:
                 await self.postgres.query("SELECT pg_reload_conf()")
                 log.info("now following %s", act.leader)
                 return Result(applied_parameters=params, wake=True)  # streams within ms: judge it now
-            case a.CopySlots():
-                await slots.copy(self.postgres.query, dict(act.positions), act.drop)
+            case a.TendReplicaSlots():
+                await slots.tend(self.postgres.query, dict(act.positions), act.drop)
                 await slots.advance_logical(self.postgres.query, self._query_in(s), act.logical)
                 return Result()
             case a.CopyLogicalSlots():

@@ -29,7 +29,7 @@ from pgha.api.server import ApiContext, ApiServer
 from pgha.config.model import LocalConfig
 from pgha.core import lease as lease_rule
 from pgha.core import report as node_report
-from pgha.core.cluster import ClusterView
+from pgha.core import wake as wake_rule
 from pgha.core.jobs import Busy, Job
 from pgha.dcs.cache import WatchedCluster
 from pgha.log import Repeats
@@ -40,11 +40,6 @@ from pgha.postgres import guc, walreceiver
 from pgha.postgres.controller import PostgresController
 
 log = logging.getLogger("pgha")
-
-# Keys whose change must wake the loop at once. ``history`` (once per promotion) holds the new
-# timeline's fork: a replica that received WAL past it learns at once that it must be rewound,
-# not a loop_wait later (an extra 2.2 s to the first write in strict mode in one matrix run).
-_URGENT = frozenset({"leader", "config", "initialize", "failover", "history"})
 
 # A primary that stops keeps its REST API up this long, answering 503, before it exits: a load
 # balancer then marks it down on a refusal (HAProxy's checks in configs/haproxy.cfg: 500 ms apart,
@@ -58,13 +53,6 @@ def make_client(local: LocalConfig) -> EtcdClient:
     etcd = local.etcd
     return EtcdClient(etcd.urls(), cacert=etcd.cacert, cert=etcd.cert, key=etcd.key,
                       username=etcd.username, password=etcd.password)
-
-
-def member_appeared(view: ClusterView, name: str, keys: set[str]) -> bool:
-    """On the leader ``name``, a member key it has not seen (an old primary back after a cut, a
-    new node): its slot is made at once, not a loop_wait later while that standby retries."""
-    return view.leader == name and any(k.startswith("members/") and k[len("members/"):] not in view.members
-                                       for k in keys)
 
 
 class Agent:
@@ -122,7 +110,7 @@ class Agent:
         self.wake()
 
     def _changed(self, keys: set[str]) -> None:
-        if keys & _URGENT or member_appeared(self.loop.state.view, self.local.name, keys):
+        if wake_rule.wakes(self.loop.state.view, self.local.name, keys):
             self.wake()
 
     # -- the read model ----------------------------------------------------------------

@@ -202,9 +202,10 @@ class CopyLogicalSlots(Action):
 
 
 @dataclass(frozen=True)
-class CopySlots(Action):
-    """As replica: keep a copy of each permanent physical slot, advanced to the primary's
-    position for it (``positions``: name and LSN pairs from ``status``); drop ``drop``."""
+class TendReplicaSlots(Action):
+    """As replica, tend this node's slots: keep a copy of each permanent physical slot, advanced
+    to the primary's position for it (``positions``: name and LSN pairs from ``status``), advance
+    the logical copies, and drop ``drop``."""
 
     positions: tuple[tuple[str, int], ...]
     logical: tuple[tuple[str, str, int], ...] = ()  # existing logical copies to advance: name, database, LSN

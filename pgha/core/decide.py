@@ -54,7 +54,6 @@ from pgha.core.actions import (
     ClearFailover,
     CloneFrom,
     CopyLogicalSlots,
-    CopySlots,
     Decision,
     Demote,
     Exit,
@@ -75,6 +74,7 @@ from pgha.core.actions import (
     StartPostgres,
     StopPostgres,
     TakeOverLeaderKey,
+    TendReplicaSlots,
 )
 from pgha.core.cluster import FailoverRequest
 from pgha.core.snapshot import Snapshot
@@ -327,7 +327,7 @@ def _as_follower(s: Snapshot, leader: str) -> Decision:
         return Decision((CopyLogicalSlots(leader, plan.copy),), f"copying logical slot(s) {', '.join(plan.copy)} "
                                                                 f"from {leader}: restarting postgres once")
     if plan.physical or plan.logical or plan.drop:
-        return Decision((CopySlots(plan.physical, plan.logical, plan.drop),), f"replica of {leader}{via}")
+        return Decision((TendReplicaSlots(plan.physical, plan.logical, plan.drop),), f"replica of {leader}{via}")
     return _wait(f"replica of {leader}{via}")
 
 

@@ -44,6 +44,8 @@ SELECT pg_is_in_recovery(),
                  'oldest_ready', (SELECT extract(epoch FROM min(modification)) FROM pg_ls_archive_statusdir()
                                    WHERE right(name, 6) = '.ready'))
           FROM pg_stat_archiver),
-       -- physical slots no walsender uses: on a replica, those left from its time as primary
-       (SELECT json_agg(slot_name) FROM pg_replication_slots WHERE slot_type = 'physical' AND NOT active)
+       -- physical slots no walsender uses: on a replica, those left from its time as primary (only
+       -- replicas use them, and CASE spares a primary the scan)
+       CASE WHEN pg_is_in_recovery() THEN
+         (SELECT json_agg(slot_name) FROM pg_replication_slots WHERE slot_type = 'physical' AND NOT active) END
 """

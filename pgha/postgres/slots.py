@@ -58,7 +58,7 @@ async def create_missing(query: Query, members: frozenset[str]) -> None:
         await query("SELECT pg_create_physical_replication_slot(%s, true)", (name,))
 
 
-async def copy(query: Query, positions: Mapping[str, int], drop: Sequence[str] = ()) -> None:
+async def tend(query: Query, positions: Mapping[str, int], drop: Sequence[str] = ()) -> None:
     """On a replica: create each permanent slot missing here and advance it to the primary's
     position (Postgres caps the move at what this standby has replayed); drop ``drop``, idle
     slots left from a time as primary, which would hold this replica's WAL for ever."""

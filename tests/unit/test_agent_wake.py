@@ -5,13 +5,14 @@ from __future__ import annotations
 
 
 def test_the_leader_wakes_when_a_member_key_appears_so_that_its_slot_is_made_at_once() -> None:
-    from pgha.agent.service import member_appeared
+    from pgha.core.wake import member_appeared, wakes
     from pgha.core.cluster import ClusterView, Member
 
     view = ClusterView(leader="n2", members={"n2": Member("n2"), "n3": Member("n3")})
     assert member_appeared(view, "n2", {"members/n1"})  # the old primary, back after a cut
     assert not member_appeared(view, "n2", {"members/n3", "status"})  # a known member's every-loop update
     assert not member_appeared(view, "n3", {"members/n1"})  # only the leader makes slots
+    assert wakes(view, "n3", {"history"}) and not wakes(view, "n3", {"members/n1", "status"})
 
 
 def test_the_watch_is_read_anew_when_a_renewal_succeeds_after_failures() -> None:

@@ -28,7 +28,7 @@ def test_leader_keeps_the_permanent_slots_beside_the_members_slots() -> None:
 def test_replica_keeps_copies_advanced_to_the_positions_the_leader_published() -> None:
     cfg = DynamicConfig.model_validate({**CFG.model_dump(), "slots": {"archiver": {}}})
     v = replace(view(n1=Member("n1")), status=LeaderStatus("n1", 3, 5000, {"archiver": 4200, "gone": 1}))
-    assert decide(snap(REPLICA, v, config=cfg)).actions == (a.CopySlots((("archiver", 4200),)),)
+    assert decide(snap(REPLICA, v, config=cfg)).actions == (a.TendReplicaSlots((("archiver", 4200),)),)
     assert decide(snap(REPLICA, v)).actions == ()  # no permanent slots configured: nothing to copy
 
 
@@ -39,8 +39,8 @@ def test_replica_drops_the_idle_member_slots_left_from_its_time_as_primary() -> 
                                         "ignore_slots": [{"name": "keep_me"}]})
     v = replace(view(n1=Member("n1")), status=LeaderStatus("n1", 3, 5000, {"archiver": 4200}))
     old = replace(REPLICA, idle_physical_slots=frozenset({"n2", "n3", "archiver", "keep_me"}))
-    assert decide(snap(old, v, config=cfg)).actions == (a.CopySlots((("archiver", 4200),), drop=("n2", "n3")),)
-    assert decide(snap(old, v)).actions == (a.CopySlots((), drop=("archiver", "keep_me", "n2", "n3")),)
+    assert decide(snap(old, v, config=cfg)).actions == (a.TendReplicaSlots((("archiver", 4200),), drop=("n2", "n3")),)
+    assert decide(snap(old, v)).actions == (a.TendReplicaSlots((), drop=("archiver", "keep_me", "n2", "n3")),)
 
 
 LOGICAL = DynamicConfig.model_validate({**CFG.model_dump(), "slots": {
@@ -68,7 +68,7 @@ def test_leader_keeps_the_logical_slots_too() -> None:
 
 def test_replica_copies_a_logical_slot_once_the_primary_has_it() -> None:
     unpublished = replace(view(n1=Member("n1")), status=LeaderStatus("n1", 3, 5000, {"archiver": 4200}))
-    assert decide(snap(REPLICA, unpublished, config=LOGICAL)).actions == (a.CopySlots((("archiver", 4200),)),)
+    assert decide(snap(REPLICA, unpublished, config=LOGICAL)).actions == (a.TendReplicaSlots((("archiver", 4200),)),)
     v = replace(view(n1=Member("n1")), status=LeaderStatus("n1", 3, 5000, {"archiver": 4200, "cdc": 4100}))
     assert decide(snap(REPLICA, v, config=LOGICAL)).actions == (a.CopyLogicalSlots("n1", ("cdc",)),)
 
@@ -77,9 +77,9 @@ def test_replica_advances_its_logical_copy_no_further_than_it_replayed() -> None
     v = replace(view(n1=Member("n1")), status=LeaderStatus("n1", 3, 5000, {"archiver": 4200, "cdc": 4900}))
     pg = replace(REPLICA, logical_slots={"cdc": 3000}, replayed_lsn=4500)
     assert decide(snap(pg, v, config=LOGICAL)).actions == (
-        a.CopySlots((("archiver", 4200),), logical=(("cdc", "app", 4500),)),)
+        a.TendReplicaSlots((("archiver", 4200),), logical=(("cdc", "app", 4500),)),)
     level = replace(pg, logical_slots={"cdc": 4500})
-    assert decide(snap(level, v, config=LOGICAL)).actions == (a.CopySlots((("archiver", 4200),)),)
+    assert decide(snap(level, v, config=LOGICAL)).actions == (a.TendReplicaSlots((("archiver", 4200),)),)
 
 
 def test_a_logical_copy_further_on_than_the_primary_is_copied_again() -> None:
