@@ -15,6 +15,16 @@ def test_a_client_acknowledged_on_an_older_timeline_after_a_newer_one_is_a_regre
     assert regressions(ops) == [(3, 1, 2)]
 
 
+def test_a_delayed_acknowledgement_of_a_write_run_before_the_fork_is_no_regression() -> None:
+    # found by the matrix (link down, sync): a commit acknowledged by the sync standby just before
+    # the link went down reached its client when the link came back, after the new primary's writes
+    held = Op(3, 0, "ok", (3,), 30.0, "10.0.0.1", 1, ran=1000.5)
+    newer = [Op(2, 0, "ok", (2,), 20.0, "10.0.0.2", 2, ran=1010.0), Op(4, 0, "ok", (4,), 31.0, "10.0.0.2", 2, ran=1021.0)]
+    assert regressions([*newer, held]) == []
+    ran_late = Op(3, 0, "ok", (3,), 30.0, "10.0.0.1", 1, ran=1015.0)  # the old primary ran it after the fork
+    assert regressions([*newer, ran_late]) == [(3, 1, 2)]
+
+
 def test_timelines_moving_forward_only_are_no_regression() -> None:
     assert regressions([ok(2, 2.0, 2), ok(1, 1.0, 1), ok(3, 3.0, 3)]) == []
 
