@@ -157,8 +157,11 @@ def health(r: NodeReport, now: float) -> NodeHealth:
     # A standby on an older timeline than the last primary's has not crossed the fork yet. One
     # whose WAL goes past the fork streams the old timeline from the new primary for a moment
     # before Postgres refuses the new one: it holds commits the cluster lost, and must not be
-    # routed reads (seen in CI: /replica 200 for a diverged replica just before its rewind).
-    crossed = r.pg.timeline >= r.view.status.timeline
+    # routed reads (seen in CI: /replica 200 for a diverged replica just before its rewind). The
+    # new primary claims ``status`` on its old timeline before it promotes, and records the fork
+    # in the history right after: a timeline the history says ended is not crossed either.
+    ended = max((h.timeline for h in r.view.history), default=0)
+    crossed = r.pg.timeline >= r.view.status.timeline and r.pg.timeline > ended
     return NodeHealth(
         holds_leader=holds_leader(r, now), pg_running=up, in_recovery=r.pg.in_recovery,
         streaming=up and r.pg.streaming and crossed, lag=lag(r), tags=r.tags, sync_standby=sync_standby(r),

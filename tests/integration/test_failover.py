@@ -94,7 +94,10 @@ def test_primary_node_killed_replica_takes_over_within_ttl_and_old_node_rejoins(
     wait_for("old node streaming from the new primary", lambda: old.health("/replica") == 200, 60)
     wait_for("write after failover on the old node", lambda: has_marker(old, "after"), 10)
     assert not writable(old)
-    assert "rewinding from" in old.log_text()
+    # it started as the new primary's replica first: its WAL ended before the fork (nothing was
+    # written after the marker, unless a heartbeat just before the kill), or it was rewound
+    log = old.log_text()
+    assert "rejoined without a rewind" in log or "rewinding from" in log, log[-3000:]
 
 
 def test_primary_agent_sigterm_hands_over_within_3s(make_cluster: Callable[..., LocalCluster]) -> None:

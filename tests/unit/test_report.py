@@ -92,3 +92,10 @@ def test_replica_streaming_an_older_timeline_than_the_last_primarys_is_not_route
     assert verdict("/replica", {}, report.health(on_old, now=50.0)) == 503
     assert verdict("/read-only", {}, report.health(on_old, now=50.0)) == 503
     assert verdict("/replica", {}, report.health(node("n3", REPLICA), now=50.0)) == 200
+    # found by CI: the new primary claims status on its old timeline before it promotes; the
+    # history it writes right after says that timeline ended
+    from pgha.core.cluster import HistoryEntry
+
+    claimed = replace(on_old.view, status=LeaderStatus("n2", 1, 1000), history=(HistoryEntry(1, 1000, "failover", "t", "n2"),))
+    assert verdict("/replica", {}, report.health(replace(on_old, view=claimed), now=50.0)) == 503
+    assert verdict("/replica", {}, report.health(replace(on_old, view=replace(claimed, history=())), now=50.0)) == 200
