@@ -229,7 +229,7 @@ def _postgres_down(s: Snapshot) -> Decision:
             return _wait("postgres down and the leader lease is about to expire")
         # A start that ended with the postmaster exiting (port taken, data directory unreadable)
         # fails again: only a start that takes long is waited for, as Patroni does.
-        exited = pg.down_since is not None and (pg.start_failed_at or -1.0) >= pg.down_since
+        exited = pg.start_failed_since_down
         if exited or pg.down_since is not None and s.now - pg.down_since > s.config.primary_start_timeout:
             why = "postgres exited while starting" if exited else "postgres did not start within primary_start_timeout"
             # a postmaster still in crash recovery would open for writes after the key is gone

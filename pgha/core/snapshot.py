@@ -51,6 +51,12 @@ class PgState:
     sessions: int = -1  # client sessions other than the agent's (-1: not known)
 
     @property
+    def start_failed_since_down(self) -> bool:
+        """A start since Postgres went down ended with the postmaster exiting."""
+        down, failed = self.down_since, self.start_failed_at
+        return down is not None and failed is not None and failed >= down
+
+    @property
     def writable(self) -> bool:
         return self.running and not self.in_recovery
 

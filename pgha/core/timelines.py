@@ -76,8 +76,7 @@ def start_to_look(s: Snapshot) -> bool:
     Patroni's 1 s). A start that failed since it went down goes straight to pg_rewind, which
     needs no start."""
     pg = s.pg
-    failed = pg.start_failed_at is not None and pg.down_since is not None and pg.start_failed_at >= pg.down_since
-    return not failed and any(h.timeline == pg.primary_on_timeline for h in s.cluster.history)
+    return not pg.start_failed_since_down and any(h.timeline == pg.primary_on_timeline for h in s.cluster.history)
 
 
 def switched_onto_newer(pg: PgState) -> bool:

@@ -64,9 +64,10 @@ class WatchedCluster:
         if time.monotonic() - self._checked_at < every:
             return True
         try:
-            keys, at = await self.client.get_prefix_revisions(self.prefix, deadline)
+            kvs, at = await self.client.get_prefix(self.prefix, deadline, keys_only=True)
         except e.DcsError:
             return False
+        keys = {kv.key: kv.mod_revision for kv in kvs}
         self._checked_at = time.monotonic()
         with contextlib.suppress(asyncio.TimeoutError):
             async with asyncio.timeout(DELIVERY):
@@ -74,8 +75,8 @@ class WatchedCluster:
                     self._advanced.clear()
                     await self._advanced.wait()
                 return self.endpoint is not None
-        missed = sorted(k[len(self.prefix):] for k in set(keys) ^ set(self._kvs) | {
-            k for k, r in keys.items() if k in self._kvs and self._kvs[k].mod_revision != r})
+        cached = self._revisions()
+        missed = sorted(k[len(self.prefix):] for k in keys.keys() | cached.keys() if keys.get(k) != cached.get(k))
         log.warning("watch: the stream from %s stalled without closing (it never delivered changes to %s "
                     "by revision %d): reading again", self.endpoint, ", ".join(missed), at)
         self.restart()

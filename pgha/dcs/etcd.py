@@ -229,17 +229,14 @@ class EtcdClient:
 
     # -- key/value -------------------------------------------------------------------------
 
-    async def get_prefix(self, prefix: str, deadline: float) -> tuple[list[KeyValue], int]:
-        """All keys under ``prefix`` and the store revision they were read at (one linearizable read)."""
-        data = await self.post("/v3/kv/range", {"key": b64(prefix), "range_end": prefix_end(prefix)}, deadline)
+    async def get_prefix(self, prefix: str, deadline: float, keys_only: bool = False) -> tuple[list[KeyValue], int]:
+        """All keys under ``prefix`` and the store revision they were read at (one linearizable
+        read); ``keys_only``: without their values."""
+        body: dict[str, Any] = {"key": b64(prefix), "range_end": prefix_end(prefix)}
+        if keys_only:
+            body["keys_only"] = True
+        data = await self.post("/v3/kv/range", body, deadline)
         return [_kv(kv) for kv in data.get("kvs", [])], int(data.get("header", {}).get("revision", 0))
-
-    async def get_prefix_revisions(self, prefix: str, deadline: float) -> tuple[dict[str, int], int]:
-        """Each key under ``prefix`` with its mod revision, without values, and the store revision."""
-        data = await self.post("/v3/kv/range", {"key": b64(prefix), "range_end": prefix_end(prefix), "keys_only": True},
-                               deadline)
-        kvs = (_kv(kv) for kv in data.get("kvs", []))
-        return {kv.key: kv.mod_revision for kv in kvs}, int(data.get("header", {}).get("revision", 0))
 
     async def get(self, key: str, deadline: float) -> KeyValue | None:
         data = await self.post("/v3/kv/range", {"key": b64(key)}, deadline)
