@@ -24,7 +24,7 @@ from pgha.config.model import LocalConfig
 from pgha.core.archive import ArchiveState
 from pgha.core.report import PgFacts
 from pgha.core.snapshot import PgState
-from pgha.postgres import bounded, conf, guc, installed, processes, promotion, roles, startup
+from pgha.postgres import bounded, conf, guc, installed, processes, promotion, roles, startup, walcut
 from pgha.postgres.memory import DiskState, Memory
 from pgha.postgres.probe import STATE_QUERY
 from pgha.postgres.runas import RunAs
@@ -376,6 +376,11 @@ class PostgresController:
         if "same timeline" in out and leader_timeline > (self.disk.primary_on_timeline or 0):
             return False
         log.info("pg_rewind: %s", out.strip().splitlines()[-1])
+        if "no rewind required" in out and (fork := walcut.diverged_at(out)):  # judged by its replay point only
+            size = int(await self._controldata("Bytes per WAL segment") or 16 << 20)
+            if cut := walcut.cut(self.data_dir / "pg_wal", fork[1], fork[0], size):
+                log.warning("no rewind required by our replay point: pg_wal cut at the fork %X/%X, so that no WAL "
+                            "received past it is replayed (%s)", fork[0] >> 32, fork[0] & 0xFFFFFFFF, ", ".join(cut))
         self.remember(primary_on_timeline=None, handover_lsn=None)
         self.rewound_onto = leader_timeline
         return True

@@ -127,3 +127,53 @@ def test_old_primary_whose_rewind_needs_wal_the_new_primary_removed_is_cloned_ag
     assert "pg_rewind: Done!" in log or "no rewind required" in log, "the rejoin was meant to rewind first"
     assert "the rewound data directory cannot open" in log and "re-cloning from" in log
     assert sql(old.dsn(), "SELECT count(*) FROM feed WHERE id >= 100")[0][0] == 101
+
+
+def test_replica_that_received_wal_past_the_fork_without_replaying_it_rejoins_without_that_wal(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    """pg_rewind judges a standby by its replay point, not by the WAL it received: a replica that
+    received the old primary's last writes but had not replayed them gets "no rewind required".
+    Started as it is, it replayed those writes from its own pg_wal (rows the new primary never
+    had, on a replica) and stopped streaming at the first record that did not link, until the
+    stall rule rewound it again a ttl later. Its pg_wal is now cut at the fork: one rewind, and
+    the rows never appear."""
+    c = make_cluster(dcs={**FAST, "heartbeat_interval": 0}, tags={"n3": {"nofailover": True}})
+    c.etcd.start()  # n1 alone first: the primary to lose; n3 the replica that may never take over
+    old, new, held = c.nodes
+    for n in c.nodes:
+        n.config["etcd"]["hosts"] = c.etcd.hosts
+    old.start()
+    wait_for(f"{old.name} primary", lambda: old.health("/primary") == 200, 60)
+    new.start()
+    held.start()
+    c.wait_healthy(90)
+    sql(old.dsn(), "CREATE TABLE feed (id int PRIMARY KEY)")
+    wait_for("the table on both replicas", lambda: all(
+        sql(n.dsn(), "SELECT to_regclass('feed') IS NOT NULL")[0][0] for n in (new, held)), 30)
+
+    # held receives everything from now on and replays nothing; new stops receiving.
+    sql(held.dsn(), "SELECT pg_wal_replay_pause()")
+    wait_for("replay paused", lambda: sql(held.dsn(), "SELECT pg_get_wal_replay_pause_state()")[0][0] == "paused", 10)
+    paused_at = sql(held.dsn(), "SELECT pg_last_wal_replay_lsn()")[0][0]
+    wait_for(f"{new.name} at least where {held.name} stopped replaying", lambda: sql(
+        new.dsn(), "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (paused_at,))[0][0], 10)
+    (sender,) = [pid for (pid,) in sql(old.dsn(), "SELECT pid FROM pg_stat_replication WHERE application_name = %s",
+                                       (new.name,))]
+    os.kill(sender, signal.SIGSTOP)
+    sql(old.dsn(), "INSERT INTO feed SELECT generate_series(1, 1000)")
+    end = sql(old.dsn(), "SELECT pg_current_wal_lsn()")[0][0]
+    wait_for(f"{held.name} received the writes {new.name} never will", lambda: sql(
+        held.dsn(), "SELECT pg_last_wal_receive_lsn() >= %s::pg_lsn", (end,))[0][0], 10)
+    old.signal_agent(signal.SIGKILL)
+    os.killpg(old.postmaster_pid() or 0, signal.SIGKILL)
+    os.kill(sender, signal.SIGKILL)
+
+    wait_for(f"{new.name} promoted", lambda: new.health("/primary") == 200, 60)
+    wait_for(f"{held.name} streaming from {new.name}", lambda: held.health("/replica") == 200, 60)
+    sql(new.dsn(), "INSERT INTO feed VALUES (-1)")
+    wait_for("the new primary's write on the replica", lambda: sql(
+        held.dsn(), "SELECT count(*) FROM feed WHERE id = -1")[0][0] == 1, 30)
+    assert sql(held.dsn(), "SELECT count(*) FROM feed")[0][0] == 1
+    log = held.log_text()
+    assert "no rewind required" in log and "pg_wal cut at the fork" in log, log[-3000:]
+    assert log.count("with pg_rewind") == 1, "rewound again: the first rejoin replayed WAL past the fork"
