@@ -5,6 +5,7 @@ pgBackRest) to its end holds every acknowledged write but exactly those."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -169,11 +170,19 @@ def test_replica_that_received_wal_past_the_fork_without_replaying_it_rejoins_wi
     os.kill(sender, signal.SIGKILL)
 
     wait_for(f"{new.name} promoted", lambda: new.health("/primary") == 200, 60)
-    wait_for(f"{held.name} streaming from {new.name}", lambda: held.health("/replica") == 200, 60)
+    seen: set[int] = set()  # what the replica served meanwhile (before the fix: the 1000 rows, for 6 s)
+
+    def rejoined() -> bool:
+        with contextlib.suppress(psycopg.Error):
+            seen.add(sql(held.dsn(), "SELECT count(*) FILTER (WHERE id > 0) FROM feed")[0][0])
+        return held.health("/replica") == 200
+
+    wait_for(f"{held.name} streaming from {new.name}", rejoined, 60, 0.1)
     sql(new.dsn(), "INSERT INTO feed VALUES (-1)")
     wait_for("the new primary's write on the replica", lambda: sql(
         held.dsn(), "SELECT count(*) FROM feed WHERE id = -1")[0][0] == 1, 30)
     assert sql(held.dsn(), "SELECT count(*) FROM feed")[0][0] == 1
+    assert seen == {0}, f"the replica served rows the new primary never had: {sorted(seen)}"
     log = held.log_text()
     assert "no rewind required" in log and "pg_wal cut at the fork" in log, log[-3000:]
     assert log.count("with pg_rewind") == 1, "rewound again: the first rejoin replayed WAL past the fork"
