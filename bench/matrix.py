@@ -113,6 +113,17 @@ def serving(lab: Any, node: Any) -> bool:
     return [n for n in lab.cluster.nodes if n.health("/primary") == 200] == [node]
 
 
+def stale_by(lab: Any, stale: list[Any]) -> dict[str, int]:
+    """Who served the stale reads: a node's name, and ``<name> as primary`` for one that was not in
+    recovery (an old primary on its own branch, the worse kind)."""
+    names = {f"{n.host}:{n.pg_port}": n.name for n in lab.cluster.nodes}
+    out: dict[str, int] = {}
+    for s in stale:
+        key = names.get(s.server, s.server) + ("" if s.in_recovery else " as primary")
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
 def rejoin(lab: Any, system: str, old: Any, logged: int, ended: float) -> tuple[float | None, str]:
     """Seconds from the end of the fault until the old primary served again (as replica or
     primary), and how: rewind, clone, restart (a plain restart as a replica), or none."""
@@ -175,7 +186,8 @@ def one(slot: Slot, scenario: Any) -> dict[str, Any]:
         "acknowledged": report.acknowledged, "lost": len(report.lost), "forks": len(report.forks),
         "late": len(report.late), "inflight": len(report.inflight), "delayed": len(report.delayed), "phantoms": len(report.phantoms),
         "regressions": len(regressions(rec.ops)), "reads": rec.reader.reads if rec.reader else 0,
-        "stale_reads": len(stale), "stale_max_s": round(max((s for _, s in stale), default=0.0), 1),
+        "stale_reads": len(stale), "stale_max_s": round(max((s.age for s in stale), default=0.0), 1),
+        "stale_by": stale_by(lab, stale),
         "write_gap_s": round(gap, 2),
         "first_write_s": None if first is None else round(first - fault.began, 2),
         "old_wrote_s": None if not newer else round(max(0.0, (old_last or fault.began) - fault.began), 2),

@@ -298,6 +298,17 @@ def regressions(ops: list[Op]) -> list[tuple[int, int, int]]:
     return out
 
 
+@dataclass(frozen=True)
+class Stale:
+    """A read that missed ``op``, acknowledged ``age`` seconds before, served by the Postgres at
+    ``server`` (its ``address:port``), in recovery or not (not: an old primary on its own branch)."""
+
+    op: int
+    age: float
+    server: str
+    in_recovery: bool
+
+
 class Reader(threading.Thread):
     """Reads through the read port what was acknowledged ``bound`` seconds or more before: a write
     missing there is a stale read (a replica serving reads that far behind, or on an old branch)."""
@@ -307,23 +318,24 @@ class Reader(threading.Thread):
         super().__init__(daemon=True)
         self.port, self.halt, self.ops, self.lock, self.bound = port, stop, ops, lock, bound
         self.reads = 0
-        self.stale: list[tuple[int, float]] = []  # (op id, seconds since it was acknowledged)
+        self.stale: list[Stale] = []
 
     def run(self) -> None:
         conn: psycopg.Connection | None = None
         while not self.halt.wait(0.02):
             edge = time.monotonic() - self.bound
             with self.lock:
-                op = next((o for o in reversed(self.ops[-300:]) if o.outcome == "ok" and o.at <= edge), None)
+                op = next((o for o in reversed(self.ops) if o.outcome == "ok" and o.at <= edge), None)
             try:
                 conn = conn or psycopg.connect(dsn(self.port), autocommit=True)
                 if op is None:
                     continue
-                row = conn.execute("SELECT v FROM reg WHERE k = %s", (op.key,)).fetchone()
+                row = conn.execute("SELECT (SELECT v FROM reg WHERE k = %s), "
+                                   "host(inet_server_addr()) || ':' || inet_server_port(), pg_is_in_recovery()", (op.key,)).fetchone()
             except psycopg.Error:
                 conn = None
                 time.sleep(0.05)
                 continue
             self.reads += 1
-            if row is None or op.id not in row[0]:
-                self.stale.append((op.id, time.monotonic() - op.at))
+            if row is not None and (row[0] is None or op.id not in row[0]):
+                self.stale.append(Stale(op.id, time.monotonic() - op.at, row[1] or "local", bool(row[2])))

@@ -21,7 +21,7 @@ import psycopg
 from pgha.testing import FAST, HAProxy, LocalCluster, Node, http_request, wait_for
 from pgha.testing.netlab import NetLab
 from pgha.testing.patroni import PatroniNode
-from tests.history import ROWS, Client, Op, Reader, Report, check
+from tests.history import ROWS, Client, Op, Reader, Report, Stale, check
 
 TTL = float(FAST["ttl"])
 VIP_SCRIPT = Path(__file__).parents[1] / "configs" / "callbacks" / "vip.sh"
@@ -154,10 +154,10 @@ class Recorder:
                          for i, n in enumerate(lab.cluster.nodes)]
         self.reader = Reader(lab.proxy.read_port, self.stop, self.ops, self.lock) if reader else None
 
-    def stale_reads(self, lost: list[int]) -> list[tuple[int, float]]:
+    def stale_reads(self, lost: list[int]) -> list[Stale]:
         """Stale reads of writes that survived (a lost write is missing everywhere, rightly)."""
         gone = set(lost)
-        return [s for s in (self.reader.stale if self.reader else []) if s[0] not in gone]
+        return [s for s in (self.reader.stale if self.reader else []) if s.op not in gone]
 
     def __enter__(self) -> Recorder:
         for w in [*self.workers, *([self.reader] if self.reader else [])]:

@@ -4,12 +4,14 @@ then a history check. Synchronous (strict) mode must lose nothing; no mode may f
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable
 
+import psycopg
 import pytest
 
-from pgha.testing import FAST, HAProxy, LocalCluster
-from tests.history import FAULTS, ROWS, Op, check, run
+from pgha.testing import FAST, HAProxy, LocalCluster, wait_for
+from tests.history import FAULTS, ROWS, Client, Op, Reader, check, run
 
 pytestmark = pytest.mark.slow
 
@@ -139,3 +141,37 @@ def test_synchronous_mode_loses_no_acknowledged_write_under_repeated_faults(
     assert report.lost == [], f"acknowledged writes lost: {report.lost[:20]}"
     assert report.forks == [], f"forked histories: {report.forks[:3]}"
     assert report.phantoms == [], f"failed writes that appeared: {report.phantoms[:20]}"
+
+
+def test_the_reader_counts_a_replica_serving_reads_behind_and_names_it(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    """The matrix's stale reads: through the read port, a write acknowledged over a second ago and
+    missing is counted, with the Postgres that served it and whether it was in recovery."""
+    c = make_cluster(nodes=2)
+    c.start()
+    primary = c.leader()
+    (replica,) = [n for n in c.nodes if n is not primary]
+    with psycopg.connect(primary.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE reg (k int PRIMARY KEY, v int[] NOT NULL DEFAULT '{}')")
+        conn.execute("INSERT INTO reg (k) SELECT g FROM generate_series(0, %s) g", (ROWS - 1,))
+    proxy = HAProxy(c.base, c.nodes)
+    proxy.start()
+    ops: list[Op] = []
+    lock, stop = threading.Lock(), threading.Event()
+    writer, reader = Client(1, proxy.write_port, stop, ops, lock), Reader(proxy.read_port, stop, ops, lock)
+    try:
+        writer.start()
+        reader.start()
+        wait_for("reads that find every write", lambda: reader.reads > 20, 20)
+        assert reader.stale == []
+        with psycopg.connect(replica.dsn(), autocommit=True) as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+            wait_for("stale reads", lambda: len(reader.stale) > 5, 20)
+            conn.execute("SELECT pg_wal_replay_resume()")
+    finally:
+        stop.set()
+        writer.join(5)
+        reader.join(5)
+        proxy.stop()
+    assert {(s.server, s.in_recovery) for s in reader.stale} == {(f"127.0.0.1:{replica.pg_port}", True)}
+    assert all(s.age >= 1.0 for s in reader.stale)
