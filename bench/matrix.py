@@ -124,6 +124,16 @@ def stale_by(lab: Any, stale: list[Any]) -> dict[str, int]:
     return out
 
 
+def old_primary_wrote(ok: list[Any], host: str, timeline: int, began: float, offset: float) -> float | None:
+    """Seconds from the fault (``began``, monotonic) to the last write the old primary at ``host``
+    ran on its ``timeline``: by when the server ran it (the host's wall clock, which ``offset``
+    maps onto the monotonic one), not when its client heard of it, which a link down can delay by
+    the whole fault."""
+    ran = [o.ran - offset if o.ran else o.at for o in ok if o.node == host and o.timeline == timeline]
+    last = max((t for t in ran if t >= began), default=None)
+    return None if last is None else last - began
+
+
 def rejoin(lab: Any, system: str, old: Any, logged: int, ended: float) -> tuple[float | None, str]:
     """Seconds from the end of the fault until the old primary served again (as replica or
     primary), and how: rewind, clone, restart (a plain restart as a replica), or none."""
@@ -180,8 +190,7 @@ def one(slot: Slot, scenario: Any) -> dict[str, Any]:
     last_before = max((t for t in acks if t < fault.began), default=fault.began)
     gap = max(b - a for a, b in zip([last_before, *after], [*after, recorded]))
     first = min((o.at for o in ok if o.timeline > before), default=None)
-    old_last = max((o.at for o in ok if o.node == fault.old.host and o.timeline == before and o.at >= fault.began),
-                   default=None)
+    old = old_primary_wrote(ok, fault.old.host, before, fault.began, time.time() - time.monotonic())
     return {
         "acknowledged": report.acknowledged, "lost": len(report.lost), "forks": len(report.forks),
         "late": len(report.late), "inflight": len(report.inflight), "delayed": len(report.delayed), "phantoms": len(report.phantoms),
@@ -190,7 +199,7 @@ def one(slot: Slot, scenario: Any) -> dict[str, Any]:
         "stale_by": stale_by(lab, stale),
         "write_gap_s": round(gap, 2),
         "first_write_s": None if first is None else round(first - fault.began, 2),
-        "old_wrote_s": None if not newer else round(max(0.0, (old_last or fault.began) - fault.began), 2),
+        "old_wrote_s": None if not newer else round(old or 0.0, 2),
         "rejoin_s": None if took is None else round(took, 1), "rejoin": method,
         "failovers": len(newer), "expect": mode_expect,
         "unwanted": fault.unwanted + (len(newer) if mode_expect == "no" else max(0, len(newer) - 1)),

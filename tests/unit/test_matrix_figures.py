@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.matrix import old_primary_wrote
 from bench.matrix_table import cell
 from tests.history import Op, regressions
 
@@ -34,3 +35,15 @@ def test_a_cell_gives_median_and_max_and_counts_the_runs_where_nothing_happened(
     assert cell([1, 2, 5]) == "2 / 5"
     assert cell([1.25, None, 3.5]) == "2.4 / 3.5 (1 never)"
     assert cell([None]) == "—"
+
+
+def test_the_old_primarys_last_write_is_timed_by_when_it_ran_not_by_a_delayed_acknowledgement() -> None:
+    # the link-down run: a commit the old primary ran 0.5 s into the fault reached its client 26.5 s in
+    offset = 1000.0  # wall = monotonic + 1000
+    delayed = Op(1, 0, "ok", (1,), 126.5, "10.0.0.1", 1, ran=1100.5)
+    ran_before = Op(2, 0, "ok", (2,), 99.0, "10.0.0.1", 1, ran=1099.0)
+    elsewhere = Op(3, 0, "ok", (3,), 110.0, "10.0.0.2", 2, ran=1110.0)
+    assert old_primary_wrote([delayed, ran_before, elsewhere], "10.0.0.1", 1, 100.0, offset) == 0.5
+    assert old_primary_wrote([ran_before, elsewhere], "10.0.0.1", 1, 100.0, offset) is None
+    unknown = Op(4, 0, "ok", (4,), 102.0, "10.0.0.1", 1)  # no server time: its acknowledgement
+    assert old_primary_wrote([unknown], "10.0.0.1", 1, 100.0, offset) == 2.0
