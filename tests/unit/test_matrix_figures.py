@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.matrix import old_primary_wrote
-from bench.matrix_table import cell
+from bench.matrix_table import UNMEASURED, cell
 from tests.history import Op, regressions
 
 
@@ -47,3 +47,9 @@ def test_the_old_primarys_last_write_is_timed_by_when_it_ran_not_by_a_delayed_ac
     assert old_primary_wrote([ran_before, elsewhere], "10.0.0.1", 1, 100.0, offset) is None
     unknown = Op(4, 0, "ok", (4,), 102.0, "10.0.0.1", 1)  # no server time: its acknowledgement
     assert old_primary_wrote([unknown], "10.0.0.1", 1, 100.0, offset) == 2.0
+
+
+def test_a_figure_some_runs_did_not_measure_is_given_over_the_others_and_says_so() -> None:
+    assert cell([UNMEASURED, UNMEASURED]) == "not measured"
+    assert cell([UNMEASURED, 3, 5, 4]) == "4 / 5 (3 of 4 runs)"
+    assert cell([UNMEASURED, 0]) == "0 (1 of 2 runs)"
