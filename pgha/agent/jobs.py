@@ -220,7 +220,10 @@ class PostgresJobs:
             log.warning("divergence ledger: could not record what the rewind discards: %s", exc)
 
     async def resume(self, s: Snapshot) -> Result:
-        await self.postgres.stop("fast")
+        # Writes are down until this returns, and the read-only server holds only WAL it wrote itself:
+        # an immediate stop loses nothing, where a clean one waits on every session and walsender
+        # (one to a replica behind a dead link, until wal_sender_timeout: a minute).
+        await self.postgres.stop("immediate")
         result = await self.start(s, True, None)
         log.info("resumed as primary on timeline %d", s.pg.timeline)
         return result

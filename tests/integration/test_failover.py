@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 
+import psycopg
 import pytest
 
 from pgha.testing import LocalCluster, Node, wait_for
@@ -35,6 +37,13 @@ def timeline(node: Node) -> int:
 def write_marker(node: Node, value: str) -> None:
     sql(node.dsn(), "CREATE TABLE IF NOT EXISTS marks (v text)")
     sql(node.dsn(), "INSERT INTO marks VALUES (%s)", (value,))
+
+
+def read_only(node: Node) -> bool:
+    try:
+        return sql(node.dsn(), "SELECT pg_is_in_recovery()")[0][0] is True
+    except Exception:  # noqa: BLE001 - down is not read-only yet
+        return False
 
 
 def has_marker(node: Node, value: str) -> bool:
@@ -163,6 +172,33 @@ def test_etcd_down_primary_turns_read_only_and_comes_back_on_the_same_timeline(m
     assert c.leader().name == primary.name
     assert timeline(primary) == tl
     assert not any(writable(n) for n in others(c, primary))
+
+
+def test_leader_back_from_an_etcd_outage_resumes_without_waiting_on_a_stuck_read_only_backend(
+        make_cluster: Callable[..., LocalCluster]) -> None:
+    """Resuming restarts the read-only server as a primary. A clean stop of it waits for every
+    backend and walsender (a replica behind a dead link holds one until wal_sender_timeout, 60 s);
+    the server only replays WAL it wrote itself, so an immediate stop loses nothing."""
+    c = make_cluster(nodes=1)
+    c.start()
+    primary = c.leader()
+    c.etcd.stop()
+    wait_for("primary restarted read-only", lambda: read_only(primary), TTL + 10, 0.1)
+    stuck = psycopg.connect(primary.dsn(), autocommit=True)
+    pid = int(stuck.execute("SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[index]
+    os.kill(pid, signal.SIGSTOP)  # a session that never answers a clean shutdown's SIGTERM
+    try:
+        c.etcd.start()
+        back = time.monotonic()
+        wait_for("the same node writable again", lambda: writable(primary), 90, 0.1)
+        assert time.monotonic() - back < 30, "the resume waited on the stuck backend"
+        assert c.leader().name == primary.name
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        stuck.close()
 
 
 def _make_lag(primary: Node, replica: Node) -> None:
