@@ -126,8 +126,10 @@ def test_restores_across_switchovers_and_a_failover_hold_every_acknowledged_writ
     status, b = get(first, "/backup")
     assert status == 200 and b["state"] == "done" and b["label"].endswith("F") and b["member"] != first.name, b
     assert b["standby"] is True
-    events = get(first, "/history?events=1")[1]
-    assert any(ev["kind"] == "backup" and ev["detail"]["label"] == b["label"] for ev in events), events
+    # /backup reads etcd; /history serves the view of the agent's last loop, a loop_wait later.
+    recorded = lambda: any(ev["kind"] == "backup" and ev["detail"]["label"] == b["label"]  # noqa: E731
+                           for ev in get(first, "/history?events=1")[1])
+    wait_for("the backup in the event history", recorded, 10)
     backed_up = time.time()
     refused = cli(first, "backup", "--type", "weekly")
     assert refused.returncode != 0
