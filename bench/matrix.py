@@ -134,6 +134,13 @@ def old_primary_wrote(ok: list[Any], host: str, timeline: int, began: float, off
     return None if last is None else last - began
 
 
+def unwanted(failovers: int, expect: str, forbidden: int, caused: int) -> int:
+    """Promotions beyond what the scenario allows (``expect``: "no" failover or "at most one"),
+    less the ones the run caused on purpose (``caused``), plus the ones the scenario saw
+    without a new timeline (``forbidden``)."""
+    return forbidden + max(0, failovers - caused - (expect != "no"))
+
+
 def rejoin(lab: Any, system: str, old: Any, logged: int, ended: float) -> tuple[float | None, str]:
     """Seconds from the end of the fault until the old primary served again (as replica or
     primary), and how: rewind, clone, restart (a plain restart as a replica), or none."""
@@ -202,7 +209,7 @@ def one(slot: Slot, scenario: Any) -> dict[str, Any]:
         "old_wrote_s": None if not newer else round(old or 0.0, 2),
         "rejoin_s": None if took is None else round(took, 1), "rejoin": method,
         "failovers": len(newer), "expect": mode_expect,
-        "unwanted": fault.unwanted + (len(newer) if mode_expect == "no" else max(0, len(newer) - 1)),
+        "unwanted": unwanted(len(newer), mode_expect, fault.unwanted, fault.caused),
         "note": fault.note,
     }
 

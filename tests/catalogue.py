@@ -34,6 +34,7 @@ class Fault:
     ended: float = 0.0  # when the injection ended (healed, or handed to the heal)
     note: str = ""  # what the run must say beside its figures (a missed window, a refusal)
     unwanted: int = 0  # a promotion the scenario forbids that the timelines alone do not show
+    caused: int = 0  # failovers the run caused on purpose beyond the one the scenario allows
 
 
 @dataclass(frozen=True)
@@ -370,6 +371,8 @@ def mid_switchover(inject: str) -> Callable[[Lab, Recorder], Fault]:
             return f
         if cand.health("/primary") == 200:
             f.note = "window missed: the candidate had taken over"
+            # Killing it now kills the new primary: the failover that follows is the one asked for.
+            f.caused = int(inject == "candidate killed")
         if inject == "candidate killed":
             kill_node(cand)
         elif inject == "old leader's agent killed":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.matrix import old_primary_wrote
+from bench.matrix import old_primary_wrote, unwanted
 from bench.matrix_table import UNMEASURED, cell
 from tests.history import Op, regressions
 
@@ -53,3 +53,12 @@ def test_a_figure_some_runs_did_not_measure_is_given_over_the_others_and_says_so
     assert cell([UNMEASURED, UNMEASURED]) == "not measured"
     assert cell([UNMEASURED, 3, 5, 4]) == "4 / 5 (3 of 4 runs)"
     assert cell([UNMEASURED, 0]) == "0 (1 of 2 runs)"
+
+
+def test_a_failover_the_run_caused_on_purpose_is_not_unwanted() -> None:
+    assert unwanted(1, "at most one", 0, 0) == 0
+    assert unwanted(2, "at most one", 0, 0) == 1
+    # The candidate had already taken over when the run killed it: the next failover was asked for.
+    assert unwanted(2, "at most one", 0, 1) == 0
+    assert unwanted(1, "no", 0, 0) == 1
+    assert unwanted(0, "no", 1, 0) == 1
