@@ -237,7 +237,9 @@ def test_a_primary_whose_postgres_exits_on_every_start_releases_the_key_at_once(
             (n for n in c.nodes if n is not old and writable(n)), None), FAST["ttl"] + 30)
         took = time.monotonic() - killed
         assert took < FAST["ttl"] + 10, f"the key went {took:.1f} s after the crash"
-        assert old.postmaster_pid() is None and "could not bind" in (old.data_dir.parent / "data.postgres.log").read_text()
+        # Not "no postmaster": by now the agent may be trying a read-only start (a postmaster.pid
+        # until the bind fails) or rewinding (pg_rewind's single-user postgres writes one too).
+        assert not writable(old) and "could not bind" in (old.data_dir.parent / "data.postgres.log").read_text()
         assert "postgres exited while starting: releasing the leader key" in old.log_text()
         assert new is c.leader()
     finally:
