@@ -135,7 +135,7 @@ def old_primary_wrote(ok: list[Any], host: str, timeline: int, began: float, off
 
 
 def unwanted(failovers: int, expect: str, forbidden: int, caused: int) -> int:
-    """Promotions beyond what the scenario allows (``expect``: "no" failover or "at most one"),
+    """Promotions beyond what the scenario allows (none when ``expect`` is "no", else one),
     less the ones the run caused on purpose (``caused``), plus the ones the scenario saw
     without a new timeline (``forbidden``)."""
     return forbidden + max(0, failovers - caused - (expect != "no"))

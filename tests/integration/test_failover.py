@@ -21,11 +21,16 @@ pytestmark = pytest.mark.slow
 TTL = 6
 
 
-def writable(node: Node) -> bool:
+def in_recovery(node: Node) -> bool | None:
+    """True read-only, False writable, None down."""
     try:
-        return sql(node.dsn(), "SELECT NOT pg_is_in_recovery()")[0][0] is True
-    except Exception:  # noqa: BLE001 - down counts as not writable
-        return False
+        return bool(sql(node.dsn(), "SELECT pg_is_in_recovery()")[0][0])
+    except Exception:  # noqa: BLE001 - down is neither
+        return None
+
+
+def writable(node: Node) -> bool:
+    return in_recovery(node) is False
 
 
 def timeline(node: Node) -> int:
@@ -37,13 +42,6 @@ def timeline(node: Node) -> int:
 def write_marker(node: Node, value: str) -> None:
     sql(node.dsn(), "CREATE TABLE IF NOT EXISTS marks (v text)")
     sql(node.dsn(), "INSERT INTO marks VALUES (%s)", (value,))
-
-
-def read_only(node: Node) -> bool:
-    try:
-        return sql(node.dsn(), "SELECT pg_is_in_recovery()")[0][0] is True
-    except Exception:  # noqa: BLE001 - down is not read-only yet
-        return False
 
 
 def has_marker(node: Node, value: str) -> bool:
@@ -183,7 +181,7 @@ def test_leader_back_from_an_etcd_outage_resumes_without_waiting_on_a_stuck_read
     c.start()
     primary = c.leader()
     c.etcd.stop()
-    wait_for("primary restarted read-only", lambda: read_only(primary), TTL + 10, 0.1)
+    wait_for("primary restarted read-only", lambda: in_recovery(primary) is True, TTL + 10, 0.1)
     stuck = psycopg.connect(primary.dsn(), autocommit=True)
     pid = int(stuck.execute("SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[index]
     os.kill(pid, signal.SIGSTOP)  # a session that never answers a clean shutdown's SIGTERM
