@@ -5,7 +5,7 @@ no endpoint failover; aetcd has no TLS and one endpoint. The gateway speaks plai
 which aiohttp handles with TLS, and failover is a loop over the endpoints.
 
 Contract: every call takes a deadline (seconds). Within it the call tries each endpoint in turn,
-starting with the one that last answered, and raises ``DcsError`` when none answered in time.
+starting with the one that last answered, asks no endpoint twice before it asked all, and raises ``DcsError`` when none answered in time.
 A call that reached etcd and got a definitive answer (a failed compare, a missing key) returns it;
 it is never retried on another endpoint.
 """
@@ -115,6 +115,14 @@ def delete_op(key: str, prefix: bool = False) -> dict[str, Any]:
     return {"request_delete_range": body}
 
 
+def next_endpoint(current: int, tried: set[int], n: int) -> int:
+    """The endpoint a request tries next in this round: the one that last answered any request
+    (another request may have found a live member meanwhile), else the next in order after it.
+    Never one this round tried already: a hung member that costs a request one share of its
+    deadline must not cost it a second before every other member was asked."""
+    return next(i for i in ((current + k) % n for k in range(n)) if i not in tried)
+
+
 class EtcdClient:
     def __init__(
         self,
@@ -204,21 +212,24 @@ class EtcdClient:
         end = time.monotonic() + deadline
         errors: list[str] = []
         n = len(self.urls)
-        attempt = 0
+        tried: set[int] = set()
         while True:
             remaining = end - time.monotonic()
             if remaining <= 0:
                 break
-            idx = (self._current + attempt) % n
+            if len(tried) == n:  # a round in which no endpoint answered: pause, then go again
+                tried.clear()
+                await asyncio.sleep(min(0.1, max(0.0, end - time.monotonic())))
+                continue
+            idx = next_endpoint(self._current, tried, n)
             # Give each endpoint a fair share of the deadline so one hung member cannot eat it all.
-            share = remaining if attempt % n == n - 1 else max(remaining / (n - attempt % n), 0.2)
+            left = n - len(tried)
+            share = remaining if left == 1 else max(remaining / left, 0.2)
+            tried.add(idx)
             try:
                 result = await self._post_once(self.urls[idx], path, body, min(share, remaining))
             except _Retry as exc:
                 errors.append(str(exc))
-                attempt += 1
-                if attempt % n == 0:
-                    await asyncio.sleep(min(0.1, max(0.0, end - time.monotonic())))
                 continue
             if idx != self._current:
                 log.info("etcd: switched to endpoint %s", self.urls[idx])

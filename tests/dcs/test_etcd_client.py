@@ -88,6 +88,36 @@ def test_hung_member_does_not_eat_the_whole_deadline(etcd3: EtcdCluster) -> None
     asyncio.run(scenario())
 
 
+def test_a_request_does_not_go_back_to_a_hung_member_when_another_request_switched_endpoint(
+        etcd3: EtcdCluster) -> None:
+    """The CI failure of a slow-member scenario: a lease renewal spent its first share on the
+    hung member, another request meanwhile switched the client to a live member, and the renewal's
+    next attempt, counted from the new endpoint, landed on the hung member again. Here the switch
+    is made while the renewal waits on the hung member, as a read that found member 2 would."""
+    async def scenario() -> None:
+        cl = client_for(etcd3)
+        asked: list[str] = []
+        post_once = cl._post_once
+
+        async def spy(url: str, path: str, body: dict[str, object], timeout: float) -> dict[str, object]:
+            asked.append(url)
+            if len(asked) == 1:
+                cl._current = 2  # what a concurrent request that found member 2 live leaves behind
+            return await post_once(url, path, body, timeout)
+
+        try:
+            lease = await cl.lease_grant(6, 2)
+            etcd3.kill(0, signal.SIGSTOP)
+            cl._post_once = spy  # type: ignore[method-assign]
+            assert await cl.lease_keepalive(lease, 2.0) == 6
+            assert asked == [etcd3.members[0].client_url, etcd3.members[2].client_url]
+        finally:
+            etcd3.kill(0, signal.SIGCONT)
+            await cl.close()
+
+    asyncio.run(scenario())
+
+
 def test_every_member_down_raises_dcs_error_within_the_deadline(etcd3: EtcdCluster) -> None:
     async def scenario() -> None:
         cl = client_for(etcd3)
