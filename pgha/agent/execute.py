@@ -188,8 +188,7 @@ class Executor:
             case a.PublishLeaderStatus():
                 return await self._publish_status(act, s)
             case a.ClearDivergence():
-                self.postgres.remember(primary_on_timeline=None, handover_lsn=None)
-                log.info("rejoined without a rewind: %s", act.reason)
+                await self.jobs.settle_rejoin(s, act.reason)
                 return Result(wake=True)
             case a.ReloadConfig():
                 return await self._reload(s, s.chosen_sync, act.reason)

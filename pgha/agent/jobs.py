@@ -19,7 +19,7 @@ from pgha.agent import divergence, methods
 from pgha.agent.lease import LeaseKeeper
 from pgha.config.model import LocalConfig
 from pgha.core import actions as a
-from pgha.core import parameters, standby
+from pgha.core import archive, parameters, standby
 from pgha.core.snapshot import Snapshot
 from pgha.dcs.store import ClusterStore
 from pgha.postgres import slots
@@ -82,9 +82,21 @@ class PostgresJobs:
             self.postgres.write_config(params, self.hba(s), None, standby.REMOTE, False)
         else:
             addr = member_addr(s, follow) if follow else None
+            # an old primary goes without the archive until its rejoin is settled (restore's why)
             self.postgres.write_config(params, self.hba(s), addr, follow if addr else None,
-                                       s.config.postgresql.use_slots and slot)
+                                       s.config.postgresql.use_slots and slot,
+                                       restore=self.postgres.disk.primary_on_timeline is None)
         return params
+
+    async def settle_rejoin(self, s: Snapshot, reason: str) -> None:
+        """An old primary rejoined without a rewind: forget that it led, and give it back the
+        archive's restore_command, which it started without (``configure``)."""
+        self.postgres.remember(primary_on_timeline=None, handover_lsn=None)
+        log.info("rejoined without a rewind: %s", reason)
+        if archive.parameters(s.config).get("restore_command"):
+            following = s.pg.following
+            self.configure(s, False, following, s.chosen_sync, slot=following == s.cluster.leader)
+            await self.postgres.query("SELECT pg_reload_conf()")
 
     async def start(self, s: Snapshot, primary: bool, follow: str | None, chosen_sync: str | None = None,
                     timeout: float | None = None) -> Result:

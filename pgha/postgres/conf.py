@@ -66,10 +66,20 @@ def _ci(v: Any) -> str:
 
 
 def render_postgresql_conf(local: PostgresqlConfig, dynamic_parameters: Mapping[str, Any],
-                           name: str, primary_conninfo: str | None, slot: str | None) -> str:
+                           name: str, primary_conninfo: str | None, slot: str | None,
+                           restore: bool = True) -> str:
+    """``restore``: with the archive's restore_command, if one is set. Without it for an old
+    primary starting as a standby, until its rejoin is settled: at start, Postgres adopts the
+    newest timeline whose history it can restore and checks that timeline's fork only against its
+    last checkpoint, not against the end of its WAL. With the new primary's history in the
+    archive, crash recovery would replay this node's own WAL past the fork (writes the new
+    primary never had), serve them, then stall. Without the archive it replays its WAL on its own
+    timeline, and Postgres refuses the new one if that forked before the replay point."""
     params: dict[str, Any] = dict(BASE_PARAMETERS)
     params.update(dynamic_parameters)
     params.update(local.parameters)
+    if not restore:
+        params.pop("restore_command", None)
     params["listen_addresses"] = local.listen_host
     params["port"] = local.listen_port
     params["cluster_name"] = name

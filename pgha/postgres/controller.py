@@ -217,15 +217,15 @@ class PostgresController:
 
     def write_config(self, parameters: dict[str, Any], hba: list[str] | None,
                      primary: tuple[str, int] | None, leader_name: str | None, use_slots: bool,
-                     slot: str | None = None) -> None:
-        """``slot``: the slot to stream through instead of our own (``use_slots``)."""
+                     slot: str | None = None, restore: bool = True) -> None:
+        """``slot``: stream through it instead of our own slot (``use_slots``); ``restore``: with restore_command."""
         ci = None
         if primary is not None:
             self._write_passfile()
             ci = conf.conninfo(primary[0], primary[1], self.settings.authentication.replication,
                                passfile=self.passfile, application_name=self.name)
         text = conf.render_postgresql_conf(self.settings, parameters, self.name, ci,
-                                           slot or (conf.slot_name(self.name) if use_slots else None))
+                                           slot or (conf.slot_name(self.name) if use_slots else None), restore)
         self.runas.write_file(self.data_dir / "postgresql.conf", text)
         self.runas.write_file(self.data_dir / "pg_hba.conf", conf.render_hba(hba))
         self.remember(following=leader_name)

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from pgha.testing import FAST, LocalCluster, wait_for
-from tests.backrest import STANZA, cli, require, restored_rows, shared  # noqa: F401 - shared is a fixture
+from tests.backrest import STANZA, archived, cli, require, restored_rows, shared  # noqa: F401 - shared is a fixture
 from tests.backrest import conf as backrest_conf
 from tests.backrest import run as pgbackrest
 from tests.conftest import sql
@@ -63,8 +63,18 @@ def test_divergence_ledger_counts_exactly_the_acknowledged_writes_an_async_failo
     lost = [i for i in acked if i not in present]
     assert lost, "the test meant to lose writes"
 
+    # As in production, where an old primary comes back minutes later: the new timeline's history
+    # is in the archive before it starts. Restored at its start, that history made Postgres replay
+    # the old primary's lost writes past the fork (CI: the agent took it for a clean rejoin).
+    wait_for("the new timeline's history archived", lambda: any(
+        name.startswith("00000002.history") for name in archived(conf)), 60)
+    pg_log = old.dir / "data.postgres.log"
+    logged = len(pg_log.read_text(errors="replace"))
     old.start()
     wait_for(f"{old.name} back as a replica", lambda: old.health("/replica") == 200, 90)
+    first_start = pg_log.read_text(errors="replace")[logged:].split("database system is shut down")[0]
+    assert 'restored log file "00000002.history"' not in first_start, first_start[-3000:]
+    assert "rewinding from" in old.log_text()
 
     def recorded() -> dict[str, Any] | None:
         out = subprocess.run([sys.executable, "-m", "pgha", "divergence", "-f", "json", "-c", str(new.config_path)],

@@ -172,6 +172,9 @@ def test_restores_across_switchovers_and_a_failover_hold_every_acknowledged_writ
         writer.join(10)
     leader = c.leader()
     c.wait_healthy(90)
+    # an old primary starts without the archive until its rejoin settles, then gets it back
+    wait_for("restore_command on every member", lambda: all(
+        sql(n.dsn(), "SHOW restore_command")[0][0] for n in c.nodes), 30)
     pgbackrest(conf, leader, "check")  # the last segment switched and archived
     acked = writer.acked
     ids_sent_after = {w.id: w.sent for w in acked}
